@@ -1,0 +1,32 @@
+"""geoapp: an image-geolocation workbench.
+
+Public API::
+
+    from geoapp import Geolocator, parse_region
+    locator = Geolocator.load()                 # GeoCLIP with pretrained weights
+    result = locator.predict("photo.jpg", top_k=5, region="FR", tencrop=False)
+    result.candidates[0].lat, result.candidates[0].place, result.to_dict()
+
+Imports are lazy so that ``import geoapp`` stays cheap (no torch until a model is needed).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["Geolocator", "Prediction", "Candidate", "parse_region", "Region", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Geolocator":
+        from geoapp.predict import Geolocator
+
+        return Geolocator
+    if name in ("Prediction", "Candidate"):
+        from geoapp import prediction
+
+        return getattr(prediction, name)
+    if name in ("parse_region", "Region"):
+        from geoapp.geo import regions
+
+        return getattr(regions, name)
+    raise AttributeError(f"module 'geoapp' has no attribute {name!r}")

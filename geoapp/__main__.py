@@ -1,0 +1,8 @@
+"""``python -m geoapp``: see :mod:`geoapp.cli`."""
+
+import sys
+
+from geoapp.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

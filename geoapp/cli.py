@@ -1,0 +1,211 @@
+"""Command line: ``python -m geoapp predict|weights ...``.
+
+Heavy imports (torch, open_clip) happen inside the commands that need them, so that
+``weights status`` and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict where photos were taken",
+                       description="Predict where photos were taken. PATHs are files, folders (searched "
+                                   "recursively for images) or glob patterns. Every input gets a record.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--top-k", type=int, default=5, help="distinct candidate places per image (default 5)")
+    p.add_argument("--region", default=None,
+                   help='restrict the search: country ("FR", "France"), continent ("Europe"), '
+                        '"circle:LAT,LON,KM", "bbox:SOUTH,WEST,NORTH,EAST", or a GeoJSON file')
+    p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
+    p.add_argument("--model", default="geoclip", help="model family (default geoclip)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    p.add_argument("--backbone-weights", default=None,
+                   help='"random" for a test run with random backbone weights (results meaningless, flagged), '
+                        "or an open_clip checkpoint path; default: the OpenAI CLIP weights from the local cache")
+    p.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tiny-test for the test suite
+    p.add_argument("--gallery", default=None, help="CSV of candidate GPS points (LAT,LON); default: GeoCLIP's 100K")
+    p.add_argument("--merge-km", type=float, default=None,
+                   help="merge candidates closer than this (default 25 km; finer inside small regions)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--format", choices=("json", "csv", "geojson"), default="json")
+    p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
+    p.add_argument("--surface", action="store_true", help="include the probability surface in JSON output")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
+    p.set_defaults(handler=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from geoapp import formats
+    from geoapp.geo.regions import parse_region
+    from geoapp.imaging import iter_image_paths
+    from geoapp.predict import Geolocator
+
+    paths = iter_image_paths(args.paths)
+    if not paths:
+        print("error: no input files", file=sys.stderr)
+        return EXIT_USAGE
+    region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
+    if not 1 <= args.top_k <= 1000:
+        raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
+    print(f"Loading {args.model} ({'RANDOM backbone weights' if args.backbone_weights == 'random' else 'pretrained'})...",
+          file=sys.stderr)
+    locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
+                              backbone=args.backbone, gallery=args.gallery)
+    if locator.random_weights:
+        print("WARNING: random weights — predictions are meaningless (test mode).", file=sys.stderr)
+    with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
+        predictions = locator.predict_batch([str(p) for p in paths], top_k=args.top_k, region=region,
+                                            tencrop=args.tencrop, merge_km=args.merge_km,
+                                            batch_size=max(1, args.batch_size), progress=bar.update)
+    text = formats.to_json(predictions, include_surface=args.surface) if args.format == "json" \
+        else formats.WRITERS[args.format](predictions)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    failed = [p for p in predictions if not p.ok]
+    print(f"{len(predictions)} inputs: {len(predictions) - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
+    for p in failed:
+        print(f"  {p.error}", file=sys.stderr)
+    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+
+
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="show or fetch pretrained weights")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    s = wsub.add_parser("status", help="what is present, where, sizes and checksums (offline)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-checksums", action="store_true", help="skip hashing (the backbone is 1.7 GB)")
+    s.add_argument("--weights-dir", default=None, help="extra folder to look in (or $GEOAPP_WEIGHTS_DIR)")
+    s.set_defaults(handler=_cmd_weights_status)
+    d = wsub.add_parser("download", help="fetch missing weights (needs internet)")
+    d.add_argument("--weights-dir", default=None,
+                   help="download here instead of the standard Hugging Face cache (or $GEOAPP_WEIGHTS_DIR)")
+    d.set_defaults(handler=_cmd_weights_download)
+
+
+def _settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from geoapp.settings import get_settings
+
+    settings = get_settings()
+    if getattr(args, "weights_dir", None):
+        settings = replace(settings, weights_dir=Path(args.weights_dir).expanduser())
+    return settings
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _cmd_weights_status(args: argparse.Namespace) -> int:
+    from geoapp.models import weights
+
+    settings = _settings(args)
+    rows = weights.status(checksums=not args.no_checksums, settings=settings)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return EXIT_OK
+    for row in rows:
+        mark = "OK     " if row.present else "MISSING"
+        if row.checksum_ok is False:
+            mark = "BAD SUM"
+        print(f"[{mark}] {row.weight.description}")
+        print(f"          file: {row.weight.filename}   source: {row.weight.origin}   licence: {row.weight.licence}")
+        if row.present:
+            check = {True: "matches the published digest", False: "DOES NOT MATCH the published digest",
+                     None: "no published digest to compare"}[row.checksum_ok]
+            print(f"          path: {row.path}")
+            print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
+                  + (f" ({check})" if row.sha256 else ""))
+        else:
+            print(f"          to fix: {row.weight.fix_hint()}")
+    missing = [r for r in rows if not r.present]
+    print()
+    if missing:
+        print(f"{len(missing)} file(s) missing. Predictions with real weights need them all; meanwhile "
+              "`--backbone-weights random` runs the full pipeline with random backbone weights (flagged, meaningless).")
+        print(f"Fetch the backbone with: python -m geoapp weights download"
+              + (f" --weights-dir {settings.weights_dir}" if settings.weights_dir else ""))
+    else:
+        print("All weights present.")
+    print(f"Location-embedding cache: {settings.embeddings_dir} "
+          "(filled on the first prediction with each gallery; delete it any time)")
+    return EXIT_OK
+
+
+def _reachable(url: str, timeout: float = 5.0) -> str | None:
+    """None if a TCP connection to the URL's host opens within ``timeout``; else the reason."""
+    host = urlparse(url).hostname or url
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"{host}: {error}"
+
+
+def _cmd_weights_download(args: argparse.Namespace) -> int:
+    import os
+
+    from geoapp.models import weights
+
+    settings = _settings(args)
+    missing_pip = [w for w in weights.GEOCLIP_FILES if weights.find(w, settings) is None]
+    for w in missing_pip:
+        print(f"MISSING {w.filename}: {w.fix_hint()}", file=sys.stderr)
+    target = weights.CLIP_VIT_L14_OPENAI
+    if weights.find(target, settings) is not None:
+        print(f"Already present: {target.description} at {weights.find(target, settings)}")
+        return EXIT_FAILED if missing_pip else EXIT_OK
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    reason = None if os.environ.get("HF_HUB_OFFLINE") not in ("1", "true", "TRUE") else "HF_HUB_OFFLINE is set"
+    reason = reason or _reachable(endpoint)
+    if reason:
+        print(f"Cannot download {target.filename} ({target.description}): no connection ({reason}).\n"
+              f"On a machine with internet run `python -m geoapp weights download --weights-dir DIR`, then copy DIR "
+              f"here and set GEOAPP_WEIGHTS_DIR=DIR (or pass --weights-dir).", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Downloading {target.description} from {target.origin} ...", file=sys.stderr)
+    path = weights.download(target, settings)
+    print(f"Saved {path}")
+    return EXIT_FAILED if missing_pip else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m geoapp", description="geoapp: image geolocation workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    _add_weights(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad regions, unknown models, missing weights: one readable line, no traceback.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

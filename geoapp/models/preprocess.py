@@ -1,0 +1,44 @@
+"""Image -> normalised pixel tensors for CLIP backbones: single centre crop or TenCrop.
+
+Single crop follows CLIP's own preprocessing (bicubic resize of the shorter side to 224,
+centre crop, OpenAI mean/std). TenCrop, used for the GeoCLIP paper's evaluation, resizes
+the shorter side to 256 and takes the four corner crops, the centre crop and their
+horizontal flips (the standard torchvision ``TenCrop``); their logits are averaged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from geoapp.models.backbones import PreprocessConfig
+
+_INTERPOLATION = {
+    "bicubic": TF.InterpolationMode.BICUBIC,
+    "bilinear": TF.InterpolationMode.BILINEAR,
+}
+
+
+def _normalise(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    tensor = TF.pil_to_tensor(image).float().div_(255.0)
+    return TF.normalize(tensor, cfg.mean, cfg.std)
+
+
+def centre_crop_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    """[1, 3, S, S] tensor of the centre crop."""
+    resized = TF.resize(image.convert("RGB"), cfg.image_size, interpolation=_INTERPOLATION[cfg.interpolation])
+    cropped = TF.center_crop(resized, cfg.image_size)
+    return _normalise(cropped, cfg).unsqueeze(0)
+
+
+def ten_crop_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    """[10, 3, S, S] tensor: 5 crops (4 corners + centre) and their horizontal flips."""
+    resized = TF.resize(image.convert("RGB"), cfg.tencrop_resize, interpolation=_INTERPOLATION[cfg.interpolation])
+    crops = TF.ten_crop(resized, cfg.image_size)
+    return torch.stack([_normalise(crop, cfg) for crop in crops])
+
+
+def decode_side(cfg: PreprocessConfig, tencrop: bool) -> int:
+    """Smallest image side the decoder must keep (JPEG draft decoding may go down to it)."""
+    return cfg.tencrop_resize if tencrop else cfg.image_size

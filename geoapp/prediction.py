@@ -1,0 +1,197 @@
+"""Prediction results analysts can use: distinct candidate places with names and evidence.
+
+Torch-free: it turns (candidate coordinates, probabilities) into a :class:`Prediction`.
+Near-duplicate candidates (points of the same place in the gallery) are merged greedily:
+in order of probability, a point within ``merge_km`` of an already-kept candidate adds its
+probability to that candidate instead of becoming a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geoapp.geo.distance import haversine_km
+
+MASS_RADII_KM = (25, 200, 750)
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM WEIGHTS: this result comes from a model with random (untrained) weights; "
+    "it is for testing only and says nothing about where the photo was taken."
+)
+
+
+@dataclass
+class Candidate:
+    """One distinct candidate place."""
+
+    rank: int
+    lat: float
+    lon: float
+    probability: float  # summed over the merged near-duplicate points
+    distance_to_top_km: float
+    merged_points: int
+    place: object | None = None  # geoapp.geo.places.Place
+
+    @property
+    def place_label(self) -> str:
+        return getattr(self.place, "label", "") if self.place is not None else ""
+
+    @property
+    def country_code(self) -> str:
+        return getattr(self.place, "country_code", "") if self.place is not None else ""
+
+    def to_dict(self) -> dict:
+        place = self.place.to_dict() if hasattr(self.place, "to_dict") else None
+        return {
+            "rank": self.rank,
+            "lat": round(self.lat, 6),
+            "lon": round(self.lon, 6),
+            "probability": self.probability,
+            "distance_to_top_km": round(self.distance_to_top_km, 3),
+            "merged_points": self.merged_points,
+            "place": self.place_label,
+            "country_code": self.country_code,
+            "place_details": place,
+        }
+
+
+@dataclass
+class ProbabilitySurface:
+    """Probabilities over every scored candidate point (for heatmaps)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    probability: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.probability.shape[0])
+
+    def top(self, max_points: int = 5000, mass: float = 0.999) -> "ProbabilitySurface":
+        """The most probable points holding ``mass`` of the probability, at most ``max_points``."""
+        order = np.argsort(-self.probability)
+        cumulative = np.cumsum(self.probability[order])
+        keep = min(max_points, int(np.searchsorted(cumulative, mass)) + 1, len(order))
+        idx = order[:keep]
+        return ProbabilitySurface(self.lat[idx], self.lon[idx], self.probability[idx])
+
+    def to_dict(self, max_points: int = 5000) -> dict:
+        top = self.top(max_points)
+        return {
+            "points": len(self),
+            "returned": len(top),
+            "lat": np.round(top.lat, 5).tolist(),
+            "lon": np.round(top.lon, 5).tolist(),
+            "probability": top.probability.tolist(),
+        }
+
+
+@dataclass
+class Prediction:
+    """The result for one image (or the error that prevented one)."""
+
+    source: str
+    candidates: list[Candidate] = field(default_factory=list)
+    mass_within_km: dict[int, float] = field(default_factory=dict)
+    surface: ProbabilitySurface | None = None
+    model: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    image: dict = field(default_factory=dict)
+    region: object | None = None  # geoapp.geo.regions.Region
+    warnings: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.model.get("random_weights"))
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_dict(self, include_surface: bool = False, surface_max_points: int = 5000) -> dict:
+        data = {
+            "source": self.source,
+            "ok": self.ok,
+            "error": self.error,
+            "random_weights": self.random_weights,
+            "warnings": list(self.warnings),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "mass_within_km": {str(k): v for k, v in self.mass_within_km.items()},
+            "model": dict(self.model),
+            "parameters": dict(self.parameters),
+            "image": dict(self.image),
+            "region": self.region.to_geojson() if self.region is not None and hasattr(self.region, "to_geojson") else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+        if include_surface and self.surface is not None:
+            data["surface"] = self.surface.to_dict(surface_max_points)
+        return data
+
+
+def merge_candidates(lat: np.ndarray, lon: np.ndarray, prob: np.ndarray, top_k: int, merge_km: float,
+                     pool_size: int | None = None) -> list[tuple[float, float, float, int]]:
+    """Greedy merge of near-duplicates; returns up to ``top_k`` (lat, lon, summed probability, count).
+
+    Only the ``pool_size`` most probable points are considered (the rest carry negligible
+    mass); each kept candidate sits on its most probable point.
+    """
+    if prob.size == 0:
+        return []
+    pool_size = pool_size or max(2000, 100 * top_k)
+    order = np.argsort(-prob)[:pool_size]
+    max_kept = max(4 * top_k, top_k + 20)
+    kept_lat: list[float] = []
+    kept_lon: list[float] = []
+    kept_prob: list[float] = []
+    kept_count: list[int] = []
+    for i in order:
+        if kept_lat and merge_km > 0:
+            d = haversine_km(lat[i], lon[i], np.asarray(kept_lat), np.asarray(kept_lon))
+            nearest = int(np.argmin(d))
+            if d[nearest] <= merge_km:
+                kept_prob[nearest] += float(prob[i])
+                kept_count[nearest] += 1
+                continue
+        if len(kept_lat) < max_kept:
+            kept_lat.append(float(lat[i]))
+            kept_lon.append(float(lon[i]))
+            kept_prob.append(float(prob[i]))
+            kept_count.append(1)
+    ranked = sorted(zip(kept_lat, kept_lon, kept_prob, kept_count), key=lambda c: -c[2])
+    return ranked[:top_k]
+
+
+def build_prediction(source: str, lat: np.ndarray, lon: np.ndarray, prob: np.ndarray, *, top_k: int,
+                     merge_km: float, place_names: bool = True) -> Prediction:
+    """Distinct top-k candidates, distances, probability mass near the top, and the surface."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    prob = np.asarray(prob, dtype=np.float64)
+    merged = merge_candidates(lat, lon, prob, top_k, merge_km)
+    candidates: list[Candidate] = []
+    mass: dict[int, float] = {}
+    if merged:
+        top_lat, top_lon = merged[0][0], merged[0][1]
+        places = _place_names([m[0] for m in merged], [m[1] for m in merged]) if place_names else [None] * len(merged)
+        for rank, ((c_lat, c_lon, c_prob, count), place) in enumerate(zip(merged, places), start=1):
+            candidates.append(Candidate(
+                rank=rank, lat=c_lat, lon=c_lon, probability=c_prob,
+                distance_to_top_km=float(haversine_km(top_lat, top_lon, c_lat, c_lon)),
+                merged_points=count, place=place,
+            ))
+        distances = haversine_km(top_lat, top_lon, lat, lon)
+        mass = {radius: float(prob[distances <= radius].sum()) for radius in MASS_RADII_KM}
+    return Prediction(source=source, candidates=candidates, mass_within_km=mass,
+                      surface=ProbabilitySurface(lat, lon, prob))
+
+
+def _place_names(lats: list[float], lons: list[float]) -> list[object | None]:
+    from geoapp.geo.places import get_place_index
+
+    return list(get_place_index().nearest_many(np.asarray(lats), np.asarray(lons)))

@@ -1,0 +1,52 @@
+"""Where geoapp keeps its files, and which device it runs on: one typed settings object.
+
+Everything here can be overridden with environment variables so that the CLI, the app,
+tests and CI agree without passing paths around:
+
+- ``GEOAPP_CACHE_DIR``   derived data (gallery embeddings, region candidates); default
+  ``$XDG_CACHE_HOME/geoapp`` or ``~/.cache/geoapp``.
+- ``GEOAPP_WEIGHTS_DIR`` an extra folder searched first for model weights (and where
+  ``geoapp weights download --weights-dir`` puts them); default: none, i.e. the standard
+  Hugging Face cache that open_clip uses.
+- ``GEOAPP_DEVICE``      ``cpu``, ``cuda``, ``cuda:1`` ...; default: CUDA when available.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "geoapp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and defaults shared by every entry point."""
+
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    weights_dir: Path | None = None
+    device: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        cache = os.environ.get("GEOAPP_CACHE_DIR")
+        weights = os.environ.get("GEOAPP_WEIGHTS_DIR")
+        return cls(
+            cache_dir=Path(cache).expanduser() if cache else _default_cache_dir(),
+            weights_dir=Path(weights).expanduser() if weights else None,
+            device=os.environ.get("GEOAPP_DEVICE") or None,
+        )
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """Cached location embeddings (galleries and region candidate sets)."""
+        return self.cache_dir / "embeddings"
+
+
+def get_settings() -> Settings:
+    """Settings read from the environment at call time (tests change the environment)."""
+    return Settings.from_env()

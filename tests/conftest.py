@@ -1,0 +1,45 @@
+"""Shared fixtures. Tests are offline: Hugging Face lookups are disabled, caches go to a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub: any hub lookup fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip (only a user's fresh clone lacks ../shared; CI has it)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"../shared/data/{'/'.join(parts)} is not present (tests read shared data in place)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep test caches (gallery embeddings, country index) out of the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("geoapp-cache")
+    previous = os.environ.get("GEOAPP_CACHE_DIR")
+    os.environ["GEOAPP_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("GEOAPP_CACHE_DIR", None)
+    else:
+        os.environ["GEOAPP_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_locator(_isolated_cache):
+    """GeoCLIP with the real pretrained heads and 100K gallery, and a tiny random backbone."""
+    from geoapp import Geolocator
+
+    return Geolocator.load(backbone="tiny-test", backbone_weights="random", device="cpu")
