@@ -20,6 +20,7 @@ No torch here on purpose: this module is imported by the CLI and the UI too.
 
 from __future__ import annotations
 
+import datetime
 import glob
 import hashlib
 import io
@@ -148,11 +149,15 @@ class ImageLoadError(ValueError):
 
     ``str(err)`` reads like ``"IMG_0042.jpg: the file is empty (0 bytes)"``.
     The parts are also available as ``err.name`` (display name of the input)
-    and ``err.reason`` (what is wrong).
+    and ``err.reason`` (what is wrong).  ``ImageLoadError("whole message")``
+    also works, leaving ``name`` as ``None``.
     """
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
+    def __init__(self, name: str | None, reason: str | None = None) -> None:
+        if reason is None:
+            # Single-argument form: the argument is the whole message.
+            name, reason = None, str(name)
+        super().__init__(reason if name is None else f"{name}: {reason}")
         self.name = name
         self.reason = reason
 
@@ -270,6 +275,31 @@ def _allowed_formats() -> list[str]:
 
 def _looks_like_heif(data: bytes) -> bool:
     return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+_MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _guess_format(data: bytes | None) -> str | None:
+    """Format named by the magic number, for messages when Pillow gave up early."""
+    if not data:
+        return None
+    if _looks_like_heif(data):
+        return "HEIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, fmt in _MAGIC_NUMBERS:
+        if data.startswith(magic):
+            return fmt
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -394,26 +424,54 @@ def _short_error(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _pixels_from_pillow_message(message: str) -> int | None:
-    match = re.search(r"\((\d+) pixels\)", message)
-    return int(match.group(1)) if match else None
+def _header_size(data: bytes | None) -> tuple[int, int] | None:
+    """Width and height claimed by the header, read without Pillow's bomb check.
+
+    Only used to word the message after Pillow refused a file as too large:
+    the format plugin is instantiated directly, which parses the header but
+    decodes no pixels.
+    """
+    if not data:
+        return None
+    prefix = data[:16]
+    for fmt in _allowed_formats():
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None:
+            continue
+        try:
+            accepted = accept(prefix) if accept is not None else True
+            if accepted is not True:
+                continue  # False, or a str explaining a missing codec
+            with factory(io.BytesIO(data), "") as probe:
+                return probe.size
+        except _DECODE_ERRORS:
+            continue
+    return None
+
+
+def _bomb_error(name: str, exc: BaseException, data: bytes | None) -> ImageLoadError:
+    """Message for an image that Pillow itself refused as a decompression bomb."""
+    match = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(exc))
+    size = _header_size(data)
+    if size is not None:
+        what = f"{size[0]}×{size[1]} pixels"
+    elif match:
+        what = f"{match.group(1)} pixels"
+    else:
+        what = "the image size"
+    limit = f" of {match.group(2)} pixels" if match else ""
+    return ImageLoadError(
+        name, f"{what} exceeds the limit{limit} (decompression-bomb protection)"
+    )
 
 
 def _decode_error(
-    name: str, exc: BaseException, fmt: str | None, data: bytes | None, max_pixels: int
+    name: str, exc: BaseException, fmt: str | None, data: bytes | None
 ) -> ImageLoadError:
     """Translate a decoder exception into an analyst-readable ImageLoadError."""
-    kind = fmt or "image"
+    kind = fmt or _guess_format(data) or "image"
     if isinstance(exc, Image.DecompressionBombError):
-        pixels = _pixels_from_pillow_message(str(exc))
-        limit = max_pixels
-        if Image.MAX_IMAGE_PIXELS is not None:
-            limit = min(limit, 2 * Image.MAX_IMAGE_PIXELS)
-        what = f"{pixels} pixels" if pixels is not None else "the image size"
-        return ImageLoadError(
-            name,
-            f"{what} exceeds the limit of {limit} pixels (decompression-bomb protection)",
-        )
+        return _bomb_error(name, exc, data)
     if isinstance(exc, UnidentifiedImageError):
         if data is not None and _looks_like_heif(data):
             if not _ensure_heif_support():
@@ -565,12 +623,10 @@ def _iso_datetime(value: Any, offset: Any) -> str | None:
     # Reject placeholders like "0000:00:00 00:00:00" and impossible dates.
     if year < 1800 or not (1 <= month <= 12 and 1 <= day <= 31):
         return None
-    if hour > 23 or minute > 59 or second > 60:
+    if hour > 23 or minute > 59 or second > 59:
         return None
     try:
-        import datetime as _dt
-
-        _dt.date(year, month, day)
+        datetime.date(year, month, day)
     except ValueError:
         return None
     iso = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
@@ -597,8 +653,13 @@ def _raw_value(tag: int, value: Any) -> str:
         if tag == _TAG_USER_COMMENT and value[:8] == b"ASCII\x00\x00\x00":
             value = value[8:]
         stripped = value.rstrip(b"\x00 ")
-        if len(stripped) <= 64 and all(32 <= b < 127 for b in stripped):
+        if stripped and len(stripped) <= 64 and all(32 <= b < 127 for b in stripped):
             return stripped.decode("ascii")
+        if not stripped and len(value) > 8:
+            return ""  # an all-blank comment field
+        if len(value) <= 8:
+            # Small BYTE fields (GPSVersionID, GPSAltitudeRef) are numbers.
+            return ", ".join(str(b) for b in value)
         return f"<binary, {len(value)} bytes>"
     if isinstance(value, str):
         return _clean_text(value) or ""
@@ -618,6 +679,13 @@ def _add_raw(raw: dict[str, str], tags: dict[int, Any], names: dict[int, str]) -
             continue  # pointers to other IFDs, not values
         key = names.get(tag, f"Tag0x{tag:04X}")
         raw.setdefault(key, _raw_value(tag, value))
+
+
+def _valid_orientation(value: Any) -> int | None:
+    """EXIF orientation 1..8, or None for anything else (tuples, bools, 0, 9...)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    return None
 
 
 def _exif_from_image(im: Image.Image, problems: list[str] | None = None) -> ExifInfo:
@@ -641,14 +709,11 @@ def _exif_from_image(im: Image.Image, problems: list[str] | None = None) -> Exif
         info.camera_make = _clean_text(base.get(_TAG_MAKE))
         info.camera_model = _clean_text(base.get(_TAG_MODEL))
         info.software = _clean_text(base.get(_TAG_SOFTWARE))
-        orientation = base.get(_TAG_ORIENTATION)
         # pillow-heif applies the rotation itself and resets the tag to 1,
         # keeping the file's value in info["original_orientation"].
-        heif_orientation = im.info.get("original_orientation")
-        if isinstance(heif_orientation, int) and not isinstance(heif_orientation, bool):
-            orientation = heif_orientation
-        if isinstance(orientation, int) and not isinstance(orientation, bool) and 1 <= orientation <= 8:
-            info.orientation = orientation
+        info.orientation = _valid_orientation(
+            im.info.get("original_orientation")
+        ) or _valid_orientation(base.get(_TAG_ORIENTATION))
     except _EXIF_ERRORS as e:
         base = {}
         note("main directory", e)
@@ -668,7 +733,9 @@ def _exif_from_image(im: Image.Image, problems: list[str] | None = None) -> Exif
         info.lens = lens or lens_make
 
         original = exif_ifd.get(_TAG_DATETIME_ORIGINAL, base.get(_TAG_DATETIME_ORIGINAL))
-        offset_original = exif_ifd.get(_TAG_OFFSET_TIME_ORIGINAL, exif_ifd.get(_TAG_OFFSET_TIME))
+        # Each timestamp only gets its own offset tag: OffsetTime belongs to
+        # DateTime (last edit), which may have happened in another time zone.
+        offset_original = exif_ifd.get(_TAG_OFFSET_TIME_ORIGINAL)
         info.capture_time = _iso_datetime(original, offset_original) or _iso_datetime(
             base.get(_TAG_DATETIME), exif_ifd.get(_TAG_OFFSET_TIME)
         )
@@ -727,7 +794,8 @@ def _flatten_alpha(im: Image.Image, notes: list[str]) -> Image.Image:
     alpha = rgba.getchannel("A")
     lowest, _ = alpha.getextrema()
     if lowest == 255:
-        if original_mode not in ("RGBA", "LA"):
+        # Fully opaque: nothing to composite, only the colour model changes.
+        if original_mode not in ("RGBA", "RGBa"):
             notes.append(f"converted {original_mode} to RGB")
         return rgba.convert("RGB")
     background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -782,12 +850,13 @@ def _file_orientation(im: Image.Image) -> int:
         value = im.getexif().get(_TAG_ORIENTATION, 1)
     except _EXIF_ERRORS:
         return 1
-    if isinstance(value, int) and not isinstance(value, bool) and value in _ORIENTATION_METHODS:
-        return value
-    return 1
+    return _valid_orientation(value) or 1
 
 
-def _apply_orientation(im: Image.Image, orientation: int, notes: list[str], problems: list[str]) -> Image.Image:
+def _apply_orientation(
+    im: Image.Image, orientation: int, notes: list[str], problems: list[str]
+) -> Image.Image:
+    """Turn the pixels upright (orientation 2..8) and note what was done."""
     if orientation == 1:
         return im
     try:
@@ -799,6 +868,15 @@ def _apply_orientation(im: Image.Image, orientation: int, notes: list[str], prob
         result = im.transpose(_ORIENTATION_METHODS[orientation])
     notes.append(f"{_ORIENTATION_WORDING[orientation]} per EXIF orientation {orientation}")
     return result
+
+
+def _decoder_orientation_note(im: Image.Image, exif: ExifInfo, notes: list[str]) -> None:
+    """Note a rotation that pillow-heif already applied while decoding."""
+    if "original_orientation" in im.info and exif.orientation not in (None, 1):
+        wording = _ORIENTATION_WORDING.get(exif.orientation, "rotated")
+        notes.append(
+            f"{wording} per EXIF orientation {exif.orientation} (applied by the HEIF decoder)"
+        )
 
 
 def _oriented_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -899,13 +977,14 @@ def _load_pil_input(
                 if position and hasattr(source, "seek"):
                     source.seek(position)  # give the caller its frame back
             orientation = _file_orientation(frame)
+            _decoder_orientation_note(frame, exif, notes)
             original_size = _oriented_size(frame.size, orientation)
             frame = _apply_orientation(frame, orientation, notes, problems)
             rgb = _to_rgb(frame, notes)
         except ImageLoadError:
             raise
         except _DECODE_ERRORS as e:
-            raise _decode_error(name, e, source.format, None, max_pixels) from e
+            raise _decode_error(name, e, source.format, None) from e
     _collect_warnings(caught, problems)
     if rgb is source:
         rgb = source.copy()  # never hand back (and later mutate) the caller's object
@@ -947,6 +1026,12 @@ def load_image(
     :raises ImageLoadError: for anything wrong with the file itself.
     :raises TypeError: for an unsupported ``source`` type.
     :raises ValueError: for invalid ``max_pixels``/``min_side`` arguments.
+
+    Decoder warnings are captured with :func:`warnings.catch_warnings`, which
+    swaps the process-wide warning state for the duration of the call; in a
+    multi-threaded program, warnings other threads emit meanwhile may be
+    recorded here instead of shown.  Native libraries (libjpeg, libtiff) may
+    still print their own diagnostics to stderr.
     """
     _validate_limits(max_pixels, min_side)
     display = _display_name(source, name)
@@ -975,6 +1060,7 @@ def load_image(
             if n_frames > 1:
                 notes.append(_frame_note(fmt, n_frames))
             orientation = _file_orientation(im)
+            _decoder_orientation_note(im, exif, notes)
             original_size = _oriented_size(im.size, orientation)
             if min_side is not None and fmt in _JPEG_FORMATS:
                 _apply_draft(im, min_side, orientation, notes)
@@ -984,7 +1070,7 @@ def load_image(
         except ImageLoadError:
             raise
         except _DECODE_ERRORS as e:
-            raise _decode_error(display, e, fmt, data, max_pixels) from e
+            raise _decode_error(display, e, fmt, data) from e
     _collect_warnings(caught, problems)
 
     return LoadedImage(
@@ -1019,7 +1105,7 @@ def read_exif(source: Source) -> ExifInfo:
         try:
             im = Image.open(io.BytesIO(data), formats=formats)
         except _DECODE_ERRORS as e:
-            raise _decode_error(display, e, None, data, DEFAULT_MAX_PIXELS) from e
+            raise _decode_error(display, e, None, data) from e
         with im:
             return _exif_from_image(im)
 

@@ -60,7 +60,6 @@ _EXTRA_ALIASES = {
     "northern ireland": "GB",
     "holland": "NL",
     "usa": "US",
-    "america": "US",
     "united states": "US",
     "burma": "MM",
     "ivory coast": "CI",

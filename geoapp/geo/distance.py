@@ -21,8 +21,8 @@ class CoordinateError(ValueError):
 def haversine_km(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> np.ndarray:
     """Great-circle distance in km between points given in degrees.
 
-    Inputs broadcast against each other like any numpy ufunc; a scalar result
-    comes back as a 0-d array (use ``float()`` if needed).
+    Inputs broadcast against each other like any numpy ufunc; all-scalar
+    inputs give a numpy float.
     """
     phi1, lam1, phi2, lam2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((phi2 - phi1) / 2.0) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin((lam2 - lam1) / 2.0) ** 2
@@ -79,7 +79,7 @@ def validate_latlon(lat: ArrayLike, lon: ArrayLike) -> tuple[np.ndarray, np.ndar
     for name, values, limit in (("latitude", lat_arr, 90.0), ("longitude", lon_arr, 180.0)):
         bad = ~np.isfinite(values) | (np.abs(values) > limit)
         if np.any(bad):
-            first = values[bad].flat[0]
+            first = float(values[bad].flat[0])
             count = int(np.count_nonzero(bad))
             more = f" ({count} invalid values in total)" if count > 1 else ""
             raise CoordinateError(f"Invalid {name} {first!r}: must be a finite number in [-{limit:g}, {limit:g}]{more}.")
