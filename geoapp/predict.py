@@ -70,6 +70,7 @@ class Geolocator:
         self._lock = threading.RLock()
         self._gallery_set: CandidateSet | None = None
         self._region_sets: OrderedDict[str, CandidateSet] = OrderedDict()
+        self._tokenizer = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -181,7 +182,7 @@ class Geolocator:
         logits = self.model.logits(embeddings, candidates.embeddings)
         # TenCrop: average the logits of an image's crops before the softmax (paper evaluation).
         logits = logits.view(-1, crops_per_image, logits.shape[-1]).mean(dim=1)
-        return logits.softmax(dim=-1).double().cpu().numpy()
+        return logits.double().softmax(dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ predictions
     def predict(self, image, top_k: int = 5, region: str | dict | Region | None = None, tencrop: bool = False,
@@ -222,7 +223,7 @@ class Geolocator:
             score_ms = (time.perf_counter() - start) * 1000 / len(pending)
             for (index, loaded, _, load_ms), probs in zip(pending, probabilities):
                 start = time.perf_counter()
-                prediction = build_prediction(loaded.name, candidates.coords[:, 0], candidates.coords[:, 1], probs,
+                prediction = build_prediction(_source_name(images[index], loaded), candidates.coords[:, 0], candidates.coords[:, 1], probs,
                                               top_k=int(top_k), merge_km=merge)
                 self._annotate(prediction, loaded, candidates, top_k, tencrop, merge)
                 prediction.timings_ms = {"load": load_ms, "forward": forward_ms, "score": score_ms,
@@ -250,6 +251,41 @@ class Geolocator:
         flush()
         return [r for r in results if r is not None]
 
+    # ------------------------------------------------------------------ text -> map
+    @torch.inference_mode()
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """CLIP text features of ``texts`` through GeoCLIP's image head (paper §4.4), raw [B, 512]."""
+        if self._tokenizer is None:
+            from geoapp.models.backbones import clip_tokenizer
+
+            self._tokenizer = clip_tokenizer()
+        tokens = self._tokenizer(list(texts)).to(self.device)
+        return self.model.encode_text(tokens).float()
+
+    def text_map(self, text: str, top_k: int = 10, region: str | dict | Region | None = None,
+                 merge_km: float | None = None) -> Prediction:
+        """Where on the map does a text description fit? Same candidates, merging and surface as photos."""
+        query = (text or "").strip()
+        if not query:
+            raise ValueError("the text query is empty")
+        if len(query) > 300:
+            raise ValueError("the text query is too long (at most 300 characters)")
+        candidates = self.candidate_set(region)
+        merge = merge_km if merge_km is not None else self._auto_merge_km(candidates.region)
+        start = time.perf_counter()
+        probabilities = self._probabilities(self.text_embeddings([query]), 1, candidates)[0]
+        scored = time.perf_counter()
+        prediction = build_prediction(query, candidates.coords[:, 0], candidates.coords[:, 1], probabilities,
+                                      top_k=int(top_k), merge_km=merge)
+        prediction.model = self.describe()
+        prediction.parameters = {**self._parameters(top_k, False, candidates, merge), "query": query}
+        prediction.region = candidates.region
+        if self.random_weights:
+            prediction.warnings.append(RANDOM_WEIGHTS_WARNING)
+        prediction.timings_ms = {"encode_and_score": (scored - start) * 1000,
+                                 "postprocess": (time.perf_counter() - scored) * 1000}
+        return prediction
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _auto_merge_km(region: Region | None) -> float:
@@ -265,7 +301,7 @@ class Geolocator:
             "region": candidates.region.key if candidates.region is not None else None,
             "merge_km": merge_km,
             "candidate_points": int(len(candidates.coords)),
-            "gallery_points_in_region": candidates.gallery_points,
+            "gallery_points": candidates.gallery_points,
             "extra_region_points": candidates.extra_points,
         }
 
@@ -279,7 +315,12 @@ class Geolocator:
             prediction.warnings.append(RANDOM_WEIGHTS_WARNING)
 
     def _failed(self, image, message: str, top_k: int, tencrop: bool, candidates: CandidateSet) -> Prediction:
-        name = str(image) if isinstance(image, (str, Path)) else type(image).__name__
-        prediction = Prediction(source=name, error=message, model=self.describe(),
-                                parameters=self._parameters(top_k, tencrop, candidates, None))
-        return prediction
+        return Prediction(source=_source_name(image, None), error=message, model=self.describe(),
+                          parameters=self._parameters(top_k, tencrop, candidates, None))
+
+
+def _source_name(image, loaded: LoadedImage | None) -> str:
+    """The path as given for files (so batch records can be traced back), else the display name."""
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return loaded.name if loaded is not None else f"<{type(image).__name__}>"

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from geoapp import imaging
+from geoapp.imaging import decoders, sources
 from geoapp.imaging import (
     IMAGE_EXTENSIONS,
     ExifInfo,
@@ -187,7 +187,7 @@ def test_heic_sample_has_gps_time_and_camera() -> None:
 
 def test_heic_without_pillow_heif_explains_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     path = _need(EXIF_SAMPLES) / "heic" / "IMG_5195.HEIC"
-    monkeypatch.setattr(imaging, "_ensure_heif_support", lambda: False)
+    monkeypatch.setattr(decoders, "_ensure_heif_support", lambda: False)
     with pytest.raises(ImageLoadError, match="pip install pillow-heif"):
         load_image(path)
 
@@ -271,7 +271,7 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
 def test_file_size_cap_is_checked_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.jpg"
     path.write_bytes(_noise_jpeg())
-    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 1000)
     with pytest.raises(ImageLoadError, match=r"^big\.jpg: the file is too large"):
         load_image(path)
     with pytest.raises(ImageLoadError, match="too large"):

@@ -20,23 +20,24 @@ _INTERPOLATION = {
 }
 
 
-def _normalise(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
-    tensor = TF.pil_to_tensor(image).float().div_(255.0)
-    return TF.normalize(tensor, cfg.mean, cfg.std)
+def _normalise(pixels: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> float, CLIP mean/std."""
+    return TF.normalize(pixels.float().div_(255.0), cfg.mean, cfg.std)
 
 
 def centre_crop_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     """[1, 3, S, S] tensor of the centre crop."""
     resized = TF.resize(image.convert("RGB"), cfg.image_size, interpolation=_INTERPOLATION[cfg.interpolation])
     cropped = TF.center_crop(resized, cfg.image_size)
-    return _normalise(cropped, cfg).unsqueeze(0)
+    return _normalise(TF.pil_to_tensor(cropped), cfg).unsqueeze(0)
 
 
 def ten_crop_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     """[10, 3, S, S] tensor: 5 crops (4 corners + centre) and their horizontal flips."""
     resized = TF.resize(image.convert("RGB"), cfg.tencrop_resize, interpolation=_INTERPOLATION[cfg.interpolation])
-    crops = TF.ten_crop(resized, cfg.image_size)
-    return torch.stack([_normalise(crop, cfg) for crop in crops])
+    # Crop the uint8 tensor once resized: ten slices of one array, not ten PIL round trips.
+    crops = torch.stack(TF.ten_crop(TF.pil_to_tensor(resized), cfg.image_size))
+    return _normalise(crops, cfg)
 
 
 def decode_side(cfg: PreprocessConfig, tencrop: bool) -> int:
