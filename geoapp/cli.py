@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from geoapp.cases.cli import add_case_parser as _add_case
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -26,7 +28,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help='restrict the search: country ("FR", "France"), continent ("Europe"), '
                         '"circle:LAT,LON,KM", "bbox:SOUTH,WEST,NORTH,EAST", or a GeoJSON file')
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
-    p.add_argument("--model", default="geoclip", help="model family (default geoclip)")
+    p.add_argument("--model", default="auto",
+                   help="geoclip, satworld, or auto (default): GeoCLIP when its CLIP weights are on this machine, "
+                        "else the shipped SatWorld model (made for satellite/aerial imagery; the output says so)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     p.add_argument("--backbone-weights", default=None,
                    help='"random" for a test run with random backbone weights (results meaningless, flagged), '
@@ -49,7 +53,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from geoapp import formats
     from geoapp.geo.regions import parse_region
     from geoapp.imaging import iter_image_paths
-    from geoapp.predict import Geolocator
+    from geoapp.predict import Geolocator, choose_model
 
     paths = iter_image_paths(args.paths)
     if not paths:
@@ -58,6 +62,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
+    args.model, notice = choose_model(args.model, args.backbone_weights)
+    if notice:
+        print(f"NOTE: {notice}", file=sys.stderr)
     print(f"Loading {args.model} ({'RANDOM backbone weights' if args.backbone_weights == 'random' else 'pretrained'})...",
           file=sys.stderr)
     locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
@@ -194,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     _add_weights(sub)
+    _add_case(sub)
     return parser
 
 

@@ -30,7 +30,13 @@ from geoapp.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-MODELS = ("geoclip",)
+AUTO_MODEL = "auto"  # GeoCLIP when its CLIP weights are on this machine, else the shipped SatWorld model
+SATWORLD_NOTICE = (
+    "SatWorld model: trained on satellite/aerial imagery (NASA Blue Marble crops); it is not made for "
+    "ground-level photos, so for those its answer says nothing about where the photo was taken."
+)
+
+MODELS = ("geoclip", "satworld")  # satworld: offline model for satellite/aerial views (issue 6)
 DEFAULT_MERGE_KM = 25.0  # the paper's "city" threshold: candidates closer than this are one place
 REGION_EXTRA_POINTS = 10_000  # extra candidates generated inside a region (see Region.candidate_points)
 _ENCODE_CHUNK = 8192
@@ -96,7 +102,13 @@ class Geolocator:
             gallery_obj = gallery
         else:
             gallery_obj = Gallery.from_csv(gallery)
-        network, identity = build_geoclip(backbone, backbone_weights, heads)
+        if model == "satworld":
+            # SatWorld (issue 6): the shipped offline model; ``heads`` may name another SatWorld checkpoint.
+            from geoapp.models.satworld import load_satworld
+
+            network, identity = load_satworld(None if heads == "pretrained" else heads)
+        else:
+            network, identity = build_geoclip(backbone, backbone_weights, heads)
         cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
         return cls(network, identity, gallery_obj, resolved, cache)
 
@@ -313,6 +325,8 @@ class Geolocator:
         prediction.region = candidates.region
         if self.random_weights:
             prediction.warnings.append(RANDOM_WEIGHTS_WARNING)
+        if self.identity.model == "satworld":
+            prediction.warnings.append(SATWORLD_NOTICE)
 
     def _failed(self, image, message: str, top_k: int, tencrop: bool, candidates: CandidateSet) -> Prediction:
         return Prediction(source=_source_name(image, None), error=message, model=self.describe(),
@@ -324,3 +338,23 @@ def _source_name(image, loaded: LoadedImage | None) -> str:
     if isinstance(image, (str, Path)):
         return str(image)
     return loaded.name if loaded is not None else f"<{type(image).__name__}>"
+
+
+def choose_model(model: str = AUTO_MODEL, backbone_weights: str | Path | None = None) -> tuple[str, str | None]:
+    """Resolve ``"auto"``: GeoCLIP when it can run with real weights, else SatWorld (offline, shipped).
+
+    Returns (model, notice); the notice says why SatWorld was chosen and how to get GeoCLIP.
+    An explicit model name is returned unchanged (missing weights then fail loudly at load).
+    """
+    if model != AUTO_MODEL:
+        return model, None
+    if backbone_weights not in (None, ""):
+        return "geoclip", None  # random or a checkpoint: the caller asked for GeoCLIP's architecture
+    from geoapp.models import weights
+
+    missing = [w for w in weights.ALL_FILES if weights.find(w) is None]
+    if not missing:
+        return "geoclip", None
+    names = ", ".join(w.filename for w in missing)
+    return "satworld", (f"GeoCLIP weights missing ({names}; fix: {weights.DOWNLOAD_COMMAND}), so the offline "
+                        f"SatWorld model is used instead. {SATWORLD_NOTICE}")

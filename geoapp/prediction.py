@@ -181,12 +181,13 @@ def build_prediction(source: str, lat: np.ndarray, lon: np.ndarray, prob: np.nda
         places = _place_names([m[0] for m in merged], [m[1] for m in merged]) if place_names else [None] * len(merged)
         for rank, ((c_lat, c_lon, c_prob, count), place) in enumerate(zip(merged, places), start=1):
             candidates.append(Candidate(
-                rank=rank, lat=c_lat, lon=c_lon, probability=c_prob,
+                rank=rank, lat=c_lat, lon=c_lon, probability=min(1.0, c_prob),
                 distance_to_top_km=float(haversine_km(top_lat, top_lon, c_lat, c_lon)),
                 merged_points=count, place=place,
             ))
         distances = haversine_km(top_lat, top_lon, lat, lon)
-        mass = {radius: float(prob[distances <= radius].sum()) for radius in MASS_RADII_KM}
+        # min(1, ...): float summation can overshoot 1 by an ulp, and a probability above 1 reads as a bug.
+        mass = {radius: min(1.0, float(prob[distances <= radius].sum())) for radius in MASS_RADII_KM}
     return Prediction(source=source, candidates=candidates, mass_within_km=mass,
                       surface=ProbabilitySurface(lat, lon, prob))
 

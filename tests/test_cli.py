@@ -75,3 +75,31 @@ def test_bad_region_is_one_readable_line():
     out = run_cli("predict", "x.jpg", *TINY, "--region", "Frnace")
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "France" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_auto_model_falls_back_to_satworld_without_clip_weights(monkeypatch, tmp_path):
+    from geoapp.predict import choose_model
+
+    monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
+    model, notice = choose_model("auto")
+    if model == "geoclip":
+        pytest.skip("the real CLIP weights are installed on this machine")
+    assert model == "satworld" and "python -m geoapp weights download" in notice and "aerial" in notice
+    assert choose_model("auto", "random") == ("geoclip", None)
+    assert choose_model("geoclip") == ("geoclip", None)
+
+
+def test_predict_without_clip_weights_runs_satworld(tmp_path):
+    env_dir = tmp_path / "no-weights"
+    env_dir.mkdir()
+    photo = sorted(shared_path("im2gps3k-dev").glob("*.jpg"))[0]
+    out = subprocess.run([sys.executable, "-m", "geoapp", "predict", str(photo), "--top-k", "2", "--device", "cpu"],
+                         cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "GEOAPP_WEIGHTS_DIR": str(env_dir)},
+                         capture_output=True, text=True, timeout=600)
+    if "Loading geoclip" in out.stderr:
+        pytest.skip("the real CLIP weights are installed on this machine")
+    assert out.returncode == 0, out.stderr
+    assert "SatWorld" in out.stderr and "weights download" in out.stderr
+    record = json.loads(out.stdout)[0]
+    assert record["ok"] and record["model"]["model"] == "satworld" and not record["random_weights"]
+    assert any("satellite/aerial" in w for w in record["warnings"])

@@ -41,6 +41,9 @@ LAT_COLUMNS = ("LAT", "lat", "latitude", "Latitude", "LATITUDE", "gps_lat")
 LON_COLUMNS = ("LON", "lon", "lng", "long", "longitude", "Longitude", "LONGITUDE", "gps_lon")
 
 
+_GENERIC_STEMS = {"ground_truth", "groundtruth", "gt", "labels", "metadata", "meta", "test", "train", "val", "index"}
+
+
 class DatasetError(ValueError):
     """A dataset CSV cannot be used; the message says why and what to do."""
 
@@ -82,7 +85,10 @@ class DatasetSpec:
 
     @property
     def display_name(self) -> str:
-        return self.name or self.csv.stem
+        """``name``, else the CSV's stem, or its folder's name for generic stems (``ground_truth.csv``)."""
+        if self.name:
+            return self.name
+        return self.csv.parent.name if self.csv.stem.lower() in _GENERIC_STEMS else self.csv.stem
 
 
 @dataclass
@@ -242,6 +248,7 @@ class SampleBatch:
     pixels: torch.Tensor  # [B, ...] (B may be 0)
     latlon: torch.Tensor  # [B, 2] float32
     failures: list[Sample]
+    coords: list[tuple[float, float]] = field(default_factory=list)  # the same, full precision (indexes)
 
 
 def collate_samples(samples: list[Sample]) -> SampleBatch:
@@ -250,4 +257,4 @@ def collate_samples(samples: list[Sample]) -> SampleBatch:
     bad = [s for s in samples if s.pixels is None]
     pixels = torch.stack([s.pixels for s in good]) if good else torch.zeros(0)
     latlon = torch.tensor([s.latlon for s in good], dtype=torch.float32).reshape(-1, 2)
-    return SampleBatch([s.index for s in good], [s.key for s in good], pixels, latlon, bad)
+    return SampleBatch([s.index for s in good], [s.key for s in good], pixels, latlon, bad, [s.latlon for s in good])

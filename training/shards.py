@@ -183,7 +183,8 @@ def split_for_worker(items: Sequence[Any], rank: int = 0, world: int = 1) -> lis
 class ShardImageDataset(IterableDataset):
     """Stream :class:`~training.data.Sample` objects from shards; this rank/worker reads its share of them.
 
-    Decode failures come back as samples with ``error`` set (see :func:`training.data.collate_samples`).
+    Decode failures and damaged shard entries come back as samples with ``error`` set
+    (see :func:`training.data.collate_samples`), so the consumer can count them.
     """
 
     def __init__(self, shards: Sequence[Path], transform: Callable[[Any], torch.Tensor], rank: int = 0,
@@ -192,11 +193,13 @@ class ShardImageDataset(IterableDataset):
         self.transform = transform
         self.rank, self.world = rank, world
         self.min_side = min_side
-        self.skipped = SkipCounter()  # tar-level problems (per worker process)
 
     def __iter__(self) -> Iterator[Sample]:
         for shard in split_for_worker(self.shards, self.rank, self.world):
-            for position, item in enumerate(iter_shard(shard, self.skipped)):
+            # Tar-level problems are reported as failed samples too: this counter lives in a
+            # DataLoader worker, so the consumer only learns about them through the stream.
+            problems = SkipCounter()
+            for position, item in enumerate(iter_shard(shard, problems)):
                 latlon = (float(item.meta["lat"]), float(item.meta["lon"]))
                 key = str(item.meta.get("id", item.key))
                 try:
@@ -204,3 +207,5 @@ class ShardImageDataset(IterableDataset):
                     yield Sample(position, key, latlon, pixels=self.transform(loaded.image))
                 except ImageLoadError as error:
                     yield Sample(position, key, latlon, error=str(error))
+            for example in problems.examples:
+                yield Sample(-1, shard.name, (0.0, 0.0), error=example)

@@ -80,3 +80,14 @@ def test_key_conversion_rejects_foreign_checkpoints():
     # every reference key maps to one of ours, and the result loads strictly
     state = torch.load(require(GEOCLIP_LOCATION_ENCODER), map_location="cpu", weights_only=True)
     LocationEncoder().load_state_dict(convert_reference_location_state_dict(state), strict=True)
+
+
+@pytest.mark.parametrize("texts", [["a photo taken in Paris"], ["beach", "a long description of snowy mountains with pine trees"]])
+def test_short_text_encoding_equals_full_clip_encode_text(models, texts):
+    from geoapp.models.backbones import clip_tokenizer
+
+    ours, _ = models
+    tokens = clip_tokenizer()(texts)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.backbone.encode_text(tokens), ours.backbone.clip.encode_text(tokens),
+                                   atol=1e-5, rtol=1e-5)

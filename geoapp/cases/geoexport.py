@@ -1,0 +1,173 @@
+"""GeoJSON, KML and CSV exports of a case: claim, EXIF GPS and model candidates.
+
+Coordinates are WGS84; GeoJSON and KML write longitude first, as their specs require.
+The CSV has one row per candidate of every analysis, and guards text cells against
+spreadsheet formula injection (a leading ``=``, ``+``, ``-`` or ``@`` gets a quote).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import shapely
+
+from .claims import claim_region
+from .models import Case, Claim
+from .service import CaseStore
+
+KML_NS = "http://www.opengis.net/kml/2.2"
+COUNTRY_SIMPLIFY_DEG = 0.02  # keeps a country claim to a few thousand vertices
+
+
+def _claim_area(claim: Claim) -> dict[str, Any]:
+    """GeoJSON geometry of the claimed area (circle polygon or simplified country)."""
+    region = claim_region(claim.region_key)
+    geometry = region.geometry
+    if claim.kind == "country":
+        geometry = shapely.simplify(geometry, COUNTRY_SIMPLIFY_DEG, preserve_topology=True)
+    return json.loads(shapely.to_geojson(shapely.set_precision(geometry, 1e-6)))
+
+
+def _point(lat: float, lon: float) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [round(float(lon), 6), round(float(lat), 6)]}
+
+
+def geo_features(case: Case) -> list[dict[str, Any]]:
+    """Claim (point and area), EXIF GPS and candidate features of a loaded case."""
+    features: list[dict[str, Any]] = []
+    names = {e.id: e.original_name for e in case.evidence}
+    for claim in case.claims:
+        props = {"kind": "claim", "claim_id": claim.id, "label": claim.label, "place_text": claim.place_text,
+                 "claim_kind": claim.kind, "radius_km": claim.radius_km, "country_code": claim.country_code,
+                 "claimed_time": claim.claimed_time, "source": claim.source, "region": claim.region_key}
+        if claim.lat is not None and claim.lon is not None:
+            features.append({"type": "Feature", "geometry": _point(claim.lat, claim.lon), "properties": dict(props)})
+        features.append({"type": "Feature", "geometry": _claim_area(claim), "properties": {**props, "kind": "claim_area"}})
+    for item in case.evidence:
+        if item.gps is not None:
+            features.append({"type": "Feature", "geometry": _point(*item.gps), "properties": {
+                "kind": "exif_gps", "evidence_id": item.id, "evidence_sha256": item.sha256, "name": item.original_name,
+                "capture_time": (item.exif or {}).get("capture_time")}})
+    for analysis in case.analyses:
+        for c in analysis.candidates or []:
+            features.append({"type": "Feature", "geometry": _point(c["lat"], c["lon"]), "properties": {
+                "kind": "candidate", "analysis_id": analysis.id, "evidence_id": analysis.evidence_id,
+                "evidence_sha256": analysis.evidence_sha256, "evidence_name": names.get(analysis.evidence_id, ""),
+                "rank": c["rank"], "probability": c["probability"], "place": c.get("place", ""),
+                "country_code": c.get("country_code", ""), "model": analysis.model, "backbone": analysis.backbone,
+                "random_weights": analysis.random_weights, "analysed_at": analysis.finished_at.isoformat()}})
+    return features
+
+
+def to_geojson(store: CaseStore, case_id: str) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection (RFC 7946) of the case."""
+    case = store.get_case(case_id)
+    return {"type": "FeatureCollection", "name": case.title,
+            "geoapp": {"case_id": case.id, "title": case.title, "status": case.status},
+            "features": geo_features(case)}
+
+
+# ---------------------------------------------------------------------------- KML
+def _kml(tag: str) -> str:
+    return f"{{{KML_NS}}}{tag}"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    element = ET.SubElement(parent, _kml(tag))
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _coords(points: list) -> str:
+    return " ".join(f"{round(x, 6)},{round(y, 6)},0" for x, y, *_ in points)
+
+
+def _kml_polygons(parent: ET.Element, geometry: dict[str, Any]) -> None:
+    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry.get("coordinates", [])
+    multi = _sub(parent, "MultiGeometry")
+    for rings in polygons:
+        if not rings:
+            continue
+        polygon = _sub(multi, "Polygon")
+        _sub(_sub(_sub(polygon, "outerBoundaryIs"), "LinearRing"), "coordinates", _coords(rings[0]))
+        for hole in rings[1:]:
+            _sub(_sub(_sub(polygon, "innerBoundaryIs"), "LinearRing"), "coordinates", _coords(hole))
+
+
+def _description(props: dict[str, Any]) -> str:
+    return "\n".join(f"{k}: {v}" for k, v in props.items() if v not in (None, ""))
+
+
+def to_kml(store: CaseStore, case_id: str) -> str:
+    """KML 2.2 document with one folder per kind of feature (text is XML-escaped by ElementTree)."""
+    case = store.get_case(case_id)
+    ET.register_namespace("", KML_NS)
+    root = ET.Element(_kml("kml"))
+    document = _sub(root, "Document")
+    _sub(document, "name", case.title)
+    _sub(document, "description", f"geoapp case {case.id} ({case.status})")
+    folders: dict[str, ET.Element] = {}
+    titles = {"claim": "Claim", "claim_area": "Claimed area", "exif_gps": "EXIF GPS", "candidate": "Model candidates"}
+    for feature in geo_features(case):
+        props = feature["properties"]
+        kind = props["kind"]
+        if kind not in folders:
+            folders[kind] = _sub(document, "Folder")
+            _sub(folders[kind], "name", titles[kind])
+        placemark = _sub(folders[kind], "Placemark")
+        if kind == "candidate":
+            name = f"#{props['rank']} {props['place'] or ''} ({props['probability']:.1%}) — {props['evidence_name']}"
+        elif kind == "exif_gps":
+            name = f"EXIF GPS of {props['name']}"
+        else:
+            name = f"Claim: {props['label']}"
+        _sub(placemark, "name", name)
+        _sub(placemark, "description", _description(props))
+        extended = _sub(placemark, "ExtendedData")
+        for key, value in props.items():
+            data = _sub(extended, "Data")
+            data.set("name", key)
+            _sub(data, "value", "" if value is None else str(value))
+        geometry = feature["geometry"]
+        if geometry["type"] == "Point":
+            _sub(_sub(placemark, "Point"), "coordinates", _coords([geometry["coordinates"]]))
+        else:
+            _kml_polygons(placemark, geometry)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# ---------------------------------------------------------------------------- CSV
+CSV_COLUMNS = ("case_id", "analysis_id", "started_at", "finished_at", "evidence_id", "evidence_sha256",
+               "evidence_name", "model", "backbone", "backbone_weights", "weights_sha256", "random_weights",
+               "app_version", "top_k", "tencrop", "region", "rank", "lat", "lon", "probability", "place",
+               "country_code", "distance_to_top_km", "actor")
+
+
+def _safe_cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def to_csv(store: CaseStore, case_id: str) -> str:
+    """One row per candidate of every analysis (``rank`` 1 is the top candidate)."""
+    case = store.get_case(case_id)
+    names = {e.id: e.original_name for e in case.evidence}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for a in case.analyses:
+        base = [case.id, a.id, a.started_at.isoformat(), a.finished_at.isoformat(), a.evidence_id, a.evidence_sha256,
+                names.get(a.evidence_id, ""), a.model, a.backbone, a.backbone_weights, a.weights_sha256 or "",
+                a.random_weights, a.app_version, a.parameters.get("top_k"), a.parameters.get("tencrop"),
+                a.parameters.get("region") or ""]
+        for c in a.candidates or []:
+            row = base + [c["rank"], c["lat"], c["lon"], c["probability"], c.get("place", ""),
+                          c.get("country_code", ""), c.get("distance_to_top_km"), a.created_by]
+            writer.writerow([_safe_cell(v) for v in row])
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the case store (run programmatically by :mod:`geoapp.cases.db`)."""

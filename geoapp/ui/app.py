@@ -1,0 +1,100 @@
+"""build_app(): the tabs assembled into one gr.Blocks, and the arguments to launch it.
+
+Tabs are a list of :class:`TabSpec`; a new tab (the case store's "Cases" tab) is one more
+entry in :func:`default_tabs`, built from the same :class:`UiContext` and :class:`SharedWidgets`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import gradio as gr
+
+from geoapp.ui.assets import map_asset_dir
+from geoapp.ui.common import UiContext
+from geoapp.ui.config import AppConfig
+from geoapp.ui.locate_tab import build_locate_tab
+from geoapp.ui.models_tab import build_models_tab
+from geoapp.ui.service import GeolocationService, ModelSettings
+from geoapp.ui.text_map_tab import build_text_map_tab
+from geoapp.ui.theme import CSS, build_theme
+
+TITLE = "geoapp — where was this photo taken?"
+
+
+@dataclass(frozen=True)
+class SharedWidgets:
+    """Widgets outside the tabs that tabs read (settings)."""
+
+    online_tiles: gr.Checkbox
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    label: str
+    build: Callable[[UiContext, SharedWidgets], None]
+    elem_id: str
+
+
+def default_tabs() -> list[TabSpec]:
+    return [
+        TabSpec("Locate", lambda ctx, shared: build_locate_tab(ctx, shared.online_tiles), "tab-locate"),
+        TabSpec("Text → Map", lambda ctx, shared: build_text_map_tab(ctx, shared.online_tiles), "tab-text-map"),
+        # The case store adds its tab here: TabSpec("Cases", build_cases_tab, "tab-cases").
+        TabSpec("Models", lambda ctx, shared: build_models_tab(ctx), "tab-models"),
+    ]
+
+
+def _header(ctx: UiContext) -> None:
+    gr.Markdown(f"# {TITLE}\nDrop a photo: candidate places on a map, how sure the model is, what in the image "
+                "drove the guess, and how it compares with the photo's metadata or a claim.", elem_id="geoapp-header")
+    if ctx.random_weights:
+        gr.HTML('<div class="geoapp-random" role="alert"><b>TEST MODE — RANDOM WEIGHTS.</b> This app was started with '
+                "<code>--backbone-weights random</code>: every map, table and heatmap comes from an untrained model and "
+                "says nothing about where a photo was taken.</div>")
+    problem = ctx.service.weights_problem()
+    if problem is not None:
+        gr.HTML('<div class="geoapp-notice"><b>The GeoCLIP weights are not on this machine.</b> Until they are, the '
+                "Locate tab uses <b>SatWorld</b>, the offline model that ships with the app: it was trained on "
+                "satellite/aerial imagery and is not made for ground-level photos; Text → Map needs GeoCLIP. "
+                f"{_code_spans(html.escape(problem))} The Models tab lists what is present.</div>")
+
+
+def _code_spans(text: str) -> str:
+    """`command` -> <code>command</code> (on already escaped text), so commands stand out."""
+    parts = text.split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+
+
+def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple[gr.Blocks, dict]:
+    """The Blocks and the keyword arguments for ``Blocks.launch`` (server, auth, theme ...)."""
+    asset_dir = map_asset_dir()
+    # Serve exactly this folder (Leaflet, heatmap plugin, basemap) at gradio_api/file=<path>.
+    gr.set_static_paths([asset_dir])
+    service = GeolocationService(ModelSettings(backbone=config.backbone, backbone_weights=config.backbone_weights,
+                                               device=config.device))
+    ctx = UiContext(config=config, service=service, asset_prefix=f"gradio_api/file={asset_dir.as_posix()}/")
+    with gr.Blocks(title="geoapp", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        _header(ctx)
+        with gr.Accordion("Map settings", open=False):
+            online_tiles = gr.Checkbox(
+                value=not config.offline_map,
+                label="Online map tiles (OpenStreetMap streets, Esri satellite imagery)",
+                info="Off: the page contacts nothing but this app (country outlines as the basemap). "
+                     + ("Started with --offline-map." if config.offline_map else ""))
+        shared = SharedWidgets(online_tiles=online_tiles)
+        with gr.Tabs():
+            for spec in tabs if tabs is not None else default_tabs():
+                with gr.Tab(spec.label, elem_id=spec.elem_id):
+                    spec.build(ctx, shared)
+    demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.queue_max_size)
+    launch = dict(
+        server_name=config.host, server_port=config.port, share=config.share, auth=config.auth,
+        theme=build_theme(), css=CSS, max_file_size=config.max_file_size, show_error=True,
+        footer_links=["api", "settings"],
+        run_history=False,  # results would be kept in the browser; analysts' material stays on the server
+        enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
+    )
+    return demo, launch

@@ -1,0 +1,98 @@
+"""End to end in headless Chromium: upload photos, see the map, markers, heatmap and Grad-CAM.
+
+Runs against the offline-map app of ``running_app`` and records every request the page makes:
+none may leave 127.0.0.1. Screenshots go to tests/ui/artifacts/ (or $GEOAPP_TEST_ARTIFACTS).
+Skips cleanly where Chromium or Playwright is missing (CI installs both: see .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import shared_path
+from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO
+
+CHROMIUM = os.environ.get("GEOAPP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--disable-extensions", "--metrics-recording-only"]
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _playwright():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found ({CHROMIUM}); install it (Debian: apt-get install chromium) to run this test")
+    return pytest.importorskip("playwright.sync_api", reason="pip install playwright (the driver ships in the wheel)")
+
+
+def _external(urls: list[str]) -> list[str]:
+    """Requests that leave this machine (data:, blob: and about: URLs stay in the page)."""
+    outside = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob", "about", "chrome", "chrome-extension"):
+            continue
+        if parts.hostname not in LOOPBACK_HOSTS:
+            outside.append(url)
+    return outside
+
+
+def _wait_in_map(frame, selector: str, timeout_s: float = 90.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = frame.locator(selector).count()
+        if count:
+            return count
+        time.sleep(0.25)
+    return 0
+
+
+def test_locate_in_the_browser_offline(running_app, artifacts_dir):
+    sync_api = _playwright()
+    photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
+    requests: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        # launch() always starts from a fresh temporary profile (Playwright refuses --user-data-dir here).
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.on("request", lambda request: requests.append(request.url))
+            page = context.new_page()
+            page.goto(running_app.url, wait_until="domcontentloaded")
+            page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
+            page.locator("#geoapp-photos input[type=file]").set_input_files(photos)
+            page.wait_for_selector("text=DSCN0010", timeout=30_000)  # both uploads listed
+            page.get_by_role("button", name="Locate", exact=True).click()
+
+            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            markers = _wait_in_map(map_frame, ".geoapp-candidate")
+            assert markers == 5, f"expected 5 numbered candidate markers, got {markers}\n{running_app.log()[-3000:]}"
+            assert _wait_in_map(map_frame, "canvas.leaflet-heatmap-layer") == 1
+            assert _wait_in_map(map_frame, ".geoapp-banner") == 1  # random weights flagged on the map
+            assert map_frame.locator(".leaflet-control-layers").count() == 1
+            assert map_frame.locator("path.leaflet-interactive, .leaflet-pane path").count() > 50  # basemap drawn
+            page.wait_for_selector("#geoapp-gradcam img", timeout=90_000)
+            page.wait_for_selector("#geoapp-candidates table", timeout=10_000)
+            assert page.locator(".geoapp-random").count() >= 2  # page banner + result banner
+            page.wait_for_timeout(1500)  # let tiles-free map and images settle for the screenshot
+            page.screenshot(path=str(artifacts_dir / "locate_offline.png"), full_page=True)
+
+            # Switch to the second photo (EXIF GPS): its position appears as a reference marker.
+            page.locator("#geoapp-result-selector input").click()
+            page.get_by_role("option", name=re.compile("DSCN0010")).click()
+            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            assert _wait_in_map(map_frame, ".geoapp-reference") == 1
+            assert page.locator("text=43.467448").count() >= 1  # EXIF panel
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(artifacts_dir / "locate_offline_exif_gps.png"), full_page=True)
+        finally:
+            browser.close()
+    assert requests, "no request was recorded"
+    outside = _external(requests)
+    assert outside == [], f"offline mode contacted other hosts: {outside}"

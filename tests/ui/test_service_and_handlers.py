@@ -1,0 +1,117 @@
+"""The service layer and the tab handlers, called directly on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from geoapp.ui.common import UiContext, user_errors
+from geoapp.ui.config import AppConfig
+from geoapp.ui.forms import COMPARE_DIFFERENCE, REGION_CIRCLE, REGION_COUNTRY, LocateForm
+from geoapp.ui.locate_tab import LocateHandlers
+from geoapp.ui.service import GeolocationService, ModelSettings, ModelUnavailableError
+from geoapp.ui.text_map_tab import TextMapHandlers
+from tests.conftest import shared_path
+from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO
+
+
+@pytest.fixture(scope="module")
+def ctx(tiny_locator) -> UiContext:
+    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
+    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
+    service.adopt("geoclip", tiny_locator)
+    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
+
+
+def no_progress(*_args, **_kwargs) -> None:
+    return None
+
+
+def test_gradcam_on_the_tiny_model_is_finite_normalised_and_not_constant(ctx):
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    located = ctx.service.locate(LocateForm(files=(photo,), top_k=3))[0]
+    result = ctx.service.gradcam(located, 1)
+    heatmap = result.heatmap
+    assert heatmap.ndim == 2 and np.isfinite(heatmap).all()
+    assert heatmap.min() >= 0.0 and heatmap.max() == pytest.approx(1.0)
+    assert heatmap.std() > 1e-3
+    assert result.overlay.size == result.crop.size and result.random_weights
+
+
+def test_locate_handler_returns_state_and_json_then_draws(ctx):
+    handlers = LocateHandlers(ctx)
+    photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
+    session, payload = handlers.locate(photos, 4, False, "geoclip", claimed_location="43.0, 11.0", progress=no_progress)
+    json.dumps(payload)  # the API answer is plain JSON
+    assert payload["random_weights"] and "RANDOM WEIGHTS" in payload["warning"]
+    assert [r["source"] for r in payload["results"]] == [IM2GPS_PHOTO, "DSCN0010.jpg"]
+    assert all(len(r["candidates"]) == 4 for r in payload["results"])
+    gps_record = payload["results"][1]
+    assert gps_record["image"]["exif"]["gps_lat"] == pytest.approx(43.467448, abs=1e-4)
+    assert [ref["label"] for ref in gps_record["references"]] == ["EXIF GPS (in the file)", "Claimed location"]
+
+    banner, selector, summary, map_html, table, photo, exif, rank = handlers.show(session, 1, False)
+    assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
+    assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
+    assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]
+    assert len(table.column_widths) == len(table.value["headers"]) == 9
+    assert photo is not None and "43.467448" in exif and rank["value"] == 1
+    crop, overlay, caption = handlers.gradcam(session, 1, 2, progress=no_progress)
+    assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption
+
+
+def test_bad_file_and_unknown_country_are_readable_errors(ctx, tmp_path):
+    handlers = LocateHandlers(ctx)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(gr.Error) as error:
+        user_errors(handlers.locate)([str(broken)], progress=no_progress)
+    assert "broken.jpg" in error.value.message
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    with pytest.raises(gr.Error) as error:
+        user_errors(handlers.locate)([photo], region_mode=REGION_COUNTRY, country="Frnace", progress=no_progress)
+    assert "Frnace" in error.value.message and "France" in error.value.message
+
+
+def test_text_map_side_by_side_and_difference_share_candidates(ctx):
+    handlers = TextMapHandlers(ctx)
+    result, payload = handlers.text_map("a sandy beach", "a snowy mountain", COMPARE_DIFFERENCE, 5,
+                                        region_mode=REGION_CIRCLE, circle_lat=46.5, circle_lon=8.0,
+                                        circle_radius_km=60, progress=no_progress)
+    assert [q["query"] for q in payload["queries"]] == ["a sandy beach", "a snowy mountain"]
+    assert payload["region"]["key"].startswith("circle:") and payload["random_weights"]
+    assert np.array_equal(result.first.surface.lat, result.second.surface.lat)
+    banner, map_a, places_a, map_b, places_b, difference = handlers.show(result, False)
+    assert difference["visible"] and "#b2182b" in difference["value"] and not map_a["visible"]
+    assert len(places_a) == 5 and places_b["visible"]
+
+
+def test_missing_weights_are_reported_not_crashed(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))  # nothing there; the HF cache has no CLIP either
+    service = GeolocationService(ModelSettings())  # real weights requested
+    problem = service.weights_problem()
+    if problem is None:
+        pytest.skip("the real CLIP weights are installed on this machine")
+    assert "python -m geoapp weights download" in problem and "open_clip_model.safetensors" in problem
+    with pytest.raises(ModelUnavailableError, match="weights download"):
+        service.locate(LocateForm(files=("/nonexistent.jpg",)))
+    assert service.status().problem == problem
+
+
+def test_missing_clip_weights_fall_back_to_satworld(monkeypatch, tmp_path):
+    from geoapp.predict import SATWORLD_NOTICE
+
+    monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
+    service = GeolocationService(ModelSettings())
+    if service.weights_problem() is None:
+        pytest.skip("the real CLIP weights are installed on this machine")
+    assert service.default_model() == "satworld" and service.weights_problem("satworld") is None
+    photo = shared_path("im2gps3k-dev", IM2GPS_PHOTO)
+    results = service.locate(LocateForm(files=(str(photo),), model="satworld", top_k=3))
+    prediction = results[0].prediction
+    assert prediction.ok and len(prediction.candidates) == 3
+    assert SATWORLD_NOTICE in prediction.warnings and not prediction.model["random_weights"]
+    assert prediction.model["model"] == "satworld"

@@ -1,0 +1,107 @@
+"""How well could *any* retrieval over a GPS gallery do? ``python -m training.gallery_ceiling``.
+
+A retrieval geolocator (GeoCLIP) answers with one of its gallery points, so its error on an
+image is at least the distance from the true location to the nearest gallery point. This
+report computes that distance for every ground-truth location of a benchmark: the
+accuracy-at-thresholds and median it gives are the ceiling of any model using that gallery
+(a perfect image encoder would reach exactly them). It needs coordinates only, no images.
+
+Nearest neighbours are found on 3-D unit vectors with scipy's cKDTree: the Euclidean (chord)
+distance c between unit vectors is monotone in the great-circle distance 2·asin(c/2), so the
+nearest chord is the nearest point on the sphere.
+
+Example::
+
+    python -m training.gallery_ceiling --csv ../shared/data/benchmarks/im2gps3k_places365.csv \\
+        --csv ../shared/data/benchmarks/yfcc4k_coordinates.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from geoapp.gallery import Gallery
+from geoapp.geo.distance import EARTH_RADIUS_KM
+from geoapp.geo.metrics import THRESHOLDS_KM, geoguessr_score
+
+from training.data import LAYOUTS, DatasetSpec, read_records
+from training.tables import ResultRow, markdown_table, write_tables
+
+# Country accuracy has no ceiling here: a farther gallery point may lie in the right country.
+CEILING_SKIP = ("country %",)
+
+
+def unit_vectors(latlon: np.ndarray) -> np.ndarray:
+    """(lat, lon) degrees [N, 2] -> points on the unit sphere [N, 3] (float64)."""
+    lat, lon = np.radians(np.asarray(latlon, dtype=np.float64).reshape(-1, 2)).T
+    cos_lat = np.cos(lat)
+    return np.stack((cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)), axis=1)
+
+
+class NearestGallery:
+    """Great-circle nearest gallery point for many queries (the k-d tree is built once)."""
+
+    def __init__(self, gallery_coords: np.ndarray) -> None:
+        if len(gallery_coords) == 0:
+            raise ValueError("the gallery is empty")
+        self.coords = np.asarray(gallery_coords, dtype=np.float64).reshape(-1, 2)
+        self.tree = cKDTree(unit_vectors(self.coords))
+
+    def query(self, latlon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance km [N], index of the nearest gallery point [N])."""
+        chord, index = self.tree.query(unit_vectors(latlon), k=1)
+        # chord = 2 sin(angle / 2); clip guards rounding just above 2 for antipodes.
+        angle = 2.0 * np.arcsin(np.clip(np.asarray(chord) / 2.0, 0.0, 1.0))
+        return angle * EARTH_RADIUS_KM, np.asarray(index)
+
+
+def ceiling_row(dataset: str, true_latlon: np.ndarray, nearest: NearestGallery, gallery_name: str) -> ResultRow:
+    """The best-possible accuracy row for ``true_latlon`` against the gallery."""
+    distances, _ = nearest.query(true_latlon)
+    n = int(distances.size)
+    accuracy = {float(t): float(np.mean(distances <= t) * 100) if n else float("nan") for t in THRESHOLDS_KM}
+    return ResultRow(
+        method=f"gallery ceiling ({gallery_name}, {len(nearest.coords):,} points)", dataset=dataset, n=n,
+        accuracy=accuracy,
+        median_km=float(np.median(distances)) if n else None,
+        geoguessr=float(np.mean(geoguessr_score(distances))) if n else None,
+        note=f"mean {np.mean(distances):.1f} km, max {np.max(distances):.0f} km" if n else "",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.gallery_ceiling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--csv", required=True, action="append", help="ground-truth CSV with LAT/LON (repeatable)")
+    p.add_argument("--layout", default="auto", choices=sorted(LAYOUTS))
+    p.add_argument("--gallery", default=None, help="gallery CSV (default: GeoCLIP's 100K MP-16 gallery)")
+    p.add_argument("--out", default=None, help="folder for ceiling.md / ceiling.csv")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    gallery = Gallery.from_csv(args.gallery) if args.gallery else Gallery.default()
+    nearest = NearestGallery(gallery.coords)
+    rows = []
+    for csv_path in args.csv:
+        records = read_records(DatasetSpec(Path(csv_path), None, args.layout))
+        name = f"{records.name}" + (f" ({records.skipped_rows} rows skipped)" if records.skipped_rows else "")
+        rows.append(ceiling_row(name, records.coords, nearest, gallery.name))
+    print(markdown_table(rows, skip=CEILING_SKIP))
+    print("\nAccuracy columns: % of true locations with a gallery point within that distance "
+          "(the best any retrieval over this gallery can score).")
+    if args.out:
+        md, table = write_tables(rows, Path(args.out), stem="ceiling", skip=CEILING_SKIP)
+        print(f"\nwrote {md} and {table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
