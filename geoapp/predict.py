@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from geoapp.gallery import Gallery, LocationEmbeddingCache
 from geoapp.geo.distance import validate_latlon
-from geoapp.geo.regions import Region, parse_region
+from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import ImageLoadError, LoadedImage, load_image
 from geoapp.models.backbones import BACKBONES
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity, build_geoclip
@@ -161,7 +161,12 @@ class Geolocator:
                 return self._region_sets[key]
             gallery = self._gallery_set
             inside = np.asarray(parsed.contains(gallery.coords[:, 0].astype(np.float64), gallery.coords[:, 1].astype(np.float64)))
-            extra = np.asarray(parsed.candidate_points(max_points=extra_points), dtype=np.float32).reshape(-1, 2)
+            if extra_points > 0:
+                extra = np.asarray(parsed.candidate_points(max_points=extra_points), dtype=np.float32).reshape(-1, 2)
+            elif inside.any():
+                extra = np.zeros((0, 2), dtype=np.float32)  # gallery points only (paper's Table 5 protocol)
+            else:
+                raise RegionError(f"no gallery point lies inside {parsed.key}; allow extra region points to search it")
             coords = np.concatenate([gallery.coords[inside], extra]).astype(np.float32)
             embeddings = torch.cat([gallery.embeddings[torch.from_numpy(np.flatnonzero(inside)).to(self.device)],
                                     self._embed(extra) if len(extra) else gallery.embeddings[:0]])
@@ -198,26 +203,29 @@ class Geolocator:
 
     # ------------------------------------------------------------------ predictions
     def predict(self, image, top_k: int = 5, region: str | dict | Region | None = None, tencrop: bool = False,
-                merge_km: float | None = None) -> Prediction:
+                merge_km: float | None = None, region_points: int = REGION_EXTRA_POINTS) -> Prediction:
         """Predict one image. Bad images raise :class:`~geoapp.imaging.ImageLoadError`; bad regions
         raise :class:`~geoapp.geo.regions.RegionError` (both ``ValueError``)."""
         result = self.predict_batch([image], top_k=top_k, region=region, tencrop=tencrop, merge_km=merge_km,
-                                    on_error="raise")
+                                    on_error="raise", region_points=region_points)
         return result[0]
 
     def predict_batch(self, images: Iterable, top_k: int = 5, region: str | dict | Region | None = None,
                       tencrop: bool = False, merge_km: float | None = None, batch_size: int = 8,
-                      on_error: str = "record", progress: Callable[[int], None] | None = None) -> list[Prediction]:
+                      on_error: str = "record", progress: Callable[[int], None] | None = None,
+                      region_points: int = REGION_EXTRA_POINTS) -> list[Prediction]:
         """Predict many images with batched forwards.
 
         With ``on_error="record"`` (default) every input gets a :class:`Prediction`; those that
         could not be read carry ``.error`` and no candidates, and the batch carries on.
+        ``region_points``: at most this many extra grid points inside a region (0 = gallery
+        points only, the GeoCLIP paper's Table 5 protocol).
         """
         if not 1 <= int(top_k) <= 1000:
             raise ValueError(f"top_k must be between 1 and 1000; got {top_k}")
         if on_error not in ("record", "raise"):
             raise ValueError("on_error must be 'record' or 'raise'")
-        candidates = self.candidate_set(region)
+        candidates = self.candidate_set(region, extra_points=region_points)
         merge = merge_km if merge_km is not None else self._auto_merge_km(candidates.region)
         images = list(images)
         results: list[Prediction | None] = [None] * len(images)
@@ -275,14 +283,14 @@ class Geolocator:
         return self.model.encode_text(tokens).float()
 
     def text_map(self, text: str, top_k: int = 10, region: str | dict | Region | None = None,
-                 merge_km: float | None = None) -> Prediction:
+                 merge_km: float | None = None, region_points: int = REGION_EXTRA_POINTS) -> Prediction:
         """Where on the map does a text description fit? Same candidates, merging and surface as photos."""
         query = (text or "").strip()
         if not query:
             raise ValueError("the text query is empty")
         if len(query) > 300:
             raise ValueError("the text query is too long (at most 300 characters)")
-        candidates = self.candidate_set(region)
+        candidates = self.candidate_set(region, extra_points=region_points)
         merge = merge_km if merge_km is not None else self._auto_merge_km(candidates.region)
         start = time.perf_counter()
         probabilities = self._probabilities(self.text_embeddings([query]), 1, candidates)[0]

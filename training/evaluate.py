@@ -8,9 +8,9 @@ over images whose truth lies in a country), and the mean GeoGuessr score
 images are listed with their error and counted, not scored.
 
 ``--prior-km R`` is GeoCLIP's Table 5 protocol: each image is searched only within R km of
-its true location (``region="circle:LAT,LON,R"``). Note: geoapp's region prior scores the
-gallery points inside the circle **plus** a dense grid of extra points on land there (see
-the README), so it is at least as fine as the paper's gallery-only restriction.
+its true location (``region="circle:LAT,LON,R"``), scoring only the gallery points inside the
+circle as the paper does. ``--prior-extra-points N`` adds geoapp's dense grid of up to N extra
+land points in the circle (the app's default region prior; see the README).
 
 Outputs (``--out DIR``): predictions.csv (one row per image), results.md / results.csv
 (this run next to the published numbers), summary.json. Random weights are flagged loudly.
@@ -64,7 +64,7 @@ class EvalResult:
 
 
 def predict_all(locator: Any, records: GeoRecords, tencrop: bool, prior_km: float | None, batch_size: int,
-                progress: Any = None) -> list[tuple[float, float, float, str]]:
+                progress: Any = None, prior_extra_points: int = 0) -> list[tuple[float, float, float, str]]:
     """(lat, lon, probability, error) per record; NaN coordinates and an error text when it failed."""
     failed = (float("nan"), float("nan"), float("nan"))
     out: list[tuple[float, float, float, str]] = []
@@ -79,7 +79,7 @@ def predict_all(locator: Any, records: GeoRecords, tencrop: bool, prior_km: floa
     for path, (lat, lon) in zip(records.paths, records.coords):
         try:
             p = locator.predict(str(path), top_k=1, region=f"circle:{lat:.6f},{lon:.6f},{prior_km:g}", tencrop=tencrop,
-                                merge_km=0.0)
+                                merge_km=0.0, region_points=prior_extra_points)
             out.append((p.candidates[0].lat, p.candidates[0].lon, p.candidates[0].probability, ""))
         except (ImageLoadError, RegionError) as error:
             out.append((*failed, str(error)))
@@ -141,7 +141,8 @@ def evaluate(args: argparse.Namespace) -> EvalResult:
 
         bar = tqdm(total=len(records), unit="img", desc="evaluate", file=sys.stderr)
     started = time.perf_counter()
-    raw = predict_all(locator, records, args.tencrop, args.prior_km, args.batch_size, bar.update if bar else None)
+    raw = predict_all(locator, records, args.tencrop, args.prior_km, args.batch_size, bar.update if bar else None,
+                      prior_extra_points=args.prior_extra_points)
     seconds = time.perf_counter() - started
     if bar is not None:
         bar.close()
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
     p.add_argument("--prior-km", type=float, default=None, choices=(2500.0, 750.0, 200.0, 25.0),
                    help="GeoCLIP Table 5: search only within this radius of the true location")
+    p.add_argument("--prior-extra-points", type=int, default=0,
+                   help="with --prior-km: also score up to N extra land grid points in the circle (default 0: "
+                        "gallery points only, as in the paper)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None)

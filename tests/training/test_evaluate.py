@@ -53,11 +53,27 @@ def test_evaluate_three_images_end_to_end(tmp_path, capsys, dev_dir, dev_truth, 
 def test_prior_region_protocol_stays_inside_the_radius(tmp_path, capsys, dev_dir, small_gallery_csv):
     out = tmp_path / "eval"
     assert main(["--csv", str(dev_dir / "ground_truth.csv"), "--images", str(dev_dir), "--limit", "2",
-                 "--prior-km", "25", "--gallery", str(small_gallery_csv), "--out", str(out), *TINY]) == 0
+                 "--prior-km", "25", "--prior-extra-points", "500", "--gallery", str(small_gallery_csv),
+                 "--out", str(out), *TINY]) == 0
     assert "Table 5" in capsys.readouterr().out
     predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert len(predictions) == 2 and (predictions["error"] == "").all()
     assert (predictions["error_km"] <= 25.0 + 1e-6).all()
+
+    # The paper's protocol scores gallery points only. The fixture gallery has points near each truth...
+    gallery_only = tmp_path / "gallery-only"
+    assert main(["--csv", str(dev_dir / "ground_truth.csv"), "--images", str(dev_dir), "--limit", "2",
+                 "--prior-km", "25", "--gallery", str(small_gallery_csv), "--out", str(gallery_only), *TINY]) == 0
+    rows = pd.read_csv(gallery_only / "predictions.csv", keep_default_na=False)
+    assert (rows["error"] == "").all() and (rows["error_km"] <= 25.0 + 1e-6).all()
+    # ...a sparse one (no point within 25 km) gets a clear per-image error, not a point outside the circle.
+    sparse_csv = tmp_path / "sparse.csv"
+    sparse_csv.write_text("LAT,LON\n-75.0,0.0\n-75.0,90.0\n")
+    sparse = tmp_path / "sparse"
+    assert main(["--csv", str(dev_dir / "ground_truth.csv"), "--images", str(dev_dir), "--limit", "2",
+                 "--prior-km", "25", "--gallery", str(sparse_csv), "--out", str(sparse), *TINY]) == 0
+    rows = pd.read_csv(sparse / "predictions.csv", keep_default_na=False)
+    assert len(rows) == 2 and rows["error"].str.contains("no gallery point").all()
 
 
 class StubLocator:
