@@ -67,7 +67,9 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("--top-k", type=int, default=5, help="distinct candidate places (default 5)")
     analyze.add_argument("--region", default=None, help='restrict the search, as for predict ("FR", "circle:LAT,LON,KM" ...)')
     analyze.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops")
-    analyze.add_argument("--model", default="geoclip", help="model family (default geoclip)")
+    analyze.add_argument("--model", default="auto",
+                         help="geoclip, satworld, or auto (default): GeoCLIP when its CLIP weights are here, else "
+                              "the shipped SatWorld model (satellite/aerial imagery only; recorded as such)")
     analyze.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     analyze.add_argument("--backbone-weights", default=None, help='"random" (test mode, flagged) or a checkpoint path')
     analyze.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tiny-test for the test suite
@@ -240,8 +242,11 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     if not evidence_ids:
         print("error: the case has no evidence to analyse; add some with `case add`", file=sys.stderr)
         return EXIT_USAGE
-    from geoapp.predict import Geolocator
+    from geoapp.predict import Geolocator, choose_model
 
+    args.model, notice = choose_model(args.model, args.backbone_weights)
+    if notice:
+        _info(f"NOTE: {notice}")
     _info(f"Loading {args.model} ({'RANDOM backbone weights' if args.backbone_weights == 'random' else 'pretrained'})...")
     locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
                               backbone=args.backbone, gallery=args.gallery)
