@@ -97,9 +97,17 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--weights-dir", default=None, help="extra folder to look in (or $GEOAPP_WEIGHTS_DIR)")
     s.set_defaults(handler=_cmd_weights_status)
     d = wsub.add_parser("download", help="fetch missing weights (needs internet)")
+    d.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="what to fetch (default: backbone): " + ", ".join(_download_target_names()))
     d.add_argument("--weights-dir", default=None,
                    help="download here instead of the standard Hugging Face cache (or $GEOAPP_WEIGHTS_DIR)")
     d.set_defaults(handler=_cmd_weights_download)
+
+
+def _download_target_names() -> list[str]:
+    from geoapp.models.weights import DOWNLOAD_TARGETS
+
+    return list(DOWNLOAD_TARGETS)
 
 
 def _settings(args: argparse.Namespace):
@@ -128,24 +136,16 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     rows = weights.status(checksums=not args.no_checksums, settings=settings)
+    optional_rows = weights.status(weights.OPTIONAL_FILES, checksums=not args.no_checksums, settings=settings)
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps([r.to_dict() for r in (*rows, *optional_rows)], indent=2))
         return EXIT_OK
     for row in rows:
-        mark = "OK     " if row.present else "MISSING"
-        if row.checksum_ok is False:
-            mark = "BAD SUM"
-        print(f"[{mark}] {row.weight.description}")
-        print(f"          file: {row.weight.filename}   source: {row.weight.origin}   licence: {row.weight.licence}")
-        if row.present:
-            check = {True: "matches the published digest", False: "DOES NOT MATCH the published digest",
-                     None: "no published digest to compare"}[row.checksum_ok]
-            print(f"          path: {row.path}")
-            print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
-                  + (f" ({check})" if row.sha256 else ""))
-        else:
-            print(f"          to fix: {row.weight.fix_hint()}")
-    missing = [r for r in rows if not r.present]
+        _print_status_row(row)
+    print("\nOptional (TransLocator inputs: ADE20K segmenter, Places365 scene labeller):")
+    for row in optional_rows:
+        _print_status_row(row)
+    missing = [r for r in rows if not r.present]  # optional files do not count
     print()
     if missing:
         print(f"{len(missing)} file(s) missing. Predictions with real weights need them all; meanwhile "
@@ -159,41 +159,80 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _reachable(url: str, timeout: float = 5.0) -> str | None:
-    """None if a TCP connection to the URL's host opens within ``timeout``; else the reason."""
-    host = urlparse(url).hostname or url
+def _print_status_row(row) -> None:
+    """One weight file's block in `weights status`."""
+    mark = "OK     " if row.present else "MISSING"
+    if row.checksum_ok is False:
+        mark = "BAD SUM"
+    print(f"[{mark}] {row.weight.description}")
+    print(f"          file: {row.weight.filename}   source: {row.weight.origin}   licence: {row.weight.licence}")
+    if row.present:
+        check = {True: "matches the published digest", False: "DOES NOT MATCH the published digest",
+                 None: "no published digest to compare"}[row.checksum_ok]
+        print(f"          path: {row.path}")
+        print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
+              + (f" ({check})" if row.sha256 else ""))
+    else:
+        print(f"          to fix: {row.weight.fix_hint()}")
+
+
+def _reachable(url: str, timeout: float = 5.0, port: int | None = 443) -> str | None:
+    """None if a TCP connection to the URL's host opens within ``timeout``; else the reason.
+
+    ``port=None`` uses the URL's own port (its scheme's default: http 80, https 443).
+    """
+    parsed = urlparse(url)
+    host = parsed.hostname or url
+    if port is None:
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as error:
         return f"{host}: {error}"
 
 
 def _cmd_weights_download(args: argparse.Namespace) -> int:
+    from geoapp.models import weights
+
+    settings = _settings(args)
+    names = args.targets or [weights.DEFAULT_DOWNLOAD_TARGET]
+    unknown = [n for n in names if n not in weights.DOWNLOAD_TARGETS]
+    if unknown:
+        raise ValueError(f"unknown download target(s) {', '.join(unknown)}; choose from {', '.join(weights.DOWNLOAD_TARGETS)}")
+    missing_pip = [w for w in weights.GEOCLIP_FILES if weights.find(w, settings) is None]
+    for w in missing_pip:
+        print(f"MISSING {w.filename}: {w.fix_hint()}", file=sys.stderr)
+    failed = bool(missing_pip)
+    for name in names:
+        failed |= not _download_one(weights.DOWNLOAD_TARGETS[name], settings)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _download_one(target, settings) -> bool:
+    """Fetch one weight file unless present; False (with the reason on stderr) when it cannot."""
     import os
 
     from geoapp.models import weights
 
-    settings = _settings(args)
-    missing_pip = [w for w in weights.GEOCLIP_FILES if weights.find(w, settings) is None]
-    for w in missing_pip:
-        print(f"MISSING {w.filename}: {w.fix_hint()}", file=sys.stderr)
-    target = weights.CLIP_VIT_L14_OPENAI
     if weights.find(target, settings) is not None:
         print(f"Already present: {target.description} at {weights.find(target, settings)}")
-        return EXIT_FAILED if missing_pip else EXIT_OK
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    reason = None if os.environ.get("HF_HUB_OFFLINE") not in ("1", "true", "TRUE") else "HF_HUB_OFFLINE is set"
-    reason = reason or _reachable(endpoint)
+        return True
+    if target.source.startswith("url:"):
+        reason = _reachable(target.source[len("url:"):], port=None)
+    else:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        reason = None if os.environ.get("HF_HUB_OFFLINE") not in ("1", "true", "TRUE") else "HF_HUB_OFFLINE is set"
+        reason = reason or _reachable(endpoint)
     if reason:
         print(f"Cannot download {target.filename} ({target.description}): no connection ({reason}).\n"
-              f"On a machine with internet run `python -m geoapp weights download --weights-dir DIR`, then copy DIR "
+              f"On a machine with internet run `{target.download_command} --weights-dir DIR`, then copy DIR "
               f"here and set GEOAPP_WEIGHTS_DIR=DIR (or pass --weights-dir).", file=sys.stderr)
-        return EXIT_FAILED
+        return False
     print(f"Downloading {target.description} from {target.origin} ...", file=sys.stderr)
     path = weights.download(target, settings)
     print(f"Saved {path}")
-    return EXIT_FAILED if missing_pip else EXIT_OK
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ SATWORLD_NOTICE = (
     "ground-level photos, so for those its answer says nothing about where the photo was taken."
 )
 
-MODELS = ("geoclip", "satworld")  # satworld: offline model for satellite/aerial views (issue 6)
+MODELS = ("geoclip", "satworld", "translocator")  # satworld: satellite/aerial views (issue 6); translocator: issue 7
 DEFAULT_MERGE_KM = 25.0  # the paper's "city" threshold: candidates closer than this are one place
 REGION_EXTRA_POINTS = 10_000  # extra candidates generated inside a region (see Region.candidate_points)
 _ENCODE_CHUNK = 8192
@@ -83,16 +83,24 @@ class Geolocator:
     def load(cls, model: str = "geoclip", device: str | torch.device | None = None,
              backbone_weights: str | Path | None = None, *, backbone: str = "ViT-L-14",
              heads: str | Path = "pretrained", gallery: str | Path | Gallery | None = None,
-             cache_dir: str | Path | None = None) -> "Geolocator":
+             cache_dir: str | Path | None = None, checkpoint: str | Path | None = None,
+             segmenter=None) -> "Geolocator":
         """Load a geolocator.
 
         ``backbone_weights``: None (real OpenAI CLIP weights, from the local cache; fails at
         once with the fix when missing), ``"random"`` (real architecture, random weights: for
         tests and benchmarks only, every result is flagged), or a checkpoint path.
         ``gallery``: None for GeoCLIP's 100K MP-16 gallery, or a CSV path / :class:`Gallery`.
+        ``checkpoint``/``segmenter``: TransLocator only (see :mod:`geoapp.translocator_predict`,
+        whose geolocator has the same prediction API and results).
         """
         if model not in MODELS:
             raise ValueError(f"Unknown model {model!r}; available: {', '.join(MODELS)}")
+        if model == "translocator":
+            from geoapp.translocator_predict import TransLocatorGeolocator
+
+            return TransLocatorGeolocator.load(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights,
+                                               segmenter=segmenter)
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
         resolved = resolve_device(device)

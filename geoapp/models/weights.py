@@ -5,19 +5,27 @@ each :class:`WeightFile` names its source, its licence and, where known, its SHA
 
 Finding weights never touches the network: loading either finds the file locally or fails
 at once with :class:`WeightsMissingError`, which names the file and the command that fetches
-it. Only :func:`download` (``python -m geoapp weights download``) goes online.
+it. Only :func:`download` (``python -m geoapp weights download [TARGET]``) goes online.
+
+Sources: ``pypi:<package>/<path>`` (inside an installed wheel), ``hf-hub:<repo id>`` (the
+standard Hugging Face cache) and ``url:<address>`` (a plain download kept in torch hub's
+``checkpoints`` folder, like ``torch.hub.load_state_dict_from_url`` does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoapp.settings import Settings, get_settings
 
 DOWNLOAD_COMMAND = "python -m geoapp weights download"
+# File names shared by many hub repos: never looked up flat in the weights dir (ambiguous there).
+GENERIC_FILENAMES = frozenset({"model.safetensors", "pytorch_model.bin", "config.json"})
 
 
 class WeightsMissingError(FileNotFoundError):
@@ -35,18 +43,39 @@ class WeightFile:
     licence: str
     sha256: str | None = None  # known digest, checked by `weights status`
     alternatives: tuple[str, ...] = ()  # other file names accepted for the same weights
+    # Files of the same repo that must sit in the same folder (an smp checkpoint is
+    # config.json + model.safetensors); downloaded together, and a copy without them is ignored.
+    companions: tuple[str, ...] = ()
+    revision: str | None = None  # Hugging Face revision to use (None: the repo's main branch)
+    download_target: str | None = None  # argument of `geoapp weights download` (None: the default target)
+    optional: bool = False  # not needed for GeoCLIP predictions (listed apart by `weights status`)
 
     @property
     def origin(self) -> str:
         kind, _, where = self.source.partition(":")
-        return f"PyPI package {where.split('/')[0]!r}" if kind == "pypi" else f"Hugging Face repo {where!r}"
+        if kind == "pypi":
+            return f"PyPI package {where.split('/')[0]!r}"
+        if kind == "url":
+            return f"download URL {where}"
+        return f"Hugging Face repo {where!r}"
+
+    @property
+    def download_command(self) -> str:
+        return f"{DOWNLOAD_COMMAND} {self.download_target}" if self.download_target else DOWNLOAD_COMMAND
 
     def fix_hint(self) -> str:
         if self.source.startswith("pypi:"):
             package = self.source[len("pypi:") :].split("/")[0]
             return f"install it with `pip install -r requirements.txt` (it ships in the {package!r} package)"
+        if self.source.startswith("url:"):
+            return (
+                f"fetch it with `{self.download_command}` (needs internet), or download {self.source[4:]} "
+                f"by hand into {torch_hub_checkpoints_dir()} or the folder named by $GEOAPP_WEIGHTS_DIR / --weights-dir"
+            )
+        together = f" (with {', '.join(self.companions)} beside it, in a folder named {self.source.split('/')[-1]})" \
+            if self.companions else ""
         return (
-            f"fetch it with `{DOWNLOAD_COMMAND}` (needs internet), or copy {self.filename} into "
+            f"fetch it with `{self.download_command}` (needs internet), or copy {self.filename}{together} into "
             "the folder named by $GEOAPP_WEIGHTS_DIR / --weights-dir"
         )
 
@@ -96,6 +125,75 @@ CLIP_VIT_L14_OPENAI = WeightFile(
     alternatives=("open_clip_pytorch_model.bin",),
 )
 
+
+# ADE20K semantic segmenters (TransLocator's second input), as segmentation_models_pytorch
+# publishes them on its `smp-hub` org: config.json + model.safetensors, loaded with
+# `smp.from_pretrained`. Revisions are not pinned (no full commit id is recorded for them);
+# set `revision` to a commit id to pin one.
+SEGFORMER_B2_ADE20K = WeightFile(
+    key="smp-hub/segformer-b2-512x512-ade-160k",
+    description="SegFormer-B2 ADE20K segmenter (150 classes, 512 px, ~27M parameters, ~110 MB)",
+    filename="model.safetensors",
+    source="hf-hub:smp-hub/segformer-b2-512x512-ade-160k",
+    licence="NVIDIA Source Code License for SegFormer (non-commercial use)",
+    companions=("config.json",),
+    download_target="segmenter",
+    optional=True,
+)
+SEGFORMER_B0_ADE20K = WeightFile(
+    key="smp-hub/segformer-b0-512x512-ade-160k",
+    description="SegFormer-B0 ADE20K segmenter (150 classes, 512 px, ~4M parameters, fast on CPU)",
+    filename="model.safetensors",
+    source="hf-hub:smp-hub/segformer-b0-512x512-ade-160k",
+    licence="NVIDIA Source Code License for SegFormer (non-commercial use)",
+    companions=("config.json",),
+    download_target="segformer-b0-ade20k",
+    optional=True,
+)
+UPERNET_CONVNEXT_TINY_ADE20K = WeightFile(
+    key="smp-hub/upernet-convnext-tiny",
+    description="UPerNet ConvNeXt-T ADE20K segmenter (150 classes, 512 px, ~60M parameters)",
+    filename="model.safetensors",
+    source="hf-hub:smp-hub/upernet-convnext-tiny",
+    licence="MIT (OpenMMLab UPerNet weights, converted by segmentation_models_pytorch)",
+    companions=("config.json",),
+    download_target="upernet-convnext-tiny-ade20k",
+    optional=True,
+)
+# ImageNet initialisation for training one's own HRNet segmenter (timm's default hrnet_w18 tag).
+HRNET_W18_IMAGENET = WeightFile(
+    key="timm/hrnet_w18.ms_aug_in1k",
+    description="HRNet-W18 ImageNet-1k encoder initialisation (for training an ADE20K segmenter)",
+    filename="model.safetensors",
+    source="hf-hub:timm/hrnet_w18.ms_aug_in1k",
+    licence="MIT (HRNet)",
+    alternatives=("pytorch_model.bin",),
+    download_target="hrnet-w18-imagenet",
+    optional=True,
+)
+
+# Places365 scene classifiers (CSAIL, MIT licence): torchvision ResNets with 365 outputs,
+# checkpoints {"state_dict": {"module.<name>": tensor}} served as plain files.
+PLACES365_URL = "http://places2.csail.mit.edu/models_places365/"
+PLACES365_RESNET18 = WeightFile(
+    key="places365/resnet18",
+    description="Places365 scene classifier, ResNet-18 (CSAIL, ~45 MB)",
+    filename="resnet18_places365.pth.tar",
+    source=f"url:{PLACES365_URL}resnet18_places365.pth.tar",
+    licence="MIT (CSAILVision/places365)",
+    download_target="places365-resnet18",
+    optional=True,
+)
+PLACES365_RESNET50 = WeightFile(
+    key="places365/resnet50",
+    description="Places365 scene classifier, ResNet-50 (CSAIL, ~100 MB)",
+    filename="resnet50_places365.pth.tar",
+    source=f"url:{PLACES365_URL}resnet50_places365.pth.tar",
+    licence="MIT (CSAILVision/places365)",
+    download_target="places365-resnet50",
+    optional=True,
+)
+
 GEOCLIP_FILES: tuple[WeightFile, ...] = (
     GEOCLIP_LOCATION_ENCODER,
     GEOCLIP_IMAGE_HEAD,
@@ -103,6 +201,29 @@ GEOCLIP_FILES: tuple[WeightFile, ...] = (
     GEOCLIP_GALLERY,
 )
 ALL_FILES: tuple[WeightFile, ...] = (*GEOCLIP_FILES, CLIP_VIT_L14_OPENAI)
+# Listed by `weights status` apart from ALL_FILES: only TransLocator's inputs need them.
+OPTIONAL_FILES: tuple[WeightFile, ...] = (SEGFORMER_B2_ADE20K, PLACES365_RESNET18, PLACES365_RESNET50)
+# `python -m geoapp weights download TARGET`: what each target fetches.
+DEFAULT_DOWNLOAD_TARGET = "backbone"
+DOWNLOAD_TARGETS: dict[str, WeightFile] = {
+    DEFAULT_DOWNLOAD_TARGET: CLIP_VIT_L14_OPENAI,
+    **{w.download_target: w for w in (SEGFORMER_B2_ADE20K, SEGFORMER_B0_ADE20K, UPERNET_CONVNEXT_TINY_ADE20K,
+                                      HRNET_W18_IMAGENET, PLACES365_RESNET18, PLACES365_RESNET50)
+       if w.download_target},
+}
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """``torch.hub.get_dir()/checkpoints``, worked out without importing torch when it is not loaded yet.
+
+    Same rule as torch: $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch; then hub/.
+    """
+    if "torch" in sys.modules:  # respects torch.hub.set_dir()
+        import torch.hub
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch")
+    return Path(home).expanduser() / "hub" / "checkpoints"
 
 
 def _package_dir(package: str) -> Path | None:
@@ -121,9 +242,12 @@ def candidate_paths(weight: WeightFile, settings: Settings | None = None) -> lis
     kind, _, where = weight.source.partition(":")
     if settings.weights_dir is not None:
         # A flat copy (weights_dir/<file>) or one folder per source (weights_dir/<repo name or package>/<file>).
-        source_folder = where.split("/")[-1] if kind == "hf-hub" else where.split("/")[0]
+        # Generic names (model.safetensors: many repos use it) and files with companions only count in their
+        # own folder, so one model's file is never taken for another's.
+        source_folder = where.split("/")[-1] if kind in ("hf-hub", "url") else where.split("/")[0]
         for name in names:
-            paths.append(settings.weights_dir / name)
+            if not weight.companions and name not in GENERIC_FILENAMES:
+                paths.append(settings.weights_dir / name)
             paths.append(settings.weights_dir / source_folder / name)
     if kind == "pypi":
         package, _, inner = where.partition("/")
@@ -131,11 +255,14 @@ def candidate_paths(weight: WeightFile, settings: Settings | None = None) -> lis
         if root is not None:
             paths.append(root / inner)
     elif kind == "hf-hub":
-        paths.extend(_hf_cached_paths(where, names, settings))
+        paths.extend(_hf_cached_paths(where, names, settings, weight.revision))
+    elif kind == "url":
+        paths.extend(torch_hub_checkpoints_dir() / name for name in names)
     return paths
 
 
-def _hf_cached_paths(repo_id: str, names: tuple[str, ...], settings: Settings) -> list[Path]:
+def _hf_cached_paths(repo_id: str, names: tuple[str, ...], settings: Settings,
+                     revision: str | None = None) -> list[Path]:
     """Paths of files already in a Hugging Face cache (local lookup only, never a request)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -146,16 +273,16 @@ def _hf_cached_paths(repo_id: str, names: tuple[str, ...], settings: Settings) -
     cache_dirs.append(None)  # the default HF cache (HF_HOME / HF_HUB_CACHE aware)
     for cache_dir in cache_dirs:
         for name in names:
-            hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+            hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision)
             if isinstance(hit, str):
                 found.append(Path(hit))
     return found
 
 
 def find(weight: WeightFile, settings: Settings | None = None) -> Path | None:
-    """First existing local copy of ``weight``, or None."""
+    """First existing local copy of ``weight`` (with its companions beside it), or None."""
     for path in candidate_paths(weight, settings):
-        if path.is_file():
+        if path.is_file() and all((path.parent / name).is_file() for name in weight.companions):
             return path
     return None
 
@@ -165,11 +292,19 @@ def require(weight: WeightFile, settings: Settings | None = None) -> Path:
     path = find(weight, settings)
     if path is not None:
         return path
-    looked = [str(p) for p in candidate_paths(weight, settings)] or ["(no candidate folder: package not installed)"]
+    looked = [str(p) for p in candidate_paths(weight, settings)] or [_empty_lookup_note(weight)]
     raise WeightsMissingError(
         f"Missing weights: {weight.filename} — {weight.description}, from the {weight.origin}. "
         f"To fix: {weight.fix_hint()}. Looked in: {', '.join(looked)}."
     )
+
+
+def _empty_lookup_note(weight: WeightFile) -> str:
+    if weight.source.startswith("hf-hub:"):
+        from huggingface_hub import constants
+
+        return f"the Hugging Face cache {constants.HF_HUB_CACHE} (no copy of {weight.source[len('hf-hub:'):]})"
+    return "(no candidate folder: package not installed)"
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 22) -> str:
@@ -205,6 +340,7 @@ class WeightStatus:
             "sha256": self.sha256,
             "checksum_ok": self.checksum_ok,
             "fix": None if self.present else self.weight.fix_hint(),
+            "optional": self.weight.optional,
         }
 
 
@@ -227,9 +363,25 @@ def download(weight: WeightFile, settings: Settings | None = None) -> Path:
     if existing is not None:
         return existing
     kind, _, where = weight.source.partition(":")
+    if kind == "url":
+        return _download_url(weight, where, settings)
     if kind != "hf-hub":
         raise WeightsMissingError(f"{weight.filename} is not downloadable on its own: {weight.fix_hint()}.")
     from huggingface_hub import hf_hub_download
 
     cache_dir = str(settings.weights_dir) if settings.weights_dir else None
-    return Path(hf_hub_download(repo_id=where, filename=weight.filename, cache_dir=cache_dir))
+    for name in weight.companions:  # small files first: a failed big download leaves no orphan config
+        hf_hub_download(repo_id=where, filename=name, cache_dir=cache_dir, revision=weight.revision)
+    return Path(hf_hub_download(repo_id=where, filename=weight.filename, cache_dir=cache_dir,
+                                revision=weight.revision))
+
+
+def _download_url(weight: WeightFile, url: str, settings: Settings) -> Path:
+    """Plain file download (with a progress bar) into the weights dir or torch hub's checkpoints folder."""
+    from torch.hub import download_url_to_file
+
+    folder = settings.weights_dir if settings.weights_dir is not None else torch_hub_checkpoints_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / weight.filename
+    download_url_to_file(url, str(target), hash_prefix=weight.sha256, progress=True)  # writes a temp file, then renames
+    return target

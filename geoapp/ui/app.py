@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from geoapp.ui.assets import map_asset_dir
+from geoapp.ui.cases_tab import build_cases_tab
 from geoapp.ui.common import UiContext
 from geoapp.ui.config import AppConfig
 from geoapp.ui.locate_tab import build_locate_tab
@@ -42,7 +43,7 @@ def default_tabs() -> list[TabSpec]:
     return [
         TabSpec("Locate", lambda ctx, shared: build_locate_tab(ctx, shared.online_tiles), "tab-locate"),
         TabSpec("Text → Map", lambda ctx, shared: build_text_map_tab(ctx, shared.online_tiles), "tab-text-map"),
-        # The case store adds its tab here: TabSpec("Cases", build_cases_tab, "tab-cases").
+        TabSpec("Cases", lambda ctx, shared: build_cases_tab(ctx, shared.online_tiles), "tab-cases"),
         TabSpec("Models", lambda ctx, shared: build_models_tab(ctx), "tab-models"),
     ]
 

@@ -48,7 +48,9 @@ class RunningApp:
 def start_app(args: list[str], log_path: Path, timeout_s: float = 60.0) -> RunningApp:
     """Start app.py and wait until it answers HTTP 200 (or fail with its log)."""
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("GEOAPP_DATABASE_URL", "GEOAPP_CASE_STORE")}
+    # Cases created by browser tests go to a throw-away store, never the user's (~/.local/share/geoapp).
+    env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GEOAPP_DATA_DIR=str(log_path.parent / "data"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     start = time.perf_counter()

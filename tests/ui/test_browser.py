@@ -96,3 +96,43 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
     assert requests, "no request was recorded"
     outside = _external(requests)
     assert outside == [], f"offline mode contacted other hosts: {outside}"
+
+
+def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir):
+    """Create a case, add a GPS photo, claim, analyse: the case map shows claim, EXIF and candidates."""
+    sync_api = _playwright()
+    requests: list[str] = []
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.on("request", lambda request: requests.append(request.url))
+            page = context.new_page()
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(running_app.url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Cases").click()
+            page.get_by_label("Title").fill("Browser case")
+            page.locator("#geoapp-case-create").click()
+            page.wait_for_selector("#geoapp-case-header h2:has-text('Browser case')", timeout=30_000)
+            page.locator("#geoapp-case-evidence input[type=file]").set_input_files([str(shared_path(*GPS_PHOTO))])
+            page.wait_for_selector("#geoapp-case-evidence >> text=DSCN0010", timeout=30_000)
+            page.get_by_role("button", name="Add evidence").click()
+            page.wait_for_selector("text=43.46745, 11.88513 >> visible=true", timeout=30_000)  # EXIF GPS in the evidence table
+            page.get_by_label("Claimed place").fill("circle:43.47,11.88,30")
+            page.get_by_role("button", name="Record claim").click()
+            page.wait_for_selector("#geoapp-case-figures >> text=EXIF GPS → claim", timeout=30_000)
+            page.locator("#geoapp-case-analyse").click()
+            map_frame = page.frame_locator("#geoapp-case-map iframe")
+            markers = _wait_in_map(map_frame, ".geoapp-candidate")
+            assert markers == 5, f"expected 5 candidate markers on the case map, got {markers}\n{running_app.log()[-3000:]}"
+            assert _wait_in_map(map_frame, ".geoapp-reference") == 2  # EXIF GPS + claimed point
+            assert _wait_in_map(map_frame, ".geoapp-banner") == 1  # random weights flagged on the map
+            page.wait_for_selector("#geoapp-case-figures >> text=Rank of the claim", timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(artifacts_dir / "cases_offline.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == [], f"console errors on the Cases tab: {errors}"
+    assert _external(requests) == [], f"offline mode contacted other hosts: {_external(requests)}"

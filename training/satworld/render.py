@@ -97,6 +97,15 @@ def render_batch(lat: np.ndarray, lon: np.ndarray, window_km: np.ndarray | float
 
     ``rotation_deg`` rotates the ground counter-clockwise in the image (0 = north up).
     """
+    sample_lat, sample_lon = crop_coordinates(lat, lon, window_km, pixels, rotation_deg)
+    values = sample_bilinear(load_raster(raster), sample_lat, sample_lon)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def crop_coordinates(lat: np.ndarray, lon: np.ndarray, window_km: np.ndarray | float, pixels: int,
+                     rotation_deg: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) [B, pixels, pixels] of every pixel centre of the crops :func:`render_batch` draws
+    (other layers, e.g. land/sea masks, can be sampled with exactly the same geometry)."""
     lat = np.asarray(lat, dtype=np.float64).reshape(-1)
     lon = np.asarray(lon, dtype=np.float64).reshape(-1)
     count = lat.shape[0]
@@ -111,9 +120,7 @@ def render_batch(lat: np.ndarray, lon: np.ndarray, window_km: np.ndarray | float
     # Image rotated by +r counter-clockwise: the pixel at (x, y) shows the ground at R(-r)(x, y).
     east = (grid_x * cos_r + grid_y * sin_r) * window[:, None, None]
     north = (-grid_x * sin_r + grid_y * cos_r) * window[:, None, None]
-    sample_lat, sample_lon = local_to_latlon(lat[:, None, None], lon[:, None, None], east, north)
-    values = sample_bilinear(load_raster(raster), sample_lat, sample_lon)
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return local_to_latlon(lat[:, None, None], lon[:, None, None], east, north)
 
 
 def render_crop(lat: float, lon: float, window_km: float = 600.0, pixels: int = 224, raster: str = "bluemarble",

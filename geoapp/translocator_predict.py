@@ -1,0 +1,377 @@
+"""TransLocator inference: photo -> segmentation map -> dual-branch ViT -> geocell probabilities -> Prediction.
+
+Same API and result type as the GeoCLIP :class:`~geoapp.predict.Geolocator` (``predict``,
+``predict_batch`` with per-file error records, ``describe``, ``random_weights``, ``load_image``,
+``candidate_set``), so the CLI, UI and case store treat both alike. Differences:
+
+* **Candidates are the fine geocells**: each stands for its cell's mean photo position; the
+  probabilities are the softmax over the fine head's logits (TenCrop: the ten crops' logits are
+  averaged first). Near-duplicate cells are merged like gallery points (``merge_km``).
+* **Region restriction**: only fine cells whose mean coordinate lies inside the region are kept
+  and their probabilities renormalised (a softmax over the kept logits). Cells are large in
+  sparsely photographed places, so a small region may hold no cell centre: that is a clear
+  :class:`~geoapp.geo.regions.RegionError`. No extra points are generated (``region_points`` is
+  accepted for API parity and ignored: a classifier scores only its own cells).
+* **Extra evidence** on each :class:`TransLocatorPrediction`: the segmentation map the model saw
+  (class ids, colourised image, legend, class shares), the scene predicted by its scene heads
+  (Places365 3 / 16 / 365 levels) and the attentive-fusion branch weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from geoapp.geo.geocells import GeocellHierarchy
+from geoapp.geo.regions import Region, RegionError, parse_region
+from geoapp.imaging import ImageLoadError, LoadedImage, load_image
+from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
+                                        build_translocator, load_translocator_checkpoint)
+from geoapp.models.weights import WeightsMissingError
+from geoapp.predict import DEFAULT_MERGE_KM, resolve_device
+from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, build_prediction
+from geoapp.settings import get_settings
+from geoapp.translocator_results import SegmentationSummary, TransLocatorPrediction
+
+
+CHECKPOINT_NAME = "translocator.pt"
+ASSET_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "translocator" / CHECKPOINT_NAME
+# Default cells for a random-weight model: GeoCLIP's 100K gallery partitioned like the paper's
+# cells (min 50, max 5000/2000/1000 photos per cell) would give ~300 fine cells; these maxima
+# are scaled to the gallery's size (~1/47 of MP-16) so a random model's map has useful detail.
+DEFAULT_CELL_MIN = 5
+DEFAULT_CELL_MAX = (1000, 400, 150)
+DEFAULT_SEGMENTER = "segformer-ade20k"  # SegFormer-B2 on ADE20K (geoapp.models.segmentation)
+TENCROP_SCALE = 256 / 224  # shorter side before cropping, relative to the crop (as torchvision's TenCrop recipe)
+
+
+@dataclass
+class CellCandidates:
+    """The fine cells scored for a prediction (all of them, or those inside a region)."""
+
+    coords: np.ndarray  # [N, 2] float64 mean (lat, lon) of each kept cell
+    indices: np.ndarray  # [N] int64 index of each kept cell in the fine level
+    region: Region | None
+    gallery_points: int  # = N (named like the GeoCLIP CandidateSet for shared reporting)
+    extra_points: int = 0
+
+
+def default_checkpoint_paths() -> list[Path]:
+    """Where a trained TransLocator is looked for when no checkpoint is given."""
+    settings = get_settings()
+    paths = []
+    if settings.weights_dir is not None:
+        paths += [settings.weights_dir / CHECKPOINT_NAME, settings.weights_dir / "translocator" / CHECKPOINT_NAME]
+    return paths + [ASSET_CHECKPOINT]
+
+
+@functools.lru_cache(maxsize=2)
+def default_cell_table() -> GeocellHierarchy:
+    """Geocells for a random-weight model: the GeoCLIP gallery partitioned with our partitioner."""
+    from geoapp.gallery import Gallery
+
+    coords = Gallery.default().coords.astype(np.float64)
+    return GeocellHierarchy.build(coords[:, 0], coords[:, 1], min_count=DEFAULT_CELL_MIN, max_counts=DEFAULT_CELL_MAX)
+
+
+def _normalise(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    return TF.normalize(pixels.float().div(255.0), list(mean), list(std))
+
+
+class TransLocatorGeolocator:
+    """Predict where photos were taken with a TransLocator. Build with :meth:`load`."""
+
+    model_family = "translocator"
+
+    def __init__(self, model: TransLocator, cells: GeocellHierarchy, segmenter, device: torch.device,
+                 weights_sha256: str, source: str) -> None:
+        if len(cells.fine) != model.config.cell_counts[2]:
+            raise ValueError(f"{len(cells.fine)} fine cells for a model with {model.config.cell_counts[2]} fine outputs")
+        if segmenter is None and model.config.dual_branch:
+            raise ValueError("the dual-branch TransLocator needs a segmenter for its second input")
+        self.model = model.to(device).eval()
+        self.cells = cells
+        self.segmenter = segmenter
+        self.device = device
+        self.weights_sha256 = weights_sha256
+        self.source = source
+        self._all_cells = CellCandidates(cells.fine.coords, np.arange(len(cells.fine)), None, len(cells.fine))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str | torch.device | None = None,
+             backbone_weights: str | None = None, segmenter=None,
+             config: TransLocatorConfig | None = None) -> "TransLocatorGeolocator":
+        """Load a trained checkpoint (default: ``$GEOAPP_WEIGHTS_DIR/translocator.pt`` or
+        ``assets/translocator/translocator.pt``; ``backbone_weights=PATH`` works too), or with
+        ``backbone_weights="random"`` and no checkpoint a random model (``config``, default the
+        paper's architecture) over :func:`default_cell_table`.
+        ``segmenter``: a loaded segmenter, a segmenter name, or None for the default one (random
+        too when the model is random).
+        """
+        resolved = resolve_device(device)
+        if backbone_weights not in (None, "random"):
+            if checkpoint is not None:
+                raise ValueError("give the TransLocator checkpoint once: checkpoint=PATH or backbone_weights=PATH")
+            checkpoint, backbone_weights = backbone_weights, None  # the CLI's --backbone-weights PATH
+        if checkpoint is None and backbone_weights != "random":
+            checkpoint = next((p for p in default_checkpoint_paths() if p.is_file()), None)
+            if checkpoint is None:
+                looked = ", ".join(str(p) for p in default_checkpoint_paths())
+                raise WeightsMissingError(
+                    f"No trained TransLocator checkpoint ({CHECKPOINT_NAME}). To fix: train one with training/translocator "
+                    f"(see training/README.md) and pass its path (checkpoint=PATH; on the command line --backbone-weights PATH) "
+                    f"or put it at {ASSET_CHECKPOINT}; "
+                    f"for a test run use backbone weights 'random' (meaningless, flagged results). Looked in: {looked}."
+                )
+        if checkpoint is not None:
+            model, cells, meta = load_translocator_checkpoint(checkpoint)
+            sha, source = meta["sha256"], str(checkpoint)
+        else:
+            cells = default_cell_table()
+            base = config or TransLocatorConfig()
+            model = build_translocator(replace(base, cell_counts=cells.sizes), "random")
+            sha, source = "random", "random"
+        if segmenter is None and not model.config.dual_branch:
+            return cls(model, cells, None, resolved, sha, source)  # ViT-MT needs no segmentation map
+        return cls(model, cells, _resolve_segmenter(segmenter, model.random_weights, resolved), resolved, sha, source)
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.model.random_weights or getattr(self.segmenter, "random_weights", False))
+
+    @property
+    def preprocess_size(self) -> int:
+        return self.model.config.img_size
+
+    def describe(self) -> dict:
+        """Model, weights, device and geocells in use (for UIs, reports and case records)."""
+        config = self.model.config
+        return {
+            "model": "translocator" if config.dual_branch else "translocator-vit-mt",
+            "backbone": f"{config.backbone} x{2 if config.dual_branch else 1} ({config.embed_dim}-d, depth {config.depth}, "
+                        f"{config.img_size}px)",
+            "backbone_weights": self.model.weights_description,
+            "heads_sha256": self.weights_sha256,
+            "random_weights": self.random_weights,
+            "checkpoint": self.source,
+            "segmenter": _segmenter_identity(self.segmenter),
+            "device": str(self.device),
+            "geocells": {"name": self.cells.fine.name, "coarse": len(self.cells.coarse),
+                         "middle": len(self.cells.middle), "fine": len(self.cells.fine)},
+        }
+
+    # ------------------------------------------------------------------ candidates
+    def candidate_set(self, region: str | dict | Region | None = None, extra_points: int | None = None) -> CellCandidates:
+        """All fine cells, or those whose mean coordinate lies inside ``region`` (RegionError when none does)."""
+        if region is None:
+            return self._all_cells
+        parsed = parse_region(region)
+        coords = self._all_cells.coords
+        inside = np.flatnonzero(np.asarray(parsed.contains(coords[:, 0], coords[:, 1]), dtype=bool))
+        if inside.size == 0:
+            raise RegionError(f"none of this model's {len(coords)} fine geocells has its centre inside {parsed.key}; "
+                              "choose a larger region (cells are large where few photos were taken)")
+        return CellCandidates(coords[inside], inside, parsed, int(inside.size))
+
+    # ------------------------------------------------------------------ images
+    def load_image(self, image, tencrop: bool = False) -> LoadedImage:
+        """Decode and normalise an image (path, bytes, file object or PIL image)."""
+        side = self.preprocess_size
+        return load_image(image, min_side=int(round(side * TENCROP_SCALE)) if tencrop else side)
+
+    def crops(self, image: Image.Image, tencrop: bool = False) -> torch.Tensor:
+        """uint8 [1 or 10, 3, S, S]: centre crop, or TenCrop (4 corners + centre, and their flips)."""
+        side = self.preprocess_size
+        if tencrop:
+            resized = TF.resize(image.convert("RGB"), int(round(side * TENCROP_SCALE)), interpolation=TF.InterpolationMode.BICUBIC)
+            return torch.stack(TF.ten_crop(TF.pil_to_tensor(resized), side))
+        resized = TF.resize(image.convert("RGB"), side, interpolation=TF.InterpolationMode.BICUBIC)
+        return TF.pil_to_tensor(TF.center_crop(resized, side)).unsqueeze(0)
+
+    def model_inputs(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """uint8 crops -> (normalised RGB, normalised colourised segmentation, class maps [N, H, W]).
+
+        The segmentation parts are None for ViT-MT without a segmenter (the map is evidence only there).
+        """
+        from geoapp.models.segmentation import colourise_tensor
+
+        crops = crops.to(self.device)
+        rgb = _normalise(crops, IN21K_MEAN, IN21K_STD)
+        if self.segmenter is None:
+            return rgb, None, None
+        class_maps = self.segmenter.segment(crops)
+        return rgb, _normalise(colourise_tensor(class_maps), SEG_MEAN, SEG_STD), class_maps
+
+    @torch.inference_mode()
+    def forward(self, rgb: torch.Tensor, seg: torch.Tensor | None, crops_per_image: int) -> dict[str, torch.Tensor]:
+        """Logits averaged over each image's crops (TenCrop), float32 on CPU."""
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            output = self.model(rgb, seg if self.model.config.dual_branch else None)
+
+        def per_image(values: torch.Tensor) -> torch.Tensor:
+            return values.float().view(-1, crops_per_image, values.shape[-1]).mean(dim=1).cpu()
+
+        result = {"fine": per_image(output.cell_logits[2]), "branch_weights": per_image(output.branch_weights)}
+        for level, logits in enumerate(output.scene_logits):
+            result[f"scene{level}"] = per_image(logits)
+        return result
+
+    # ------------------------------------------------------------------ predictions
+    def predict(self, image, top_k: int = 5, region: str | dict | Region | None = None, tencrop: bool = False,
+                merge_km: float | None = None, region_points: int | None = None) -> TransLocatorPrediction:
+        """Predict one image; bad images raise :class:`~geoapp.imaging.ImageLoadError`, bad regions RegionError."""
+        return self.predict_batch([image], top_k=top_k, region=region, tencrop=tencrop, merge_km=merge_km,
+                                  on_error="raise")[0]
+
+    def predict_batch(self, images: Iterable, top_k: int = 5, region: str | dict | Region | None = None,
+                      tencrop: bool = False, merge_km: float | None = None, batch_size: int = 8,
+                      on_error: str = "record", progress: Callable[[int], None] | None = None,
+                      region_points: int | None = None) -> list[Prediction]:
+        """Predict many images with batched forwards; unreadable ones get a record with ``.error``."""
+        if not 1 <= int(top_k) <= 1000:
+            raise ValueError(f"top_k must be between 1 and 1000; got {top_k}")
+        if on_error not in ("record", "raise"):
+            raise ValueError("on_error must be 'record' or 'raise'")
+        candidates = self.candidate_set(region)
+        merge = merge_km if merge_km is not None else _auto_merge_km(candidates.region)
+        images = list(images)
+        results: list[Prediction | None] = [None] * len(images)
+        crops_per_image = 10 if tencrop else 1
+        pending: list[tuple[int, LoadedImage, torch.Tensor, float]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            start = time.perf_counter()
+            rgb, seg, class_maps = self.model_inputs(torch.cat([p[2] for p in pending]))
+            segment_ms = (time.perf_counter() - start) * 1000 / len(pending)
+            start = time.perf_counter()
+            outputs = self.forward(rgb, seg, crops_per_image)
+            forward_ms = (time.perf_counter() - start) * 1000 / len(pending)
+            for row, (index, loaded, crops, load_ms) in enumerate(pending):
+                start = time.perf_counter()
+                # The map shown is the one of the centre crop (index 4 of a TenCrop).
+                shown = row * crops_per_image + (4 if tencrop else 0)
+                prediction = self._prediction(images[index], loaded, outputs, row, candidates, top_k, merge,
+                                              None if class_maps is None else class_maps[shown])
+                prediction.parameters = self._parameters(top_k, tencrop, candidates, merge)
+                prediction.timings_ms = {"load": load_ms, "segment": segment_ms, "forward": forward_ms,
+                                         "postprocess": (time.perf_counter() - start) * 1000}
+                results[index] = prediction
+                if progress:
+                    progress(1)
+            pending.clear()
+
+        for index, image in enumerate(images):
+            start = time.perf_counter()
+            try:
+                loaded = self.load_image(image, tencrop)
+                crops = self.crops(loaded.image, tencrop)
+            except ImageLoadError as error:
+                if on_error == "raise":
+                    raise
+                results[index] = Prediction(source=_source_name(image, None), error=str(error), model=self.describe(),
+                                            parameters=self._parameters(top_k, tencrop, candidates, None))
+                if progress:
+                    progress(1)
+                continue
+            pending.append((index, loaded, crops, (time.perf_counter() - start) * 1000))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        return [r for r in results if r is not None]
+
+    def text_map(self, *args, **kwargs) -> Prediction:
+        raise ValueError("text queries need GeoCLIP; TransLocator is an image-only classifier")
+
+    # ------------------------------------------------------------------ helpers
+    def _prediction(self, image, loaded: LoadedImage, outputs: dict[str, torch.Tensor], row: int,
+                    candidates: CellCandidates, top_k: int, merge_km: float,
+                    class_map: torch.Tensor | None) -> TransLocatorPrediction:
+        # Softmax over the kept cells only = softmax over all cells, restricted and renormalised.
+        kept = outputs["fine"][row][torch.from_numpy(candidates.indices)]
+        probabilities = kept.double().softmax(dim=0).numpy()
+        base = build_prediction(_source_name(image, loaded), candidates.coords[:, 0], candidates.coords[:, 1],
+                                probabilities, top_k=int(top_k), merge_km=merge_km)
+        weights = outputs["branch_weights"][row]
+        prediction = TransLocatorPrediction(
+            **{name: getattr(base, name) for name in Prediction.__dataclass_fields__},
+            scene=self._scene(outputs, row),
+            segmentation=None if class_map is None else SegmentationSummary.from_class_map(
+                class_map.cpu().numpy(), _segmenter_identity(self.segmenter)),
+            branch_weights={"rgb": float(weights[0]), "segmentation": float(weights[1])},
+        )
+        prediction.model = self.describe()
+        prediction.image = loaded.to_dict()
+        prediction.region = candidates.region
+        if self.random_weights:
+            prediction.warnings.append(RANDOM_WEIGHTS_WARNING)
+        return prediction
+
+    def _scene(self, outputs: dict[str, torch.Tensor], row: int):
+        """The scene heads' answer as a ``SceneResult`` (each level: argmax of its own head)."""
+        from geoapp.models.places365 import PLACES365_NAMES, SCENE3_NAMES, SCENE16_NAMES
+        from geoapp.models.scenes import SceneResult
+
+        if self.model.config.scene_counts != (3, 16, 365):
+            return None  # a custom scene setup: no names to show
+        p3, p16, p365 = (outputs[f"scene{level}"][row].double().softmax(dim=0) for level in range(3))
+        i3, i16, i365 = (int(p.argmax()) for p in (p3, p16, p365))
+        top5 = torch.topk(p365, 5)
+        return SceneResult(label365=PLACES365_NAMES[i365], index365=i365, probability=float(p365[i365]),
+                           label16=SCENE16_NAMES[i16], index16=i16, label3=SCENE3_NAMES[i3], index3=i3,
+                           top5=[(PLACES365_NAMES[int(i)], float(v)) for v, i in zip(top5.values, top5.indices)],
+                           probability16=float(p16[i16]), probability3=float(p3[i3]))
+
+    def _parameters(self, top_k: int, tencrop: bool, candidates: CellCandidates, merge_km: float | None) -> dict:
+        return {
+            "top_k": int(top_k),
+            "tencrop": bool(tencrop),
+            "region": candidates.region.key if candidates.region is not None else None,
+            "merge_km": merge_km,
+            "candidate_points": int(len(candidates.coords)),
+            "gallery_points": candidates.gallery_points,
+            "extra_region_points": 0,
+            "candidates_are": "fine geocells (mean photo position of each cell)",
+        }
+
+
+def _auto_merge_km(region: Region | None) -> float:
+    """Same rule as the GeoCLIP Geolocator: 25 km worldwide, finer inside a region."""
+    if region is None:
+        return DEFAULT_MERGE_KM
+    return float(min(DEFAULT_MERGE_KM, max(0.5, region.extent_km / 40)))
+
+
+def _resolve_segmenter(segmenter, model_is_random: bool, device: torch.device):
+    """A loaded segmenter as is; a name or None -> ``load_segmenter`` (random weights with a random model)."""
+    if segmenter is not None and not isinstance(segmenter, str):
+        return segmenter
+    from geoapp.models.segmentation import load_segmenter
+
+    name = segmenter or DEFAULT_SEGMENTER
+    return load_segmenter(name, weights="random" if model_is_random else None, device=device)
+
+
+def _segmenter_identity(segmenter) -> dict:
+    if segmenter is None:
+        return {}
+    identity = dict(getattr(segmenter, "identity", {}) or {})
+    identity.setdefault("name", getattr(getattr(segmenter, "spec", None), "name", type(segmenter).__name__))
+    identity["random_weights"] = bool(getattr(segmenter, "random_weights", False))
+    return identity
+
+
+def _source_name(image, loaded: LoadedImage | None) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return loaded.name if loaded is not None else f"<{type(image).__name__}>"
