@@ -44,6 +44,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
     "satworld": ModelFamily("satworld", "SatWorld (satellite/aerial imagery only)",
                             "Small model trained here on NASA Blue Marble satellite crops; ships with the app and "
                             "runs offline. Not made for ground-level photos."),
+    "translocator": ModelFamily("translocator", "TransLocator",
+                                "Dual-branch ViT over the photo and its ADE20K segmentation, classifying S2 geocells "
+                                "(Pramanick et al., 2022); needs a trained checkpoint (or --backbone-weights random)"),
 }
 TEXT_MODEL = "geoclip"  # text queries need CLIP's text tower
 
@@ -129,6 +132,16 @@ class GeolocationService:
         """
         if model == "satworld":
             return None
+        if model == "translocator":
+            if self.settings.random_weights or self.settings.backbone_weights not in (None, ""):
+                return None
+            from geoapp.translocator_predict import default_checkpoint_paths
+
+            if any(path.is_file() for path in default_checkpoint_paths()):
+                return None
+            return ("No trained TransLocator checkpoint (translocator.pt) on this machine. To fix: train one with "
+                    "`python -m training.translocator.train` (see training/README.md) and copy it to "
+                    f"{default_checkpoint_paths()[-1]}.")
         if self.settings.random_weights or self.settings.backbone != "ViT-L-14":
             return None
         if self.settings.backbone_weights not in (None, ""):

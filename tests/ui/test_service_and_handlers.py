@@ -115,3 +115,15 @@ def test_missing_clip_weights_fall_back_to_satworld(monkeypatch, tmp_path):
     assert prediction.ok and len(prediction.candidates) == 3
     assert SATWORLD_NOTICE in prediction.warnings and not prediction.model["random_weights"]
     assert prediction.model["model"] == "satworld"
+
+
+def test_translocator_runs_end_to_end_in_the_app_with_random_weights():
+    service = GeolocationService(ModelSettings(backbone_weights="random", device="cpu"))
+    assert service.weights_problem("translocator") is None
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    located = service.locate(LocateForm(files=(photo,), model="translocator", top_k=3))[0]
+    record = located.prediction.to_dict()
+    assert located.prediction.ok and len(located.prediction.candidates) == 3 and record["random_weights"]
+    assert located.prediction.segmentation is not None and located.prediction.scene is not None
+    cam = service.gradcam(located, 1)
+    assert np.isfinite(cam.heatmap).all() and cam.heatmap.max() > cam.heatmap.min()
