@@ -98,12 +98,14 @@ def gradcam_for_location(locator, image, lat: float, lon: float) -> GradCamResul
     """Grad-CAM of a GeoCLIP :class:`~geoapp.predict.Geolocator` for the candidate at (lat, lon).
 
     For a TransLocator geolocator: the RGB branch's map for the fine geocell nearest to (lat, lon)
-    (:func:`gradcam_translocator` gives both branches).
+    (:func:`gradcam_translocator` gives both branches). For the ensemble: its GeoCLIP member's map.
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     from geoapp.models.preprocess import centre_crop_tensor
 
+    if getattr(locator, "model_family", "geoclip") == "ensemble":
+        return gradcam_for_location(locator.geoclip, image, lat, lon)  # the ensemble re-ranks by GeoCLIP similarity
     if getattr(locator, "model_family", "geoclip") == "translocator":
         return gradcam_translocator(locator, image, cell_index=nearest_fine_cell(locator, lat, lon)).rgb
 

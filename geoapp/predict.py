@@ -36,7 +36,7 @@ SATWORLD_NOTICE = (
     "ground-level photos, so for those its answer says nothing about where the photo was taken."
 )
 
-MODELS = ("geoclip", "satworld", "translocator")  # satworld: satellite/aerial views (issue 6); translocator: issue 7
+MODELS = ("geoclip", "satworld", "translocator", "ensemble")  # satworld: issue 6; translocator, ensemble: issue 7
 DEFAULT_MERGE_KM = 25.0  # the paper's "city" threshold: candidates closer than this are one place
 REGION_EXTRA_POINTS = 10_000  # extra candidates generated inside a region (see Region.candidate_points)
 _ENCODE_CHUNK = 8192
@@ -91,8 +91,9 @@ class Geolocator:
         once with the fix when missing), ``"random"`` (real architecture, random weights: for
         tests and benchmarks only, every result is flagged), or a checkpoint path.
         ``gallery``: None for GeoCLIP's 100K MP-16 gallery, or a CSV path / :class:`Gallery`.
-        ``checkpoint``/``segmenter``: TransLocator only (see :mod:`geoapp.translocator_predict`,
-        whose geolocator has the same prediction API and results).
+        ``checkpoint``/``segmenter``: TransLocator and the ensemble only (see
+        :mod:`geoapp.translocator_predict` and :mod:`geoapp.ensemble`, whose geolocators have the
+        same prediction API and results).
         """
         if model not in MODELS:
             raise ValueError(f"Unknown model {model!r}; available: {', '.join(MODELS)}")
@@ -101,6 +102,21 @@ class Geolocator:
 
             return TransLocatorGeolocator.load(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights,
                                                segmenter=segmenter)
+        if model == "ensemble":
+            # TransLocator (``checkpoint``, or random with backbone_weights="random") + GeoCLIP (same backbone weights).
+            from geoapp.ensemble import EnsembleGeolocator
+            from geoapp.translocator_predict import TransLocatorGeolocator
+
+            random = backbone_weights == "random"
+            # A path in backbone_weights is the TransLocator checkpoint (the CLI's --backbone-weights PATH).
+            path = None if backbone_weights in (None, "random") else backbone_weights
+            clip_weights = "random" if random else None
+            cells = TransLocatorGeolocator.load(checkpoint=checkpoint or path, device=device,
+                                                backbone_weights="random" if random else None,
+                                                segmenter=segmenter)
+            retrieval = cls.load("geoclip", device, clip_weights, backbone=backbone, heads=heads, gallery=gallery,
+                                 cache_dir=cache_dir)
+            return EnsembleGeolocator(retrieval, cells)
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
         resolved = resolve_device(device)
@@ -185,7 +201,8 @@ class Geolocator:
             return result
 
     # ------------------------------------------------------------------ images
-    def _pixels(self, loaded: LoadedImage, tencrop: bool) -> torch.Tensor:
+    def pixels(self, loaded: LoadedImage, tencrop: bool = False) -> torch.Tensor:
+        """Backbone input for a decoded image: the CLIP centre crop [1, 3, S, S], or its ten crops [10, 3, S, S]."""
         cfg = self.model.backbone.spec.preprocess
         return ten_crop_tensor(loaded.image, cfg) if tencrop else centre_crop_tensor(loaded.image, cfg)
 
@@ -201,6 +218,14 @@ class Geolocator:
             with torch.autocast("cuda", dtype=torch.float16):
                 return self.model.encode_image(pixels).float()
         return self.model.encode_image(pixels)
+
+    @torch.inference_mode()
+    def location_logits(self, image_embeddings: torch.Tensor, coords: np.ndarray) -> torch.Tensor:
+        """Logits [B, N] of raw image embeddings against any (lat, lon) points (the location
+        encoder is continuous, so points outside the gallery score like gallery points)."""
+        points = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+        locations = torch.from_numpy(self._normalised_embeddings(points)).to(self.device)
+        return self.model.logits(image_embeddings, locations)
 
     @torch.inference_mode()
     def _probabilities(self, embeddings: torch.Tensor, crops_per_image: int, candidates: CandidateSet) -> np.ndarray:
@@ -265,7 +290,7 @@ class Geolocator:
             start = time.perf_counter()
             try:
                 loaded = self.load_image(image, tencrop)
-                pixels = self._pixels(loaded, tencrop)
+                pixels = self.pixels(loaded, tencrop)
             except ImageLoadError as error:
                 if on_error == "raise":
                     raise
