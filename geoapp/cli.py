@@ -29,12 +29,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         '"circle:LAT,LON,KM", "bbox:SOUTH,WEST,NORTH,EAST", or a GeoJSON file')
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
     p.add_argument("--model", default="auto",
-                   help="geoclip, satworld, or auto (default): GeoCLIP when its CLIP weights are on this machine, "
-                        "else the shipped SatWorld model (made for satellite/aerial imagery; the output says so)")
+                   help="geoclip, satworld, translocator, ensemble (TransLocator + GeoCLIP), or auto (default): "
+                        "GeoCLIP when its CLIP weights are on this machine, else the shipped SatWorld model "
+                        "(made for satellite/aerial imagery; the output says so)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     p.add_argument("--backbone-weights", default=None,
                    help='"random" for a test run with random backbone weights (results meaningless, flagged), '
-                        "or an open_clip checkpoint path; default: the OpenAI CLIP weights from the local cache")
+                        "or a checkpoint path (open_clip for geoclip; a trained translocator.pt for translocator "
+                        "and ensemble); default: the OpenAI CLIP weights from the local cache")
     p.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tiny-test for the test suite
     p.add_argument("--gallery", default=None, help="CSV of candidate GPS points (LAT,LON); default: GeoCLIP's 100K")
     p.add_argument("--merge-km", type=float, default=None,

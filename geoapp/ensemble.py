@@ -120,7 +120,7 @@ class EnsembleGeolocator:
                                   on_error="raise", region_points=region_points)[0]
 
     def predict_batch(self, images: Iterable, top_k: int = 5, region: str | dict | Region | None = None,
-                      tencrop: bool = False, merge_km: float | None = None, on_error: str = "record",
+                      tencrop: bool = False, merge_km: float | None = None, batch_size: int = 8, on_error: str = "record",
                       progress: Callable[[int], None] | None = None,
                       region_points: int | None = None) -> list[Prediction]:
         """One record per image (unreadable ones carry ``.error``, as with the single models)."""
@@ -128,7 +128,7 @@ class EnsembleGeolocator:
         geoclip_set = self.candidate_set(region, region_points)
         # TransLocator first: it reads the file, so a bad file fails once, with its message.
         cell_results = self.translocator.predict_batch(images, top_k=top_k, region=region, tencrop=tencrop,
-                                                       merge_km=merge_km, on_error=on_error)
+                                                       merge_km=merge_km, batch_size=batch_size, on_error=on_error)
         results: list[Prediction] = []
         for image, cells in zip(images, cell_results):
             if cells.ok:

@@ -2,8 +2,12 @@
 
 Events (the first is the public API ``/locate``; the rest only redraw from the session state):
 
-    Locate button --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo  --gradcam--> overlay
+    Locate button --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo, segmentation  --gradcam--> overlays
     photo selector / candidate selector / tile setting --> show / gradcam again (no new prediction)
+
+TransLocator and ensemble results also fill the "Segmentation and scene" panel: the colourised ADE20K
+map the segmentation branch saw, its legend with class shares, the predicted scene and the branch
+weights, and (TransLocator) the segmentation branch's Grad-CAM next to the photo's.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
 from geoapp.ui.region_picker import build_region_picker, region_form
-from geoapp.ui.service import MODEL_FAMILIES, LocatedImage
+from geoapp.ui.service import MODEL_FAMILIES, SEGMENTATION_MODELS, LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
+SHOWN_OUTPUTS = 11  # what LocateHandlers.show returns
 SESSION_TTL_S = 4 * 3600  # results (with probability surfaces) are dropped after 4 h without use
 
 
@@ -98,20 +103,23 @@ class LocateHandlers:
         ranks = [(f"#{c.rank} — {c.place_label or f'{c.lat:.3f}, {c.lon:.3f}'} ({views.percent(c.probability)})", c.rank)
                  for c in prediction.candidates]
         rank = gr.update(choices=ranks, value=1 if ranks else None)
+        segmentation = getattr(prediction, "segmentation", None)
+        evidence = gr.update(visible=located.model in SEGMENTATION_MODELS)
         return (banner, selector, views.confidence_markdown(prediction, located.references),
                 embed_html(page, options.height_px, title=f"Map of candidates for {located.name}"), table,
-                located.display, views.exif_markdown(prediction.image), rank)
+                located.display, views.exif_markdown(prediction.image), rank, evidence,
+                None if segmentation is None else segmentation.image(), views.scene_evidence_html(prediction))
 
     def gradcam(self, session: LocateSession | None, index, rank, progress=gr.Progress()):
         """Grad-CAM of the selected photo towards the selected candidate (default #1)."""
         if session is None or not session.results:
-            return None, None, ""
+            return None, None, "", None
         located = session.get(index)
         if not located.prediction.ok or not located.prediction.candidates:
-            return None, None, "_No candidate to explain._"
+            return None, None, "_No candidate to explain._", None
         chosen = int(rank or 1)
         progress(0.1, desc=f"Grad-CAM for candidate #{chosen} …")
-        result = self.ctx.service.gradcam(located, chosen)
+        result, segmentation_cam = self.ctx.service.explain(located, chosen)
         candidate = located.prediction.candidates[chosen - 1]
         caption = (f"**Grad-CAM for candidate #{chosen}** ({views.escape(candidate.place_label or '')}): warm colours "
                    "mark the parts of the photo that raised its match with this location "
@@ -119,7 +127,7 @@ class LocateHandlers:
         if result.random_weights:
             caption = ('<div class="geoapp-random"><b>RANDOM WEIGHTS — this heatmap is meaningless.</b></div>\n\n'
                        + caption)
-        return result.crop, result.overlay, caption
+        return result.crop, result.overlay, caption, None if segmentation_cam is None else segmentation_cam.overlay
 
 
 def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
@@ -160,13 +168,20 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
         cam_crop = gr.Image(label="What the model saw (centre crop)", interactive=False, height=300, type="pil")
         cam_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=300, type="pil",
                                elem_id="geoapp-gradcam")
+    with gr.Accordion("Segmentation and scene (TransLocator, ensemble)", open=True, visible=False) as evidence:
+        with gr.Row(equal_height=False):
+            segmentation_map = gr.Image(label="ADE20K segmentation the model saw (colourised)", interactive=False,
+                                        height=300, type="pil", elem_id="geoapp-segmentation")
+            segmentation_cam = gr.Image(label="Grad-CAM on the segmentation branch (TransLocator)", interactive=False,
+                                        height=300, type="pil")
+            scene = gr.HTML(elem_id="geoapp-scene")
     with gr.Accordion("EXIF and file details", open=True):
         exif = gr.Markdown()
     with gr.Accordion("Raw result (JSON, as returned by the /locate API)", open=False):
         raw = gr.JSON()
 
-    shown = [banner, selector, summary, map_view, table, photo, exif, rank]
-    cam_outputs = [cam_crop, cam_overlay, cam_caption]
+    shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, segmentation_map, scene]
+    cam_outputs = [cam_crop, cam_overlay, cam_caption, segmentation_cam]
     locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed]
     first = gr.State(0)
     run = locate_button.click(user_errors(handlers.locate), inputs=locate_inputs, outputs=[session, raw],
@@ -190,7 +205,7 @@ def _redraw(handlers: LocateHandlers):
 
     def redraw(session: LocateSession | None, index, online_tiles: bool):
         if session is None or not session.results:
-            return tuple(gr.update() for _ in range(8))
+            return tuple(gr.update() for _ in range(SHOWN_OUTPUTS))
         return user_errors(handlers.show)(session, index, online_tiles)
 
     return redraw

@@ -47,8 +47,12 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
     "translocator": ModelFamily("translocator", "TransLocator",
                                 "Dual-branch ViT over the photo and its ADE20K segmentation, classifying S2 geocells "
                                 "(Pramanick et al., 2022); needs a trained checkpoint (or --backbone-weights random)"),
+    "ensemble": ModelFamily("ensemble", "Ensemble: TransLocator + GeoCLIP",
+                            "TransLocator cell probabilities mixed with GeoCLIP image-location similarity over the "
+                            "union of both models' candidates (rule in geoapp/ensemble.py); needs both models"),
 }
-TEXT_MODEL = "geoclip"  # text queries need CLIP's text tower
+TEXT_MODEL = "geoclip"
+SEGMENTATION_MODELS = ("translocator", "ensemble")  # results that carry a segmentation map and a scene  # text queries need CLIP's text tower
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,9 @@ class GeolocationService:
         """
         if model == "satworld":
             return None
+        if model == "ensemble":
+            problems = [p for p in (self.weights_problem("geoclip"), self.weights_problem("translocator")) if p]
+            return " ".join(problems) or None
         if model == "translocator":
             if self.settings.random_weights or self.settings.backbone_weights not in (None, ""):
                 return None
@@ -162,6 +169,8 @@ class GeolocationService:
         existing = self._locators.get(model)
         if existing is not None:
             return existing
+        if model == "ensemble":
+            return self._ensemble(progress)
         with self._load_lock:
             if model in self._locators:  # another request loaded it while we waited
                 return self._locators[model]
@@ -181,6 +190,16 @@ class GeolocationService:
             locator.candidate_set()
             self._locators[model] = locator
             return locator
+
+    def _ensemble(self, progress: Progress):
+        """The ensemble shares the already loaded (or now loaded) GeoCLIP and TransLocator instances."""
+        from geoapp.ensemble import EnsembleGeolocator
+
+        members = (self.locator("geoclip", progress), self.locator("translocator", progress))
+        with self._load_lock:
+            if "ensemble" not in self._locators:
+                self._locators["ensemble"] = EnsembleGeolocator(*members)
+            return self._locators["ensemble"]
 
     def adopt(self, model: str, locator) -> None:
         """Use an already loaded geolocator for ``model`` (tests, notebooks: no second load)."""
@@ -260,7 +279,15 @@ class GeolocationService:
 
     def gradcam(self, located: LocatedImage, rank: int):
         """Grad-CAM of the photo towards candidate ``rank`` (1-based)."""
-        from geoapp.explain import gradcam_for_location
+        return self.explain(located, rank)[0]
+
+    def explain(self, located: LocatedImage, rank: int):
+        """(Grad-CAM of the photo, Grad-CAM of its segmentation map or None) towards candidate ``rank``.
+
+        GeoCLIP and the ensemble: similarity to the candidate's location embedding (photo only).
+        TransLocator: the logit of the fine cell nearest the candidate, on both branches.
+        """
+        from geoapp.explain import gradcam_for_location, gradcam_translocator, nearest_fine_cell
 
         candidates = located.prediction.candidates
         if not 1 <= rank <= len(candidates):
@@ -268,4 +295,7 @@ class GeolocationService:
         candidate = candidates[rank - 1]
         locator = self.locator(located.model)
         with self._compute_lock:
-            return gradcam_for_location(locator, located.path, candidate.lat, candidate.lon)
+            if located.model == "translocator":
+                maps = gradcam_translocator(locator, located.path, nearest_fine_cell(locator, candidate.lat, candidate.lon))
+                return maps.rgb, maps.segmentation
+            return gradcam_for_location(locator, located.path, candidate.lat, candidate.lon), None

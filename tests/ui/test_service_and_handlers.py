@@ -53,14 +53,15 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert gps_record["image"]["exif"]["gps_lat"] == pytest.approx(43.467448, abs=1e-4)
     assert [ref["label"] for ref in gps_record["references"]] == ["EXIF GPS (in the file)", "Claimed location"]
 
-    banner, selector, summary, map_html, table, photo, exif, rank = handlers.show(session, 1, False)
+    banner, selector, summary, map_html, table, photo, exif, rank, evidence, seg_map, scene = handlers.show(session, 1, False)
+    assert evidence["visible"] is False and seg_map is None and scene == ""  # GeoCLIP has no segmentation
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]
     assert len(table.column_widths) == len(table.value["headers"]) == 9
     assert photo is not None and "43.467448" in exif and rank["value"] == 1
-    crop, overlay, caption = handlers.gradcam(session, 1, 2, progress=no_progress)
-    assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption
+    crop, overlay, caption, seg_cam = handlers.gradcam(session, 1, 2, progress=no_progress)
+    assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption and seg_cam is None
 
 
 def test_bad_file_and_unknown_country_are_readable_errors(ctx, tmp_path):
@@ -127,3 +128,34 @@ def test_translocator_runs_end_to_end_in_the_app_with_random_weights():
     assert located.prediction.segmentation is not None and located.prediction.scene is not None
     cam = service.gradcam(located, 1)
     assert np.isfinite(cam.heatmap).all() and cam.heatmap.max() > cam.heatmap.min()
+
+
+@pytest.mark.parametrize("model", ["translocator", "ensemble"])
+def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
+    """TransLocator and the ensemble in the Locate tab: segmentation view, scene, candidates, Grad-CAM."""
+    import torch
+
+    from geoapp.models.segmentation import load_segmenter
+    from geoapp.models.translocator import TransLocatorConfig
+    from geoapp.translocator_predict import TransLocatorGeolocator
+
+    if "translocator" not in ctx.service._locators:
+        torch.manual_seed(0)
+        ctx.service.adopt("translocator", TransLocatorGeolocator.load(
+            backbone_weights="random", config=TransLocatorConfig.tiny(img_size=64, patch_size=16),
+            segmenter=load_segmenter("tiny-test", weights="random", device="cpu"), device="cpu"))
+    assert ctx.service.weights_problem(model) is None
+    handlers = LocateHandlers(ctx)
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    session, payload = handlers.locate([photo], 3, False, model, progress=no_progress)
+    record = payload["results"][0]
+    assert payload["random_weights"] and record["model"]["model"] == model and len(record["candidates"]) == 3
+    assert record["scene"]["label365"] and record["segmentation"]["legend"]
+    banner, _, _, map_html, _, _, _, rank, evidence, seg_map, scene = handlers.show(session, 0, False)
+    assert "RANDOM WEIGHTS" in banner and "geoapp-pin" in map_html and rank["value"] == 1
+    assert evidence["visible"] is True and seg_map.size == (64, 64)
+    assert "Scene" in scene and "Segmentation" in scene and "RANDOM SEGMENTER WEIGHTS" in scene and "fusion" in scene
+    crop, overlay, caption, seg_cam = handlers.gradcam(session, 0, 1, progress=no_progress)
+    assert overlay is not None and "RANDOM WEIGHTS" in caption
+    # TransLocator explains both branches; the ensemble explains the GeoCLIP re-ranking (photo only).
+    assert (seg_cam is not None) == (model == "translocator")
