@@ -152,7 +152,7 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
     if missing:
         print(f"{len(missing)} file(s) missing. Predictions with real weights need them all; meanwhile "
               "`--backbone-weights random` runs the full pipeline with random backbone weights (flagged, meaningless).")
-        print(f"Fetch the backbone with: python -m geoapp weights download"
+        print("Fetch the backbone with: python -m geoapp weights download"
               + (f" --weights-dir {settings.weights_dir}" if settings.weights_dir else ""))
     else:
         print("All weights present.")

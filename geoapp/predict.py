@@ -254,55 +254,37 @@ class Geolocator:
         ``region_points``: at most this many extra grid points inside a region (0 = gallery
         points only, the GeoCLIP paper's Table 5 protocol).
         """
-        if not 1 <= int(top_k) <= 1000:
-            raise ValueError(f"top_k must be between 1 and 1000; got {top_k}")
-        if on_error not in ("record", "raise"):
-            raise ValueError("on_error must be 'record' or 'raise'")
+        check_batch_options(top_k, on_error)
         candidates = self.candidate_set(region, extra_points=region_points)
-        merge = merge_km if merge_km is not None else self._auto_merge_km(candidates.region)
-        images = list(images)
-        results: list[Prediction | None] = [None] * len(images)
+        merge = merge_km if merge_km is not None else auto_merge_km(candidates.region)
         crops = 10 if tencrop else 1
-        pending: list[tuple[int, LoadedImage, torch.Tensor, float]] = []
 
-        def flush() -> None:
-            if not pending:
-                return
+        def prepare(image) -> tuple[LoadedImage, torch.Tensor]:
+            loaded = self.load_image(image, tencrop)
+            return loaded, self.pixels(loaded, tencrop)
+
+        def predict_pending(pending: list[PendingImage]) -> list[Prediction]:
             start = time.perf_counter()
-            embeddings = self.image_embeddings(torch.cat([p[2] for p in pending]))
+            embeddings = self.image_embeddings(torch.cat([p.tensors for p in pending]))
             forward_ms = (time.perf_counter() - start) * 1000 / len(pending)
             start = time.perf_counter()
             probabilities = self._probabilities(embeddings, crops, candidates)
             score_ms = (time.perf_counter() - start) * 1000 / len(pending)
-            for (index, loaded, _, load_ms), probs in zip(pending, probabilities):
+            predictions = []
+            for item, probs in zip(pending, probabilities):
                 start = time.perf_counter()
-                prediction = build_prediction(_source_name(images[index], loaded), candidates.coords[:, 0], candidates.coords[:, 1], probs,
-                                              top_k=int(top_k), merge_km=merge)
-                self._annotate(prediction, loaded, candidates, top_k, tencrop, merge)
-                prediction.timings_ms = {"load": load_ms, "forward": forward_ms, "score": score_ms,
+                prediction = build_prediction(source_name(item.image, item.loaded), candidates.coords[:, 0],
+                                              candidates.coords[:, 1], probs, top_k=int(top_k), merge_km=merge)
+                self._annotate(prediction, item.loaded, candidates, top_k, tencrop, merge)
+                prediction.timings_ms = {"load": item.load_ms, "forward": forward_ms, "score": score_ms,
                                          "postprocess": (time.perf_counter() - start) * 1000}
-                results[index] = prediction
-                if progress:
-                    progress(1)
-            pending.clear()
+                predictions.append(prediction)
+            return predictions
 
-        for index, image in enumerate(images):
-            start = time.perf_counter()
-            try:
-                loaded = self.load_image(image, tencrop)
-                pixels = self.pixels(loaded, tencrop)
-            except ImageLoadError as error:
-                if on_error == "raise":
-                    raise
-                results[index] = self._failed(image, str(error), top_k, tencrop, candidates)
-                if progress:
-                    progress(1)
-                continue
-            pending.append((index, loaded, pixels, (time.perf_counter() - start) * 1000))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-        return [r for r in results if r is not None]
+        def failed(image, message: str) -> Prediction:
+            return self._failed(image, message, top_k, tencrop, candidates)
+
+        return run_batched(images, prepare, predict_pending, failed, on_error, batch_size, progress)
 
     # ------------------------------------------------------------------ text -> map
     @torch.inference_mode()
@@ -324,7 +306,7 @@ class Geolocator:
         if len(query) > 300:
             raise ValueError("the text query is too long (at most 300 characters)")
         candidates = self.candidate_set(region, extra_points=region_points)
-        merge = merge_km if merge_km is not None else self._auto_merge_km(candidates.region)
+        merge = merge_km if merge_km is not None else auto_merge_km(candidates.region)
         start = time.perf_counter()
         probabilities = self._probabilities(self.text_embeddings([query]), 1, candidates)[0]
         scored = time.perf_counter()
@@ -340,13 +322,6 @@ class Geolocator:
         return prediction
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _auto_merge_km(region: Region | None) -> float:
-        """25 km worldwide; inside a region, finer (1/40 of its extent, at least 0.5 km) so small areas keep detail."""
-        if region is None:
-            return DEFAULT_MERGE_KM
-        return float(min(DEFAULT_MERGE_KM, max(0.5, region.extent_km / 40)))
-
     def _parameters(self, top_k: int, tencrop: bool, candidates: CandidateSet, merge_km: float | None) -> dict:
         return {
             "top_k": int(top_k),
@@ -370,11 +345,75 @@ class Geolocator:
             prediction.warnings.append(SATWORLD_NOTICE)
 
     def _failed(self, image, message: str, top_k: int, tencrop: bool, candidates: CandidateSet) -> Prediction:
-        return Prediction(source=_source_name(image, None), error=message, model=self.describe(),
+        return Prediction(source=source_name(image, None), error=message, model=self.describe(),
                           parameters=self._parameters(top_k, tencrop, candidates, None))
 
 
-def _source_name(image, loaded: LoadedImage | None) -> str:
+@dataclass
+class PendingImage:
+    """A decoded input waiting for its batch's forward."""
+
+    index: int
+    image: object  # as given by the caller (path, bytes, ...)
+    loaded: LoadedImage
+    tensors: torch.Tensor
+    load_ms: float
+
+
+def check_batch_options(top_k: int, on_error: str) -> None:
+    if not 1 <= int(top_k) <= 1000:
+        raise ValueError(f"top_k must be between 1 and 1000; got {top_k}")
+    if on_error not in ("record", "raise"):
+        raise ValueError("on_error must be 'record' or 'raise'")
+
+
+def run_batched(images: Iterable, prepare: Callable[[object], tuple[LoadedImage, torch.Tensor]],
+                predict_pending: Callable[[list[PendingImage]], list[Prediction]],
+                failed: Callable[[object, str], Prediction], on_error: str, batch_size: int,
+                progress: Callable[[int], None] | None) -> list[Prediction]:
+    """The batch loop every geolocator shares: decode each input, forward full batches, keep order.
+
+    An input that cannot be read (:class:`ImageLoadError`) raises with ``on_error="raise"``, else
+    gets ``failed(image, message)`` in its place and the batch carries on.
+    """
+    images = list(images)
+    results: list[Prediction | None] = [None] * len(images)
+    pending: list[PendingImage] = []
+
+    def drain() -> None:
+        if pending:
+            for item, prediction in zip(pending, predict_pending(pending)):
+                results[item.index] = prediction
+                if progress:
+                    progress(1)
+            pending.clear()
+
+    for index, image in enumerate(images):
+        start = time.perf_counter()
+        try:
+            loaded, tensors = prepare(image)
+        except ImageLoadError as error:
+            if on_error == "raise":
+                raise
+            results[index] = failed(image, str(error))
+            if progress:
+                progress(1)
+            continue
+        pending.append(PendingImage(index, image, loaded, tensors, (time.perf_counter() - start) * 1000))
+        if len(pending) >= max(1, int(batch_size)):
+            drain()
+    drain()
+    return [r for r in results if r is not None]
+
+
+def auto_merge_km(region: Region | None) -> float:
+    """25 km worldwide; inside a region, finer (1/40 of its extent, at least 0.5 km) so small areas keep detail."""
+    if region is None:
+        return DEFAULT_MERGE_KM
+    return float(min(DEFAULT_MERGE_KM, max(0.5, region.extent_km / 40)))
+
+
+def source_name(image, loaded: LoadedImage | None) -> str:
     """The path as given for files (so batch records can be traced back), else the display name."""
     if isinstance(image, (str, Path)):
         return str(image)

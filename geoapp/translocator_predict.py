@@ -32,11 +32,12 @@ from PIL import Image
 
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.geo.regions import Region, RegionError, parse_region
-from geoapp.imaging import ImageLoadError, LoadedImage, load_image
+from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
                                         build_translocator, load_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
-from geoapp.predict import DEFAULT_MERGE_KM, resolve_device
+from geoapp.predict import (PendingImage, auto_merge_km, check_batch_options, resolve_device, run_batched,
+                             source_name)
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, build_prediction
 from geoapp.settings import get_settings
 from geoapp.translocator_results import SegmentationSummary, TransLocatorPrediction
@@ -237,58 +238,40 @@ class TransLocatorGeolocator:
                       on_error: str = "record", progress: Callable[[int], None] | None = None,
                       region_points: int | None = None) -> list[Prediction]:
         """Predict many images with batched forwards; unreadable ones get a record with ``.error``."""
-        if not 1 <= int(top_k) <= 1000:
-            raise ValueError(f"top_k must be between 1 and 1000; got {top_k}")
-        if on_error not in ("record", "raise"):
-            raise ValueError("on_error must be 'record' or 'raise'")
+        check_batch_options(top_k, on_error)
         candidates = self.candidate_set(region)
-        merge = merge_km if merge_km is not None else _auto_merge_km(candidates.region)
-        images = list(images)
-        results: list[Prediction | None] = [None] * len(images)
+        merge = merge_km if merge_km is not None else auto_merge_km(candidates.region)
         crops_per_image = 10 if tencrop else 1
-        pending: list[tuple[int, LoadedImage, torch.Tensor, float]] = []
 
-        def flush() -> None:
-            if not pending:
-                return
+        def prepare(image) -> tuple[LoadedImage, torch.Tensor]:
+            loaded = self.load_image(image, tencrop)
+            return loaded, self.crops(loaded.image, tencrop)
+
+        def predict_pending(pending: list[PendingImage]) -> list[Prediction]:
             start = time.perf_counter()
-            rgb, seg, class_maps = self.model_inputs(torch.cat([p[2] for p in pending]))
+            rgb, seg, class_maps = self.model_inputs(torch.cat([p.tensors for p in pending]))
             segment_ms = (time.perf_counter() - start) * 1000 / len(pending)
             start = time.perf_counter()
             outputs = self.forward(rgb, seg, crops_per_image)
             forward_ms = (time.perf_counter() - start) * 1000 / len(pending)
-            for row, (index, loaded, crops, load_ms) in enumerate(pending):
+            predictions = []
+            for row, item in enumerate(pending):
                 start = time.perf_counter()
                 # The map shown is the one of the centre crop (index 4 of a TenCrop).
                 shown = row * crops_per_image + (4 if tencrop else 0)
-                prediction = self._prediction(images[index], loaded, outputs, row, candidates, top_k, merge,
+                prediction = self._prediction(item.image, item.loaded, outputs, row, candidates, top_k, merge,
                                               None if class_maps is None else class_maps[shown])
                 prediction.parameters = self._parameters(top_k, tencrop, candidates, merge)
-                prediction.timings_ms = {"load": load_ms, "segment": segment_ms, "forward": forward_ms,
+                prediction.timings_ms = {"load": item.load_ms, "segment": segment_ms, "forward": forward_ms,
                                          "postprocess": (time.perf_counter() - start) * 1000}
-                results[index] = prediction
-                if progress:
-                    progress(1)
-            pending.clear()
+                predictions.append(prediction)
+            return predictions
 
-        for index, image in enumerate(images):
-            start = time.perf_counter()
-            try:
-                loaded = self.load_image(image, tencrop)
-                crops = self.crops(loaded.image, tencrop)
-            except ImageLoadError as error:
-                if on_error == "raise":
-                    raise
-                results[index] = Prediction(source=_source_name(image, None), error=str(error), model=self.describe(),
-                                            parameters=self._parameters(top_k, tencrop, candidates, None))
-                if progress:
-                    progress(1)
-                continue
-            pending.append((index, loaded, crops, (time.perf_counter() - start) * 1000))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-        return [r for r in results if r is not None]
+        def failed(image, message: str) -> Prediction:
+            return Prediction(source=source_name(image, None), error=message, model=self.describe(),
+                              parameters=self._parameters(top_k, tencrop, candidates, None))
+
+        return run_batched(images, prepare, predict_pending, failed, on_error, batch_size, progress)
 
     def text_map(self, *args, **kwargs) -> Prediction:
         raise ValueError("text queries need GeoCLIP; TransLocator is an image-only classifier")
@@ -300,7 +283,7 @@ class TransLocatorGeolocator:
         # Softmax over the kept cells only = softmax over all cells, restricted and renormalised.
         kept = outputs["fine"][row][torch.from_numpy(candidates.indices)]
         probabilities = kept.double().softmax(dim=0).numpy()
-        base = build_prediction(_source_name(image, loaded), candidates.coords[:, 0], candidates.coords[:, 1],
+        base = build_prediction(source_name(image, loaded), candidates.coords[:, 0], candidates.coords[:, 1],
                                 probabilities, top_k=int(top_k), merge_km=merge_km)
         weights = outputs["branch_weights"][row]
         prediction = TransLocatorPrediction(
@@ -345,13 +328,6 @@ class TransLocatorGeolocator:
         }
 
 
-def _auto_merge_km(region: Region | None) -> float:
-    """Same rule as the GeoCLIP Geolocator: 25 km worldwide, finer inside a region."""
-    if region is None:
-        return DEFAULT_MERGE_KM
-    return float(min(DEFAULT_MERGE_KM, max(0.5, region.extent_km / 40)))
-
-
 def _resolve_segmenter(segmenter, model_is_random: bool, device: torch.device):
     """A loaded segmenter as is; a name or None -> ``load_segmenter`` (random weights with a random model)."""
     if segmenter is not None and not isinstance(segmenter, str):
@@ -369,9 +345,3 @@ def _segmenter_identity(segmenter) -> dict:
     identity.setdefault("name", getattr(getattr(segmenter, "spec", None), "name", type(segmenter).__name__))
     identity["random_weights"] = bool(getattr(segmenter, "random_weights", False))
     return identity
-
-
-def _source_name(image, loaded: LoadedImage | None) -> str:
-    if isinstance(image, (str, Path)):
-        return str(image)
-    return loaded.name if loaded is not None else f"<{type(image).__name__}>"

@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -64,6 +64,29 @@ def write_error(root: Path, what: str, error: OSError) -> StoreWriteError:
     else:
         reason = error.strerror or str(error)
     return StoreWriteError(f"Cannot save {what} in the case store {root}: {reason}. Nothing was added.")
+
+
+def write_file_atomically(path: Path, write: Callable[[BinaryIO], None], what: str) -> None:
+    """Write ``path`` through ``write(handle)`` into a temp file in the same folder, fsync, rename:
+    a reader never sees half a file, and a failed write leaves no temp file behind."""
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as error:
+        raise write_error(path.parent, what, error) from error
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
 
 
 class BlobStore:

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
-from .blobs import is_sha256, write_error
+from .blobs import is_sha256, write_file_atomically
 from .dump import CHILDREN, case_document, remap_row, row_values
 from .errors import BundleError, CaseError, DuplicateCaseError, EvidenceIntegrityError
 from .models import Case, Event, new_id, utcnow
@@ -99,31 +98,17 @@ def export_bundle(store: CaseStore, case_id: str, path: str | os.PathLike, *, ac
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "app_version": __version__,
                 "created_at": utcnow().isoformat(), "created_by": store._actor(actor), "case_id": case.id,
                 "origin_id": case.origin_id, "title": case.title, "members": members}
-    tmp_name = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".bundle-", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w") as archive:
-                archive.writestr("manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False),
-                                 compress_type=zipfile.ZIP_DEFLATED)
-                archive.writestr("case.json", case_json, compress_type=zipfile.ZIP_DEFLATED)
-                for sha in objects:
-                    # read() re-verifies: a file altered since the integrity check is not exported
-                    data = store.blobs.read(sha, what=f"stored file {sha[:12]}")
-                    archive.writestr(f"objects/{sha}", data, compress_type=zipfile.ZIP_STORED)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-        tmp_name = None
-    except OSError as error:
-        raise write_error(target.parent, f"the bundle {target.name}", error) from error
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
+    def write_zip(handle: BinaryIO) -> None:
+        with zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr("manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False),
+                             compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr("case.json", case_json, compress_type=zipfile.ZIP_DEFLATED)
+            for sha in objects:
+                # read() re-verifies: a file altered since the integrity check is not exported
+                data = store.blobs.read(sha, what=f"stored file {sha[:12]}")
+                archive.writestr(f"objects/{sha}", data, compress_type=zipfile.ZIP_STORED)
+
+    write_file_atomically(target, write_zip, f"the bundle {target.name}")
     info = BundleInfo(target, _file_sha256(target), target.stat().st_size, len(members) + 1)
     store.log_export(case_id, "bundle", info.sha256, actor=actor, file=target.name)
     return info

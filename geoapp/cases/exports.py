@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .blobs import write_error
+from .blobs import write_file_atomically
 from .errors import CaseInputError
 from .service import CaseStore
 
@@ -56,24 +55,7 @@ def render(store: CaseStore, case_id: str, fmt: str) -> bytes:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename: a reader never sees half a file."""
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as error:
-        raise write_error(path.parent, path.name, error) from error
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
+    write_file_atomically(path, lambda handle: handle.write(data), path.name)
 
 
 def export_case(store: CaseStore, case_id: str, fmt: str, path: str | os.PathLike | None = None, *,

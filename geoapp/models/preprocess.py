@@ -43,3 +43,31 @@ def ten_crop_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
 def decode_side(cfg: PreprocessConfig, tencrop: bool) -> int:
     """Smallest image side the decoder must keep (JPEG draft decoding may go down to it)."""
     return cfg.tencrop_resize if tencrop else cfg.image_size
+
+
+def batch_to_network_input(images: torch.Tensor, size: int | tuple[int, int], mean, std, device: torch.device,
+                           caller: str) -> torch.Tensor:
+    """A uint8 (0-255) or float (0-1) RGB batch [B, 3, H, W] -> resized (bilinear, antialiased), normalised float.
+
+    Used by the dense models (segmenter, scene labeller) that take whole images rather than crops;
+    ``caller`` names the method in the error a wrong input gets.
+    """
+    import torch.nn.functional as F
+
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{caller}() takes a torch tensor [B, 3, H, W]; got {type(images).__name__} "
+                        f"(use {caller}_pil for a PIL image)")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be shaped [B, 3, H, W] (RGB); got {tuple(images.shape)}")
+    if images.shape[0] == 0 or images.shape[2] < 1 or images.shape[3] < 1:
+        raise ValueError(f"images must be non-empty; got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        pixels = images.to(device, torch.float32) / 255.0
+    elif images.is_floating_point():
+        pixels = images.to(device, torch.float32)
+    else:
+        raise ValueError(f"images must be uint8 (0-255) or float (0-1); got {images.dtype}")
+    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (pixels - mean) / std

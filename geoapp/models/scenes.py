@@ -29,6 +29,7 @@ from torch import nn
 
 from geoapp.models import weights as weight_files
 from geoapp.models.places365 import PLACES365_NAMES, scene_hierarchy
+from geoapp.models.preprocess import batch_to_network_input
 from geoapp.models.weights import WeightFile, WeightsMissingError
 
 __all__ = ["SceneLabeller", "SceneResult", "load_scene_labeller", "scene_hierarchy"]
@@ -109,21 +110,8 @@ class SceneLabeller:
         return [RANDOM_WEIGHTS_WARNING] if self.random_weights else []
 
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"predict() takes a torch tensor [B, 3, H, W]; got {type(images).__name__} "
-                            "(use predict_pil for a PIL image)")
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0 or min(images.shape[2:]) < 1:
-            raise ValueError(f"images must be shaped [B, 3, H, W] (RGB, non-empty); got {tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            pixels = images.to(self.device, torch.float32) / 255.0
-        elif images.is_floating_point():
-            pixels = images.to(self.device, torch.float32)
-        else:
-            raise ValueError(f"images must be uint8 (0-255) or float (0-1); got {images.dtype}")
-        pixels = F.interpolate(pixels, size=INPUT_SIZE, mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        return (pixels - mean) / std
+        """uint8 or [0, 1] float [B, 3, H, W] -> normalised float at the network's input size."""
+        return batch_to_network_input(images, INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, self.device, "predict")
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from torch import nn
 
 from geoapp.models import weights as weight_files
 from geoapp.models.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, NUM_CLASSES
+from geoapp.models.preprocess import batch_to_network_input
 from geoapp.models.weights import WeightFile, WeightsMissingError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -125,24 +126,7 @@ class Segmenter:
 
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float [B, 3, H, W] -> normalised float at the network's input size."""
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"segment() takes a torch tensor [B, 3, H, W]; got {type(images).__name__} "
-                            "(use segment_pil for a PIL image)")
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be shaped [B, 3, H, W] (RGB); got {tuple(images.shape)}")
-        if images.shape[0] == 0 or images.shape[2] < 1 or images.shape[3] < 1:
-            raise ValueError(f"images must be non-empty; got {tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            pixels = images.to(self.device, torch.float32) / 255.0
-        elif images.is_floating_point():
-            pixels = images.to(self.device, torch.float32)
-        else:
-            raise ValueError(f"images must be uint8 (0-255) or float (0-1); got {images.dtype}")
-        pixels = F.interpolate(pixels, size=self.spec.input_size, mode="bilinear", align_corners=False,
-                               antialias=True)
-        mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
-        return (pixels - mean) / std
+        return batch_to_network_input(images, self.spec.input_size, self.spec.mean, self.spec.std, self.device, "segment")
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
