@@ -33,11 +33,15 @@ class GeoCLIPHeads(nn.Module):
         self.location_encoder = location_encoder or LocationEncoder()
         # Learnable temperature, initialised to 1/0.07 (paper §4, as CLIP).
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.batched_branches = False  # LocationEncoder.forward_batched: same values, fewer kernels
 
     def forward(self, image_features: torch.Tensor, latlon: torch.Tensor) -> torch.Tensor:
         image = F.normalize(self.image_head(image_features.float()), dim=-1)
-        locations = F.normalize(self.location_encoder(latlon.float()), dim=-1)
-        return self.logit_scale.exp() * image @ locations.T
+        encode = self.location_encoder.forward_batched if self.batched_branches else self.location_encoder
+        locations = F.normalize(encode(latlon.float()), dim=-1)
+        # The similarity and the softmax that follows stay float32 under autocast (logit scale up to 100).
+        with torch.autocast(image.device.type, enabled=False):
+            return self.logit_scale.exp() * image.float() @ locations.float().T
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:

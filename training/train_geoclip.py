@@ -61,6 +61,7 @@ from training.shards import ShardImageDataset, list_shards
 
 log = logging.getLogger("training.train_geoclip")
 STATE_NAME = "train-state.pt"
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -93,6 +94,11 @@ class TrainConfig:
     resume: bool = False
     val_features: str | None = None
     val_gallery: str | None = None
+    # Speed (same objective): "bf16" autocasts the MLPs (Fourier phases, similarities and loss stay
+    # float32); batched_branches runs the three location branches as batched matmuls; compile = torch.compile.
+    precision: str = "fp32"
+    batched_branches: bool = False
+    compile: bool = False
 
 
 class Trainer:
@@ -108,10 +114,15 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
 
         heads, self.init_description = build_heads(config.init, config.fine_branch, config.seed)
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {config.precision!r}")
+        heads.batched_branches = bool(config.batched_branches)
         self.heads: GeoCLIPHeads = heads.to(self.device)
         self.model: torch.nn.Module = (DistributedDataParallel(self.heads, device_ids=[self.device.index]
                                                                if self.device.type == "cuda" else None)
                                        if self.env.distributed else self.heads)
+        if config.compile:
+            self.model = torch.compile(self.model)
         self.optimizer = torch.optim.Adam(self.heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.gamma)
         self.queue = GPSQueue(config.queue_size).to(self.device)
@@ -194,7 +205,9 @@ class Trainer:
     def train_step(self, features: torch.Tensor, latlon: torch.Tensor) -> float:
         """One optimiser step; then the global batch's clean GPS go into the queue."""
         self.model.train()
-        loss = contrastive_loss(self.model, features, latlon, self.queue, self.config.gps_noise_m, self.noise_generator)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            loss = contrastive_loss(self.model, features, latlon, self.queue, self.config.gps_noise_m,
+                                    self.noise_generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -345,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help=f"continue from --out/{STATE_NAME}")
     p.add_argument("--val-features", help="held-out feature folder: top-1 accuracy after each epoch")
     p.add_argument("--val-gallery", help="gallery CSV for validation (default GeoCLIP's 100K)")
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="bf16: autocast the MLPs (Fourier phases, similarities and loss stay float32)")
+    p.add_argument("--batched-branches", action="store_true",
+                   help="run the three location branches as batched matmuls (same values, fewer kernels)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the heads (GPU; needs a C++ compiler on CPU)")
     return p
 
 

@@ -53,7 +53,10 @@ class RandomFourierFeatures(nn.Module):
         return 2 * self.frequencies.shape[0]
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        phase = (2 * math.pi * v) @ self.frequencies.T
+        # Phases reach hundreds of radians at sigma = 2^8: always float32, even under bf16/fp16 autocast
+        # (an 8-bit mantissa would scramble the fine scale).
+        with torch.autocast(v.device.type, enabled=False):
+            phase = (2 * math.pi * v.float()) @ self.frequencies.float().T
         return torch.cat((torch.cos(phase), torch.sin(phase)), dim=-1)
 
 
@@ -92,6 +95,28 @@ class LocationEncoder(nn.Module):
         for branch in self.branches:
             features = features + branch(projected)
         return features
+
+    def forward_batched(self, latlon: torch.Tensor) -> torch.Tensor:
+        """Same values as :meth:`forward`, with the branches run together: one Fourier matmul for all
+        scales, then one batched matmul per MLP layer (fewer, larger kernels: the training fast path).
+
+        The per-branch parameters stay the trained ones (stacked on the fly, so gradients reach them
+        and checkpoints keep the reference layout).
+        """
+        projected = equal_earth_projection(latlon)
+        with torch.autocast(latlon.device.type, enabled=False):  # fp32 phases, see RandomFourierFeatures
+            frequencies = torch.stack([b.fourier.frequencies.float() for b in self.branches])  # [S, F, 2]
+            phase = torch.matmul(2 * math.pi * projected.float(), frequencies.transpose(1, 2))  # [S, N, F]
+        x = torch.cat((torch.cos(phase), torch.sin(phase)), dim=-1)  # [S, N, 2F]
+        layers = [[b.mlp[i] for b in self.branches] for i in range(0, len(self.branches[0].mlp), 2)]
+        layers.append([b.head for b in self.branches])
+        for depth, linears in enumerate(layers):
+            weight = torch.stack([layer.weight for layer in linears]).transpose(1, 2)  # [S, in, out]
+            bias = torch.stack([layer.bias for layer in linears]).unsqueeze(1)  # [S, 1, out]
+            x = torch.baddbmm(bias, x, weight)
+            if depth < len(layers) - 1:
+                x = torch.relu(x)
+        return x.sum(dim=0)
 
 
 def convert_reference_location_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
