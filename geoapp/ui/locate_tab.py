@@ -142,7 +142,8 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
             with gr.Accordion("Options", open=True):
                 default_model = ctx.service.default_model()
                 model = gr.Dropdown([(f.label, f.key) for f in MODEL_FAMILIES.values()], value=default_model,
-                                    label="Model", info=MODEL_FAMILIES[default_model].description)
+                                    label="Model", info=MODEL_FAMILIES[default_model].description,
+                                    elem_id="geoapp-model")
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Number of candidate places")
                 tencrop = gr.Checkbox(value=False, label="TenCrop: average 10 crops (about 10× slower, often steadier)")
                 claimed = gr.Textbox(label="Claimed location to check (optional)", placeholder="latitude, longitude",
@@ -196,8 +197,15 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                      api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
     rank.input(user_errors(handlers.gradcam), inputs=[session, selector, rank], outputs=cam_outputs,
                api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
+    model.input(_model_info, inputs=model, outputs=model, api_visibility="private", show_progress="hidden")
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
+
+
+def _model_info(model: str):
+    """Describe the chosen model under the dropdown."""
+    family = MODEL_FAMILIES.get(model)
+    return gr.update(info=family.description if family else "")
 
 
 def _redraw(handlers: LocateHandlers):

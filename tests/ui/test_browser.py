@@ -98,6 +98,35 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
     assert outside == [], f"offline mode contacted other hosts: {outside}"
 
 
+def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifacts_dir):
+    """Choose TransLocator (random weights): candidates on the map, segmentation view, scene, Grad-CAM."""
+    sync_api = _playwright()
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(running_app.url, wait_until="domcontentloaded")
+            page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
+            page.locator("#geoapp-photos input[type=file]").set_input_files([photo])
+            page.wait_for_selector(f"text={IM2GPS_PHOTO[:12]}", timeout=30_000)
+            page.locator("#geoapp-model input").click()
+            page.get_by_role("option", name="TransLocator", exact=True).click()
+            page.get_by_role("button", name="Locate", exact=True).click()
+            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            markers = _wait_in_map(map_frame, ".geoapp-candidate", timeout_s=240)
+            assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
+            page.wait_for_selector("#geoapp-segmentation img", timeout=60_000)
+            scene = page.locator("#geoapp-scene")
+            assert "Scene" in scene.inner_text() and "Segmentation" in scene.inner_text()
+            assert "RANDOM SEGMENTER WEIGHTS" in scene.inner_text()
+            page.wait_for_selector("#geoapp-gradcam img", timeout=120_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(artifacts_dir / "locate_translocator.png"), full_page=True)
+        finally:
+            browser.close()
+
+
 def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir):
     """Create a case, add a GPS photo, claim, analyse: the case map shows claim, EXIF and candidates."""
     sync_api = _playwright()
