@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from geoapp.geo.distance import haversine_km
-from geoapp.geo.regions import Region
+from geoapp.geo.regions import Region, parse_region
 from geoapp.imaging import ImageLoadError
+from geoapp.predict import DEFAULT_MERGE_KM
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, build_prediction
 from geoapp.translocator_results import TransLocatorPrediction
 
@@ -125,7 +126,10 @@ class EnsembleGeolocator:
                       region_points: int | None = None) -> list[Prediction]:
         """One record per image (unreadable ones carry ``.error``, as with the single models)."""
         images = list(images)
+        region = None if region is None else parse_region(region)  # parsed once, shared by both members
         geoclip_set = self.candidate_set(region, region_points)
+        # TransLocator's kept fine cells (indices in the same order as every result's surface): once per batch.
+        kept_cells = self.translocator.candidate_set(region).indices
         # TransLocator first: it reads the file, so a bad file fails once, with its message.
         cell_results = self.translocator.predict_batch(images, top_k=top_k, region=region, tencrop=tencrop,
                                                        merge_km=merge_km, batch_size=batch_size, on_error=on_error)
@@ -133,7 +137,7 @@ class EnsembleGeolocator:
         for image, cells in zip(images, cell_results):
             if cells.ok:
                 try:
-                    cells = self._combine(image, cells, region, geoclip_set, top_k, tencrop, merge_km)
+                    cells = self._combine(image, cells, kept_cells, geoclip_set, top_k, tencrop, merge_km)
                 except ImageLoadError as error:  # readable for one decoder path, not the other
                     if on_error == "raise":
                         raise
@@ -146,8 +150,8 @@ class EnsembleGeolocator:
         return results
 
     # ------------------------------------------------------------------ helpers
-    def _combine(self, image, cells: TransLocatorPrediction, region, geoclip_set, top_k: int, tencrop: bool,
-                 merge_km: float | None) -> TransLocatorPrediction:
+    def _combine(self, image, cells: TransLocatorPrediction, kept_cells: np.ndarray, geoclip_set, top_k: int,
+                 tencrop: bool, merge_km: float | None) -> TransLocatorPrediction:
         start = time.perf_counter()
         loaded = self.geoclip.load_image(image, tencrop)
         embeddings = self.geoclip.image_embeddings(self.geoclip.pixels(loaded, tencrop))
@@ -168,12 +172,11 @@ class EnsembleGeolocator:
                                  cell_logits.cpu().numpy()])
         fine = self.translocator.cells.fine
         cell_probability = np.zeros(len(fine), dtype=np.float64)
-        kept = self.translocator.candidate_set(region)  # same cells, same order as the surface
-        cell_probability[kept.indices] = surface.probability
+        cell_probability[kept_cells] = surface.probability
         point_cells = self._cells_of(lat, lon)
         probability, _, _ = mixture(logits, point_cells, cell_probability, self.geoclip_weight)
 
-        merge = merge_km if merge_km is not None else float(cells.parameters.get("merge_km") or 25.0)
+        merge = merge_km if merge_km is not None else float(cells.parameters.get("merge_km") or DEFAULT_MERGE_KM)
         base = build_prediction(cells.source, lat, lon, probability, top_k=int(top_k), merge_km=merge)
         for name in ("candidates", "mass_within_km", "surface"):
             setattr(cells, name, getattr(base, name))

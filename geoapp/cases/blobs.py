@@ -66,27 +66,39 @@ def write_error(root: Path, what: str, error: OSError) -> StoreWriteError:
     return StoreWriteError(f"Cannot save {what} in the case store {root}: {reason}. Nothing was added.")
 
 
-def write_file_atomically(path: Path, write: Callable[[BinaryIO], None], what: str) -> None:
-    """Write ``path`` through ``write(handle)`` into a temp file in the same folder, fsync, rename:
-    a reader never sees half a file, and a failed write leaves no temp file behind."""
+def write_file_atomically(path: Path, write: Callable[[BinaryIO], None], what: str, *,
+                          temp_dir: Path | None = None, store_root: Path | None = None,
+                          read_only: bool = False) -> None:
+    """Write ``path`` through ``write(handle)`` into a temp file, fsync, rename, fsync the folder:
+    a reader never sees half a file, and a failed write (or ``write`` raising) leaves no temp file.
+
+    ``temp_dir``: where the temp file lives (default: beside ``path``; same file system either
+    way, so the rename is atomic). ``store_root``: the folder an error names (default: ``path``'s).
+    ``read_only``: the final file is made read-only (content-addressed files never change).
+    """
     tmp_name = None
+    folder = temp_dir if temp_dir is not None else path.parent
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if read_only:
+            os.chmod(tmp_name, 0o444)
         os.replace(tmp_name, path)
         tmp_name = None
+        _fsync_dir(path.parent)
     except OSError as error:
-        raise write_error(path.parent, what, error) from error
+        raise write_error(store_root if store_root is not None else path.parent, what, error) from error
     finally:
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)
             except OSError:
-                pass
+                pass  # an orphan temp file is harmless; never hide the original error
 
 
 class BlobStore:
@@ -141,30 +153,13 @@ class BlobStore:
         return int(state["size"])
 
     def _atomic_write(self, digest: str, chunks: Iterable[bytes], what: str, before_rename=None) -> None:
-        target = self.path_for(digest)
-        tmp_name: str | None = None
-        try:
-            self.tmp.mkdir(parents=True, exist_ok=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=digest[:12] + ".", suffix=".part")
-            with os.fdopen(fd, "wb") as handle:
-                _write_chunks(handle, chunks)
-                handle.flush()
-                os.fsync(handle.fileno())
+        def write(handle: BinaryIO) -> None:
+            _write_chunks(handle, chunks)
             if before_rename is not None:
-                before_rename()
-            os.chmod(tmp_name, 0o444)
-            os.replace(tmp_name, target)
-            tmp_name = None
-            _fsync_dir(target.parent)
-        except OSError as error:
-            raise write_error(self.root, what, error) from error
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass  # an orphan temp file is harmless; never hide the original error
+                before_rename()  # e.g. the hash check: raising here leaves nothing under the name
+
+        write_file_atomically(self.path_for(digest), write, what, temp_dir=self.tmp, store_root=self.root,
+                              read_only=True)
 
     # ------------------------------------------------------------------ reading
     def exists(self, sha256: str) -> bool:

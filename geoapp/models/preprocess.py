@@ -1,4 +1,4 @@
-"""Image -> normalised pixel tensors for CLIP backbones: single centre crop or TenCrop.
+"""Image -> normalised pixel tensors: CLIP centre crop or TenCrop, and whole-image batches for dense models.
 
 Single crop follows CLIP's own preprocessing (bicubic resize of the shorter side to 224,
 centre crop, OpenAI mean/std). TenCrop, used for the GeoCLIP paper's evaluation, resizes
@@ -9,6 +9,7 @@ horizontal flips (the standard torchvision ``TenCrop``); their logits are averag
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 
@@ -52,8 +53,6 @@ def batch_to_network_input(images: torch.Tensor, size: int | tuple[int, int], me
     Used by the dense models (segmenter, scene labeller) that take whole images rather than crops;
     ``caller`` names the method in the error a wrong input gets.
     """
-    import torch.nn.functional as F
-
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{caller}() takes a torch tensor [B, 3, H, W]; got {type(images).__name__} "
                         f"(use {caller}_pil for a PIL image)")
