@@ -105,6 +105,8 @@ class Trainer:
     """Builds model, data and optimiser from a :class:`TrainConfig` and runs the epochs."""
 
     def __init__(self, config: TrainConfig) -> None:
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {config.precision!r}")
         self.config = config
         self.env = DistEnv.from_env()
         self.device = pick_device(self.env, config.device)
@@ -114,8 +116,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
 
         heads, self.init_description = build_heads(config.init, config.fine_branch, config.seed)
-        if config.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {config.precision!r}")
         heads.batched_branches = bool(config.batched_branches)
         self.heads: GeoCLIPHeads = heads.to(self.device)
         self.model: torch.nn.Module = (DistributedDataParallel(self.heads, device_ids=[self.device.index]

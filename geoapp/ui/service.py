@@ -51,8 +51,8 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
                             "TransLocator cell probabilities mixed with GeoCLIP image-location similarity over the "
                             "union of both models' candidates (rule in geoapp/ensemble.py); needs both models"),
 }
-TEXT_MODEL = "geoclip"
-SEGMENTATION_MODELS = ("translocator", "ensemble")  # results that carry a segmentation map and a scene  # text queries need CLIP's text tower
+TEXT_MODEL = "geoclip"  # text queries need CLIP's text tower
+SEGMENTATION_MODELS = ("translocator", "ensemble")  # results that carry a segmentation map and a scene
 
 
 @dataclass(frozen=True)
