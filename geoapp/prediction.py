@@ -101,6 +101,8 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    # Family-specific evidence (geoapp.families.base.EvidenceItem): segmentation, scene, search path ...
+    evidence: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -129,9 +131,18 @@ class Prediction:
             "region": self.region.to_geojson() if self.region is not None and hasattr(self.region, "to_geojson") else None,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+        for item in self.evidence:
+            data[item.key] = item.to_dict()
+        data["evidence"] = [{"key": item.key, "title": item.title} for item in self.evidence]
         if include_surface and self.surface is not None:
             data["surface"] = self.surface.to_dict(surface_max_points)
         return data
+
+    @property
+    def caveats(self) -> list[str]:
+        """Warnings that come from the model family (not from the file): shown next to every figure."""
+        caveat = self.model.get("caveat")
+        return [caveat] if caveat else []
 
 
 def merge_candidates(lat: np.ndarray, lon: np.ndarray, prob: np.ndarray, top_k: int, merge_km: float,

@@ -9,6 +9,9 @@ tests and CI agree without passing paths around:
   ``geoapp weights download --weights-dir`` puts them); default: none, i.e. the standard
   Hugging Face cache that open_clip uses.
 - ``GEOAPP_DEVICE``      ``cpu``, ``cuda``, ``cuda:1`` ...; default: CUDA when available.
+- ``GEOAPP_VARIANTS_DIR`` user-trained model variants (one folder with a ``manifest.json`` each);
+  default ``$GEOAPP_WEIGHTS_DIR/variants``, else ``<data dir>/variants`` (``$GEOAPP_DATA_DIR`` or
+  ``~/.local/share/geoapp``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Settings:
     cache_dir: Path = field(default_factory=_default_cache_dir)
     weights_dir: Path | None = None
     device: str | None = None
+    variants_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -39,12 +43,32 @@ class Settings:
             cache_dir=Path(cache).expanduser() if cache else _default_cache_dir(),
             weights_dir=Path(weights).expanduser() if weights else None,
             device=os.environ.get("GEOAPP_DEVICE") or None,
+            variants_dir=Path(os.environ["GEOAPP_VARIANTS_DIR"]).expanduser()
+            if os.environ.get("GEOAPP_VARIANTS_DIR") else None,
         )
 
     @property
     def embeddings_dir(self) -> Path:
         """Cached location embeddings (galleries and region candidate sets)."""
         return self.cache_dir / "embeddings"
+
+    @property
+    def model_variants_dir(self) -> Path:
+        """Where user-trained variants (``family:tag``) are looked for and written."""
+        if self.variants_dir is not None:
+            return self.variants_dir
+        if self.weights_dir is not None:
+            return self.weights_dir / "variants"
+        return user_data_dir() / "variants"
+
+
+def user_data_dir() -> Path:
+    """``$GEOAPP_DATA_DIR``, else ``$XDG_DATA_HOME/geoapp``, else ``~/.local/share/geoapp``."""
+    explicit = os.environ.get("GEOAPP_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base).expanduser() / "geoapp"
 
 
 def get_settings() -> Settings:

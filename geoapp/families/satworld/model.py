@@ -30,7 +30,7 @@ from geoapp.models.geoclip import GeoCLIP, ImageHead, ModelIdentity, _load_tenso
 from geoapp.models.location_encoder import LocationEncoder, convert_reference_location_state_dict
 
 FORMAT = "geoapp.satworld.v1"
-ASSET_PATH = Path(__file__).resolve().parents[2] / "assets" / "satworld" / "satworld.pt"
+ASSET_PATH = Path(__file__).resolve().parents[3] / "assets" / "satworld" / "satworld.pt"
 LABEL = "SatWorld (offline model for satellite/aerial imagery; not for ground-level photos)"
 
 # Blue Marble statistics would do as well; ImageNet-like constants keep the pipeline generic.

@@ -1,8 +1,7 @@
 """TransLocator inference: photo -> segmentation map -> dual-branch ViT -> geocell probabilities -> Prediction.
 
-Same API and result type as the GeoCLIP :class:`~geoapp.predict.Geolocator` (``predict``,
-``predict_batch`` with per-file error records, ``describe``, ``random_weights``, ``load_image``,
-``candidate_set``), so the CLI, UI and case store treat both alike. Differences:
+The family contract (:class:`~geoapp.families.base.Family`), so the CLI, UI and case store treat it
+like every other family. Differences from retrieval:
 
 * **Candidates are the fine geocells**: each stands for its cell's mean photo position; the
   probabilities are the softmax over the fine head's logits (TenCrop: the ten crops' logits are
@@ -15,36 +14,38 @@ Same API and result type as the GeoCLIP :class:`~geoapp.predict.Geolocator` (``p
 * **Extra evidence** on each :class:`TransLocatorPrediction`: the segmentation map the model saw
   (class ids, colourised image, legend, class shares), the scene predicted by its scene heads
   (Places365 3 / 16 / 365 levels) and the attentive-fusion branch weights.
+* **Grad-CAM** targets the chosen fine cell's logit, one map per branch (photo, segmentation).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from geoapp.families.base import CandidateSpace, Family, FamilyIdentity, GradCamResult, PredictOptions
+from geoapp.families.translocator.results import SegmentationSummary, TransLocatorPrediction
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
                                         build_translocator, load_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
-from geoapp.predict import (PendingImage, auto_merge_km, check_batch_options, resolve_device, run_batched,
-                             source_name)
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, build_prediction
+from geoapp.prediction import Prediction, build_prediction
+from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
 from geoapp.settings import get_settings
-from geoapp.translocator_results import SegmentationSummary, TransLocatorPrediction
 
 
 CHECKPOINT_NAME = "translocator.pt"
-ASSET_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "translocator" / CHECKPOINT_NAME
+ASSET_CHECKPOINT = Path(__file__).resolve().parents[3] / "assets" / "translocator" / CHECKPOINT_NAME
 # Default cells for a random-weight model: GeoCLIP's 100K gallery partitioned like the paper's
 # cells (min 50, max 5000/2000/1000 photos per cell) would give ~300 fine cells; these maxima
 # are scaled to the gallery's size (~1/47 of MP-16) so a random model's map has useful detail.
@@ -87,10 +88,8 @@ def _normalise(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, 
     return TF.normalize(pixels.float().div(255.0), list(mean), list(std))
 
 
-class TransLocatorGeolocator:
-    """Predict where photos were taken with a TransLocator. Build with :meth:`load`."""
-
-    model_family = "translocator"
+class TransLocatorGeolocator(Family):
+    """Predict where photos were taken with a TransLocator. Build with :meth:`load` or the registry."""
 
     def __init__(self, model: TransLocator, cells: GeocellHierarchy, segmenter, device: torch.device,
                  weights_sha256: str, source: str) -> None:
@@ -105,6 +104,9 @@ class TransLocatorGeolocator:
         self.weights_sha256 = weights_sha256
         self.source = source
         self._all_cells = CellCandidates(cells.fine.coords, np.arange(len(cells.fine)), None, len(cells.fine))
+        from geoapp.families.translocator import SPEC
+
+        self.spec = SPEC  # the registry replaces it for a variant
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -121,15 +123,18 @@ class TransLocatorGeolocator:
         resolved = resolve_device(device)
         if backbone_weights not in (None, "random"):
             if checkpoint is not None:
-                raise ValueError("give the TransLocator checkpoint once: checkpoint=PATH or backbone_weights=PATH")
-            checkpoint, backbone_weights = backbone_weights, None  # the CLI's --backbone-weights PATH
+                raise ValueError("give the TransLocator checkpoint once: checkpoint=PATH (CLI: --checkpoint PATH)")
+            warnings.warn("--backbone-weights PATH for a TransLocator checkpoint is deprecated: use --checkpoint PATH "
+                          "(API: checkpoint=PATH); --backbone-weights now means the backbone only",
+                          DeprecationWarning, stacklevel=3)
+            checkpoint, backbone_weights = backbone_weights, None  # the old meaning, still accepted
         if checkpoint is None and backbone_weights != "random":
             checkpoint = next((p for p in default_checkpoint_paths() if p.is_file()), None)
             if checkpoint is None:
                 looked = ", ".join(str(p) for p in default_checkpoint_paths())
                 raise WeightsMissingError(
                     f"No trained TransLocator checkpoint ({CHECKPOINT_NAME}). To fix: train one with training/translocator "
-                    f"(see training/README.md) and pass its path (checkpoint=PATH; on the command line --backbone-weights PATH) "
+                    f"(see training/README.md) and pass its path (checkpoint=PATH; on the command line --checkpoint PATH) "
                     f"or put it at {ASSET_CHECKPOINT}; "
                     f"for a test run use backbone weights 'random' (meaningless, flagged results). Looked in: {looked}."
                 )
@@ -153,22 +158,22 @@ class TransLocatorGeolocator:
     def preprocess_size(self) -> int:
         return self.model.config.img_size
 
-    def describe(self) -> dict:
+    def describe(self) -> FamilyIdentity:
         """Model, weights, device and geocells in use (for UIs, reports and case records)."""
         config = self.model.config
-        return {
-            "model": "translocator" if config.dual_branch else "translocator-vit-mt",
-            "backbone": f"{config.backbone} x{2 if config.dual_branch else 1} ({config.embed_dim}-d, depth {config.depth}, "
-                        f"{config.img_size}px)",
-            "backbone_weights": self.model.weights_description,
-            "heads_sha256": self.weights_sha256,
-            "random_weights": self.random_weights,
-            "checkpoint": self.source,
-            "segmenter": _segmenter_identity(self.segmenter),
-            "device": str(self.device),
-            "geocells": {"name": self.cells.fine.name, "coarse": len(self.cells.coarse),
-                         "middle": len(self.cells.middle), "fine": len(self.cells.fine)},
-        }
+        spec = self.spec
+        fine = len(self.cells.fine)
+        return FamilyIdentity(
+            family=spec.key, label=spec.label, weights=self.model.weights_description,
+            weights_sha256=self.weights_sha256, device=str(self.device), random_weights=self.random_weights,
+            candidates=f"{fine:,} fine geocells ({self.cells.fine.name})", input_domain=spec.input_domain,
+            caveat=spec.caveat,
+            details={"variant": "translocator" if config.dual_branch else "translocator-vit-mt",
+                     "backbone": f"{config.backbone} x{2 if config.dual_branch else 1} ({config.embed_dim}-d, depth "
+                                 f"{config.depth}, {config.img_size}px)",
+                     "checkpoint": self.source, "segmenter": _segmenter_identity(self.segmenter),
+                     "geocells": {"name": self.cells.fine.name, "coarse": len(self.cells.coarse),
+                                  "middle": len(self.cells.middle), "fine": fine}})
 
     # ------------------------------------------------------------------ candidates
     def candidate_set(self, region: str | dict | Region | None = None, extra_points: int | None = None) -> CellCandidates:
@@ -182,6 +187,11 @@ class TransLocatorGeolocator:
             raise RegionError(f"none of this model's {len(coords)} fine geocells has its centre inside {parsed.key}; "
                               "choose a larger region (cells are large where few photos were taken)")
         return CellCandidates(coords[inside], inside, parsed, int(inside.size))
+
+    def restrict(self, region: Any) -> CandidateSpace:
+        cells = self.candidate_set(region)
+        where = f" inside {cells.region.label}" if cells.region is not None else ""
+        return CandidateSpace(cells.region, len(cells.coords), f"{len(cells.coords):,} fine geocells{where}")
 
     # ------------------------------------------------------------------ images
     def load_image(self, image, tencrop: bool = False) -> LoadedImage:
@@ -227,20 +237,11 @@ class TransLocatorGeolocator:
         return result
 
     # ------------------------------------------------------------------ predictions
-    def predict(self, image, top_k: int = 5, region: str | dict | Region | None = None, tencrop: bool = False,
-                merge_km: float | None = None, region_points: int | None = None) -> TransLocatorPrediction:
-        """Predict one image; bad images raise :class:`~geoapp.imaging.ImageLoadError`, bad regions RegionError."""
-        return self.predict_batch([image], top_k=top_k, region=region, tencrop=tencrop, merge_km=merge_km,
-                                  on_error="raise")[0]
-
-    def predict_batch(self, images: Iterable, top_k: int = 5, region: str | dict | Region | None = None,
-                      tencrop: bool = False, merge_km: float | None = None, batch_size: int = 8,
-                      on_error: str = "record", progress: Callable[[int], None] | None = None,
-                      region_points: int | None = None) -> list[Prediction]:
-        """Predict many images with batched forwards; unreadable ones get a record with ``.error``."""
-        check_batch_options(top_k, on_error)
-        candidates = self.candidate_set(region)
-        merge = merge_km if merge_km is not None else auto_merge_km(candidates.region)
+    def _predict(self, images: list, options: PredictOptions, on_error: str, progress) -> list[Prediction]:
+        """Batched forwards; unreadable inputs get a record with ``.error``."""
+        candidates = self.candidate_set(options.region)
+        merge = options.merge_km if options.merge_km is not None else auto_merge_km(candidates.region)
+        tencrop, top_k = options.tencrop, int(options.top_k)
         crops_per_image = 10 if tencrop else 1
 
         def prepare(image) -> tuple[LoadedImage, torch.Tensor]:
@@ -267,14 +268,17 @@ class TransLocatorGeolocator:
                 predictions.append(prediction)
             return predictions
 
-        def failed(image, message: str) -> Prediction:
-            return Prediction(source=source_name(image, None), error=message, model=self.describe(),
-                              parameters=self._parameters(top_k, tencrop, candidates, None))
+        parameters = self._parameters(top_k, tencrop, candidates, None)
+        return run_batched(images, prepare, predict_pending,
+                           lambda image, message: failed_record(image, message, parameters),
+                           on_error, options.batch_size, progress)
 
-        return run_batched(images, prepare, predict_pending, failed, on_error, batch_size, progress)
+    def explain(self, image: Any, lat: float, lon: float) -> dict[str, GradCamResult]:
+        """Grad-CAM of each branch towards the logit of the fine cell nearest to (lat, lon)."""
+        from geoapp.families.translocator.explain import gradcam_translocator, nearest_fine_cell
 
-    def text_map(self, *args, **kwargs) -> Prediction:
-        raise ValueError("text queries need GeoCLIP; TransLocator is an image-only classifier")
+        maps = gradcam_translocator(self, image, nearest_fine_cell(self, lat, lon))
+        return {"photo": maps.rgb, **({"segmentation": maps.segmentation} if maps.segmentation is not None else {})}
 
     # ------------------------------------------------------------------ helpers
     def _prediction(self, image, loaded: LoadedImage, outputs: dict[str, torch.Tensor], row: int,
@@ -293,11 +297,8 @@ class TransLocatorGeolocator:
                 class_map.cpu().numpy(), _segmenter_identity(self.segmenter)),
             branch_weights={"rgb": float(weights[0]), "segmentation": float(weights[1])},
         )
-        prediction.model = self.describe()
         prediction.image = loaded.to_dict()
         prediction.region = candidates.region
-        if self.random_weights:
-            prediction.warnings.append(RANDOM_WEIGHTS_WARNING)
         return prediction
 
     def _scene(self, outputs: dict[str, torch.Tensor], row: int):
@@ -345,3 +346,18 @@ def _segmenter_identity(segmenter) -> dict:
     identity.setdefault("name", getattr(getattr(segmenter, "spec", None), "name", type(segmenter).__name__))
     identity["random_weights"] = bool(getattr(segmenter, "random_weights", False))
     return identity
+
+
+def load(spec, options) -> TransLocatorGeolocator:
+    """Registry loader: ``options.checkpoint`` (default: $GEOAPP_WEIGHTS_DIR or assets/translocator), or
+    ``backbone_weights="random"`` for a random model; extras ``segmenter`` (a name or a loaded one) and
+    ``config`` (a TransLocatorConfig for random models)."""
+    config = options.extras.get("config")
+    if isinstance(config, str):
+        presets = {"paper": TransLocatorConfig, "tiny": lambda: TransLocatorConfig.tiny(img_size=64, patch_size=16)}
+        if config not in presets:
+            raise ValueError(f"unknown TransLocator config {config!r}; choose from {', '.join(presets)}")
+        config = presets[config]()
+    return TransLocatorGeolocator.load(checkpoint=options.checkpoint, device=options.device,
+                                       backbone_weights=options.backbone_weights,
+                                       segmenter=options.extras.get("segmenter"), config=config)

@@ -17,7 +17,7 @@ The rule (also in ``ENSEMBLE_RULE``, which every result carries):
    (default 0.5). A linear pool, not a product: when one model is confidently wrong the other's
    candidates keep probability, which is what an analyst comparing hypotheses needs.
 
-The result is a :class:`~geoapp.translocator_results.TransLocatorPrediction` over the pool (with
+The result is a :class:`~geoapp.families.translocator.results.TransLocatorPrediction` over the pool (with
 TransLocator's segmentation map, scene and branch weights), so the UI, CLI and case store show it
 like any other prediction. It is flagged random when either member has random weights.
 """
@@ -25,17 +25,21 @@ like any other prediction. It is flagged random when either member has random we
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from geoapp.families.base import (DEFAULT_MERGE_KM, CandidateSpace, Family, FamilyIdentity, GradCamResult,
+                                  PredictOptions)
+from geoapp.families.geoclip.locator import GeoCLIPLocator
+from geoapp.families.translocator.locator import TransLocatorGeolocator
+from geoapp.families.translocator.results import TransLocatorPrediction
 from geoapp.geo.distance import haversine_km
-from geoapp.geo.regions import Region, parse_region
+from geoapp.geo.regions import parse_region
 from geoapp.imaging import ImageLoadError
-from geoapp.predict import DEFAULT_MERGE_KM
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, build_prediction
-from geoapp.translocator_results import TransLocatorPrediction
+from geoapp.prediction import Prediction, build_prediction
 
 GEOCLIP_POOL = 256
 CELL_POOL = 64
@@ -70,16 +74,20 @@ def mixture(geoclip_logits: np.ndarray, point_cells: np.ndarray, cell_probabilit
     return weight * q_geoclip + (1.0 - weight) * q_translocator, q_geoclip, q_translocator
 
 
-class EnsembleGeolocator:
-    """TransLocator + GeoCLIP behind the common geolocator API (``predict``, ``predict_batch``, ``describe``)."""
+class EnsembleGeolocator(Family):
+    """TransLocator + GeoCLIP behind the family contract."""
 
-    model_family = "ensemble"
-
-    def __init__(self, geoclip, translocator, geoclip_weight: float = DEFAULT_GEOCLIP_WEIGHT) -> None:
-        if getattr(translocator, "model_family", None) != "translocator":
+    def __init__(self, geoclip: GeoCLIPLocator, translocator: TransLocatorGeolocator,
+                 geoclip_weight: float = DEFAULT_GEOCLIP_WEIGHT) -> None:
+        if not isinstance(translocator, TransLocatorGeolocator):
             raise ValueError("the ensemble's second member must be a TransLocator geolocator")
+        if not isinstance(geoclip, GeoCLIPLocator):
+            raise ValueError("the ensemble's first member must be a GeoCLIP geolocator")
         if not 0.0 <= geoclip_weight <= 1.0:
             raise ValueError(f"geoclip_weight must be between 0 and 1; got {geoclip_weight}")
+        from geoapp.families.ensemble import SPEC
+
+        self.spec = SPEC
         self.geoclip = geoclip
         self.translocator = translocator
         self.geoclip_weight = float(geoclip_weight)
@@ -92,58 +100,62 @@ class EnsembleGeolocator:
     def device(self) -> torch.device:
         return self.geoclip.device
 
-    def describe(self) -> dict:
-        return {
-            "model": "ensemble",
-            "members": {"geoclip": self.geoclip.describe(), "translocator": self.translocator.describe()},
-            "geoclip_weight": self.geoclip_weight,
-            "rule": ENSEMBLE_RULE,
-            "random_weights": self.random_weights,
-        }
+    def describe(self) -> FamilyIdentity:
+        members = {"geoclip": self.geoclip.describe().to_dict(), "translocator": self.translocator.describe().to_dict()}
+        return FamilyIdentity(
+            family=self.spec.key, label=self.spec.label,
+            weights=f"GeoCLIP: {members['geoclip']['weights']}; TransLocator: {members['translocator']['weights']}",
+            weights_sha256=None, device=str(self.device), random_weights=self.random_weights,
+            candidates=f"GeoCLIP top-{GEOCLIP_POOL} points + TransLocator top-{CELL_POOL} cell centres per photo",
+            input_domain=self.spec.input_domain, caveat=self.spec.caveat,
+            details={"members": members, "geoclip_weight": self.geoclip_weight, "rule": ENSEMBLE_RULE,
+                     "backbone": members["geoclip"].get("backbone")})
 
-    def candidate_set(self, region: str | dict | Region | None = None, extra_points: int | None = None):
+    def candidate_set(self, region=None, extra_points: int | None = None):
         """Resolve the region for both members (a RegionError from either is raised here)."""
         self.translocator.candidate_set(region)
         if extra_points is None:
             return self.geoclip.candidate_set(region)
         return self.geoclip.candidate_set(region, extra_points=extra_points)
 
+    def restrict(self, region: Any) -> CandidateSpace:
+        cells = self.translocator.restrict(region)
+        points = self.geoclip.restrict(region)
+        return CandidateSpace(points.region, points.size + cells.size, f"{points.description}; {cells.description}")
+
     def load_image(self, image, tencrop: bool = False):
         return self.geoclip.load_image(image, tencrop)
 
-    def text_map(self, *args, **kwargs) -> Prediction:
-        return self.geoclip.text_map(*args, **kwargs)
+    def text_map(self, text: str, options: PredictOptions | None = None, **overrides: Any) -> Prediction:
+        return self.geoclip.text_map(text, options, **overrides)
 
-    def predict(self, image, top_k: int = 5, region: str | dict | Region | None = None, tencrop: bool = False,
-                merge_km: float | None = None, region_points: int | None = None) -> TransLocatorPrediction:
-        """Predict one image; bad images raise :class:`~geoapp.imaging.ImageLoadError`, bad regions RegionError."""
-        return self.predict_batch([image], top_k=top_k, region=region, tencrop=tencrop, merge_km=merge_km,
-                                  on_error="raise", region_points=region_points)[0]
+    def explain(self, image: Any, lat: float, lon: float) -> dict[str, GradCamResult]:
+        """GeoCLIP's map: the ensemble re-ranks its pool by GeoCLIP similarity."""
+        return self.geoclip.explain(image, lat, lon)
 
-    def predict_batch(self, images: Iterable, top_k: int = 5, region: str | dict | Region | None = None,
-                      tencrop: bool = False, merge_km: float | None = None, batch_size: int = 8, on_error: str = "record",
-                      progress: Callable[[int], None] | None = None,
-                      region_points: int | None = None) -> list[Prediction]:
+    def _predict(self, images: list, options: PredictOptions, on_error: str, progress) -> list[Prediction]:
         """One record per image (unreadable ones carry ``.error``, as with the single models)."""
-        images = list(images)
-        region = None if region is None else parse_region(region)  # parsed once, shared by both members
-        geoclip_set = self.candidate_set(region, region_points)
+        chosen = options.extras.get("geoclip_weight")
+        weight = float(self.geoclip_weight if chosen is None else chosen)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"geoclip_weight must be between 0 and 1; got {weight}")
+        region = None if options.region is None else parse_region(options.region)  # parsed once, for both members
+        geoclip_set = self.candidate_set(region, options.region_points)
         # TransLocator's kept fine cells (indices in the same order as every result's surface): once per batch.
         kept_cells = self.translocator.candidate_set(region).indices
         # TransLocator first: it reads the file, so a bad file fails once, with its message.
-        cell_results = self.translocator.predict_batch(images, top_k=top_k, region=region, tencrop=tencrop,
-                                                       merge_km=merge_km, batch_size=batch_size, on_error=on_error)
+        member_options = replace(options, region=region)
+        cell_results = self.translocator.predict_batch(images, member_options, on_error=on_error)
         results: list[Prediction] = []
         for image, cells in zip(images, cell_results):
             if cells.ok:
                 try:
-                    cells = self._combine(image, cells, kept_cells, geoclip_set, top_k, tencrop, merge_km)
+                    cells = self._combine(image, cells, kept_cells, geoclip_set, options.top_k, options.tencrop,
+                                          options.merge_km, weight)
                 except ImageLoadError as error:  # readable for one decoder path, not the other
                     if on_error == "raise":
                         raise
-                    cells = Prediction(source=cells.source, error=str(error), model=self.describe())
-            else:
-                cells.model = self.describe()
+                    cells = Prediction(source=cells.source, error=str(error))
             results.append(cells)
             if progress:
                 progress(1)
@@ -151,7 +163,7 @@ class EnsembleGeolocator:
 
     # ------------------------------------------------------------------ helpers
     def _combine(self, image, cells: TransLocatorPrediction, kept_cells: np.ndarray, geoclip_set, top_k: int,
-                 tencrop: bool, merge_km: float | None) -> TransLocatorPrediction:
+                 tencrop: bool, merge_km: float | None, weight: float) -> TransLocatorPrediction:
         start = time.perf_counter()
         loaded = self.geoclip.load_image(image, tencrop)
         embeddings = self.geoclip.image_embeddings(self.geoclip.pixels(loaded, tencrop))
@@ -174,19 +186,16 @@ class EnsembleGeolocator:
         cell_probability = np.zeros(len(fine), dtype=np.float64)
         cell_probability[kept_cells] = surface.probability
         point_cells = self._cells_of(lat, lon)
-        probability, _, _ = mixture(logits, point_cells, cell_probability, self.geoclip_weight)
+        probability, _, _ = mixture(logits, point_cells, cell_probability, weight)
 
         merge = merge_km if merge_km is not None else float(cells.parameters.get("merge_km") or DEFAULT_MERGE_KM)
         base = build_prediction(cells.source, lat, lon, probability, top_k=int(top_k), merge_km=merge)
         for name in ("candidates", "mass_within_km", "surface"):
             setattr(cells, name, getattr(base, name))
-        cells.model = self.describe()
         cells.parameters = {**cells.parameters, "candidates_are": "GeoCLIP points and TransLocator cell centres",
                             "candidate_points": int(len(lat)), "geoclip_pool": int(len(pool_g)),
-                            "cell_pool": int(len(order)), "geoclip_weight": self.geoclip_weight,
+                            "cell_pool": int(len(order)), "geoclip_weight": weight,
                             "merge_km": merge}
-        if self.random_weights and RANDOM_WEIGHTS_WARNING not in cells.warnings:
-            cells.warnings.append(RANDOM_WEIGHTS_WARNING)
         cells.timings_ms = {**cells.timings_ms, "geoclip_and_mix": (time.perf_counter() - start) * 1000}
         return cells
 
@@ -197,3 +206,14 @@ class EnsembleGeolocator:
         for i in np.flatnonzero(index < 0):
             index[i] = int(np.argmin(haversine_km(lat[i], lon[i], fine.lat, fine.lon)))
         return index
+
+
+def load(spec, options) -> EnsembleGeolocator:
+    """Registry loader: the members load through the registry with the same options (the checkpoint is
+    TransLocator's; GeoCLIP uses its published heads). Extra ``geoclip_weight`` sets w."""
+    from geoapp.families import registry
+
+    translocator = registry.get("translocator").load(options)
+    geoclip = registry.get("geoclip").load(replace(options, checkpoint=None))
+    weight = options.extras.get("geoclip_weight", DEFAULT_GEOCLIP_WEIGHT)
+    return EnsembleGeolocator(geoclip, translocator, float(weight))

@@ -1,0 +1,314 @@
+"""GeoCLIP locator: model + cached gallery + region prior -> Prediction (also used by SatWorld).
+
+A prediction is one backbone forward (ten for TenCrop) and one matrix product against
+location embeddings that were computed once and cached (see :mod:`geoapp.gallery`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
+                                  PredictOptions)
+from geoapp.gallery import Gallery, LocationEmbeddingCache
+from geoapp.geo.distance import validate_latlon
+from geoapp.geo.regions import Region, RegionError, parse_region
+from geoapp.imaging import LoadedImage, load_image
+from geoapp.models.geoclip import GeoCLIP, ModelIdentity
+from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
+from geoapp.prediction import Prediction, build_prediction
+from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
+
+_ENCODE_CHUNK = 8192
+
+
+@dataclass
+class CandidateSet:
+    """The points scored for a prediction and their normalised embeddings (on the model's device)."""
+
+    coords: np.ndarray  # [N, 2] float32
+    embeddings: torch.Tensor  # [N, 512]
+    region: Region | None
+    gallery_points: int
+    extra_points: int
+
+
+class GeoCLIPLocator(Family):
+    """GeoCLIP-style retrieval: an image encoder against location embeddings of a gallery (+ region grid).
+
+    SatWorld is the same locator with its own small network (see :mod:`geoapp.families.satworld`).
+    """
+
+    def __init__(self, model: GeoCLIP, identity: ModelIdentity, gallery: Gallery, device: torch.device,
+                 cache_dir: Path | None, spec=None) -> None:
+        from geoapp.families.geoclip import SPEC
+
+        self.spec = spec or SPEC  # the registry sets SatWorld's (or a variant's) spec
+        self.model = model.to(device).eval()
+        self.identity = identity
+        self.gallery = gallery
+        self.device = device
+        self.embedding_cache = LocationEmbeddingCache(cache_dir, f"geoclip:{identity.heads_sha256}")
+        self._lock = threading.RLock()
+        self._gallery_set: CandidateSet | None = None
+        self._region_sets: OrderedDict[str, CandidateSet] = OrderedDict()
+        self._tokenizer = None
+
+    @property
+    def random_weights(self) -> bool:
+        return self.identity.random_weights
+
+    def describe(self) -> FamilyIdentity:
+        """Model, weights, device and gallery in use (for UIs, reports and case records)."""
+        return FamilyIdentity(
+            family=self.spec.key, label=self.spec.label, weights=self.identity.backbone_weights,
+            weights_sha256=self.identity.heads_sha256, device=str(self.device), random_weights=self.random_weights,
+            candidates=f"{len(self.gallery):,} gallery points ({self.gallery.name}) + a dense grid inside a region",
+            input_domain=self.spec.input_domain, caveat=self.spec.caveat,
+            details={"backbone": self.identity.backbone, "gallery": self.gallery.name,
+                     "gallery_points": len(self.gallery), "gallery_sha256": self.gallery.digest})
+
+    def restrict(self, region: Any, extra_points: int | None = None) -> CandidateSpace:
+        cands = self.candidate_set(region, **({} if extra_points is None else {"extra_points": extra_points}))
+        where = f" inside {cands.region.label}" if cands.region is not None else ""
+        text = f"{cands.gallery_points:,} gallery points" + (f" + {cands.extra_points:,} grid points" if cands.extra_points
+                                                             else "") + where
+        return CandidateSpace(cands.region, len(cands.coords), text)
+
+    # ------------------------------------------------------------------ locations
+    @torch.inference_mode()
+    def encode_locations(self, latlon: Sequence[Sequence[float]] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw (un-normalised) location embeddings, float32 CPU tensor [N, 512]."""
+        coords = torch.as_tensor(np.asarray(latlon, dtype=np.float32) if not isinstance(latlon, torch.Tensor) else latlon,
+                                 dtype=torch.float32)
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            raise ValueError(f"latlon must have shape [N, 2] (lat, lon); got {tuple(coords.shape)}")
+        validate_latlon(coords[:, 0].numpy(), coords[:, 1].numpy())
+        chunks = [self.model.encode_locations(chunk.to(self.device)).float().cpu()
+                  for chunk in coords.split(_ENCODE_CHUNK)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, self.model.location_encoder.out_features)
+
+    def _normalised_embeddings(self, coords: np.ndarray) -> np.ndarray:
+        return F.normalize(self.encode_locations(coords), dim=-1).numpy()
+
+    def _embed(self, coords: np.ndarray) -> torch.Tensor:
+        cached = self.embedding_cache.get(coords, self._normalised_embeddings)
+        return torch.from_numpy(np.array(cached, dtype=np.float32, copy=True)).to(self.device)
+
+    def candidate_set(self, region: str | dict | Region | None = None, extra_points: int = REGION_EXTRA_POINTS) -> CandidateSet:
+        """Gallery (and, for a region, gallery points inside it plus a dense grid of extra points)."""
+        with self._lock:
+            if self._gallery_set is None:
+                self._gallery_set = CandidateSet(self.gallery.coords, self._embed(self.gallery.coords), None,
+                                                 len(self.gallery), 0)
+            if region is None:
+                return self._gallery_set
+            parsed = parse_region(region)
+            key = f"{parsed.key}|{extra_points}"
+            if key in self._region_sets:
+                self._region_sets.move_to_end(key)
+                return self._region_sets[key]
+            gallery = self._gallery_set
+            inside = np.asarray(parsed.contains(gallery.coords[:, 0].astype(np.float64), gallery.coords[:, 1].astype(np.float64)))
+            if extra_points > 0:
+                extra = np.asarray(parsed.candidate_points(max_points=extra_points), dtype=np.float32).reshape(-1, 2)
+            elif inside.any():
+                extra = np.zeros((0, 2), dtype=np.float32)  # gallery points only (paper's Table 5 protocol)
+            else:
+                raise RegionError(f"no gallery point lies inside {parsed.key}; allow extra region points to search it")
+            coords = np.concatenate([gallery.coords[inside], extra]).astype(np.float32)
+            embeddings = torch.cat([gallery.embeddings[torch.from_numpy(np.flatnonzero(inside)).to(self.device)],
+                                    self._embed(extra) if len(extra) else gallery.embeddings[:0]])
+            result = CandidateSet(coords, embeddings, parsed, int(inside.sum()), len(extra))
+            self._region_sets[key] = result
+            while len(self._region_sets) > 8:
+                self._region_sets.popitem(last=False)
+            return result
+
+    # ------------------------------------------------------------------ images
+    def pixels(self, loaded: LoadedImage, tencrop: bool = False) -> torch.Tensor:
+        """Backbone input for a decoded image: the CLIP centre crop [1, 3, S, S], or its ten crops [10, 3, S, S]."""
+        cfg = self.model.backbone.spec.preprocess
+        return ten_crop_tensor(loaded.image, cfg) if tencrop else centre_crop_tensor(loaded.image, cfg)
+
+    def load_image(self, image, tencrop: bool = False) -> LoadedImage:
+        """Decode and normalise an image (path, bytes, file object or PIL image)."""
+        return load_image(image, min_side=decode_side(self.model.backbone.spec.preprocess, tencrop))
+
+    @torch.inference_mode()
+    def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw image embeddings [B, 512] for preprocessed pixels (half precision backbone on CUDA)."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.model.encode_image(pixels).float()
+        return self.model.encode_image(pixels)
+
+    @torch.inference_mode()
+    def location_logits(self, image_embeddings: torch.Tensor, coords: np.ndarray) -> torch.Tensor:
+        """Logits [B, N] of raw image embeddings against any (lat, lon) points (the location
+        encoder is continuous, so points outside the gallery score like gallery points)."""
+        points = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+        locations = torch.from_numpy(self._normalised_embeddings(points)).to(self.device)
+        return self.model.logits(image_embeddings, locations)
+
+    @torch.inference_mode()
+    def _probabilities(self, embeddings: torch.Tensor, crops_per_image: int, candidates: CandidateSet) -> np.ndarray:
+        logits = self.model.logits(embeddings, candidates.embeddings)
+        # TenCrop: average the logits of an image's crops before the softmax (paper evaluation).
+        logits = logits.view(-1, crops_per_image, logits.shape[-1]).mean(dim=1)
+        return logits.double().softmax(dim=-1).cpu().numpy()
+
+    # ------------------------------------------------------------------ predictions
+    def _predict(self, images: list, options: PredictOptions, on_error: str, progress) -> list[Prediction]:
+        """Batched forwards; ``options.region_points`` extra grid points in a region (0 = gallery only,
+        the GeoCLIP paper's Table 5 protocol)."""
+        candidates = self.candidate_set(options.region, extra_points=options.region_points)
+        merge = options.merge_km if options.merge_km is not None else auto_merge_km(candidates.region)
+        tencrop, top_k = options.tencrop, int(options.top_k)
+        crops = 10 if tencrop else 1
+        parameters = self._parameters(top_k, tencrop, candidates, merge)
+
+        def prepare(image) -> tuple[LoadedImage, torch.Tensor]:
+            loaded = self.load_image(image, tencrop)
+            return loaded, self.pixels(loaded, tencrop)
+
+        def predict_pending(pending: list[PendingImage]) -> list[Prediction]:
+            start = time.perf_counter()
+            embeddings = self.image_embeddings(torch.cat([p.tensors for p in pending]))
+            forward_ms = (time.perf_counter() - start) * 1000 / len(pending)
+            start = time.perf_counter()
+            probabilities = self._probabilities(embeddings, crops, candidates)
+            score_ms = (time.perf_counter() - start) * 1000 / len(pending)
+            predictions = []
+            for item, probs in zip(pending, probabilities):
+                start = time.perf_counter()
+                prediction = build_prediction(source_name(item.image, item.loaded), candidates.coords[:, 0],
+                                              candidates.coords[:, 1], probs, top_k=top_k, merge_km=merge)
+                prediction.parameters = dict(parameters)
+                prediction.image = item.loaded.to_dict()
+                prediction.region = candidates.region
+                prediction.timings_ms = {"load": item.load_ms, "forward": forward_ms, "score": score_ms,
+                                         "postprocess": (time.perf_counter() - start) * 1000}
+                predictions.append(prediction)
+            return predictions
+
+        return run_batched(images, prepare, predict_pending,
+                           lambda image, message: failed_record(image, message, parameters),
+                           on_error, options.batch_size, progress)
+
+    # ------------------------------------------------------------------ text -> map
+    @torch.inference_mode()
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """CLIP text features of ``texts`` through GeoCLIP's image head (paper §4.4), raw [B, 512]."""
+        if self._tokenizer is None:
+            from geoapp.models.backbones import clip_tokenizer
+
+            self._tokenizer = clip_tokenizer()
+        tokens = self._tokenizer(list(texts)).to(self.device)
+        return self.model.encode_text(tokens).float()
+
+    def text_map(self, text: str, options: PredictOptions | None = None, **overrides: Any) -> Prediction:
+        """Where on the map does a text description fit? Same candidates, merging and surface as photos."""
+        if not self.spec.capabilities.text:
+            return super().text_map(text, options, **overrides)
+        opts = PredictOptions.build(options, **({"top_k": 10, **overrides} if options is None else overrides))
+        query = (text or "").strip()
+        if not query:
+            raise ValueError("the text query is empty")
+        if len(query) > 300:
+            raise ValueError("the text query is too long (at most 300 characters)")
+        candidates = self.candidate_set(opts.region, extra_points=opts.region_points)
+        merge = opts.merge_km if opts.merge_km is not None else auto_merge_km(candidates.region)
+        start = time.perf_counter()
+        probabilities = self._probabilities(self.text_embeddings([query]), 1, candidates)[0]
+        scored = time.perf_counter()
+        prediction = build_prediction(query, candidates.coords[:, 0], candidates.coords[:, 1], probabilities,
+                                      top_k=int(opts.top_k), merge_km=merge)
+        prediction.parameters = {**self._parameters(opts.top_k, False, candidates, merge), "query": query}
+        prediction.region = candidates.region
+        prediction.timings_ms = {"encode_and_score": (scored - start) * 1000,
+                                 "postprocess": (time.perf_counter() - scored) * 1000}
+        return self.finish(prediction)
+
+    # ------------------------------------------------------------------ Grad-CAM
+    def explain(self, image: Any, lat: float, lon: float) -> dict[str, GradCamResult]:
+        """Grad-CAM towards the cosine similarity with the location embedding of (lat, lon)."""
+        from geoapp.runtime.cam import EmbeddingSimilarityTarget, cam_result, compute_cam, vit_reshape_transform
+
+        cfg = self.model.backbone.spec.preprocess
+        pixels = centre_crop_tensor(self.load_image(image).image, cfg).to(self.device)
+        location = self.encode_locations([[lat, lon]])[0]
+        visual = self.model.backbone.visual
+        # ln_1 of the last block: its output still carries per-patch tokens (the CLS pooling comes after).
+        maps = compute_cam(_ImageEmbeddingModel(self.model).eval(), [visual.transformer.resblocks[-1].ln_1], pixels,
+                           [EmbeddingSimilarityTarget(location)], vit_reshape_transform(tuple(visual.grid_size)))
+        target = f"cosine similarity to the location embedding of ({lat:.4f}, {lon:.4f})"
+        return {"photo": cam_result(maps[0], pixels[0], cfg.mean, cfg.std, target, self.random_weights)}
+
+    # ------------------------------------------------------------------ helpers
+    def _parameters(self, top_k: int, tencrop: bool, candidates: CandidateSet, merge_km: float | None) -> dict:
+        return {
+            "top_k": int(top_k),
+            "tencrop": bool(tencrop),
+            "region": candidates.region.key if candidates.region is not None else None,
+            "merge_km": merge_km,
+            "candidate_points": int(len(candidates.coords)),
+            "gallery_points": candidates.gallery_points,
+            "extra_region_points": candidates.extra_points,
+        }
+
+
+class _ImageEmbeddingModel(torch.nn.Module):
+    """Pixels -> image embedding: the forward Grad-CAM differentiates."""
+
+    def __init__(self, geoclip: GeoCLIP) -> None:
+        super().__init__()
+        self.geoclip = geoclip
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.geoclip.encode_image(pixels)
+
+
+def gallery_from(option: Any) -> Gallery:
+    """None: GeoCLIP's 100K MP-16 gallery; a CSV path; or a Gallery as is."""
+    if option is None:
+        return Gallery.default()
+    return option if isinstance(option, Gallery) else Gallery.from_csv(option)
+
+
+def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
+    """A retrieval locator over ``options.extras['gallery']`` with the shared embedding cache."""
+    from geoapp.settings import get_settings
+
+    cache_dir = options.extras.get("cache_dir")
+    cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
+    return GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
+                          resolve_device(options.device), cache)
+
+
+def load(spec, options) -> GeoCLIPLocator:
+    """Registry loader. ``options.backbone_weights``: None (OpenAI CLIP from the local cache; fails at
+    once with the fix when missing), "random" (flagged test runs) or an open_clip checkpoint path.
+    ``options.checkpoint``: trained GeoCLIP heads (``training.train_geoclip``); extras: ``backbone``
+    (default ViT-L-14), ``heads`` (same as checkpoint), ``gallery`` (CSV path), ``cache_dir``."""
+    from geoapp.models.backbones import BACKBONES
+    from geoapp.models.geoclip import build_geoclip
+
+    backbone = options.extras.get("backbone") or "ViT-L-14"
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
+    heads = options.checkpoint or options.extras.get("heads") or "pretrained"
+    resolve_device(options.device)  # a bad device fails before the backbone is built
+    network, identity = build_geoclip(backbone, options.backbone_weights, heads)
+    return build_locator(network, identity, options)
