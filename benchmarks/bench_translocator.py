@@ -94,7 +94,7 @@ def bench_training(device: torch.device, batch: int, steps: int, compile_model: 
 
 def bench_predict(device: torch.device, image: Path, runs: int) -> dict:
     from geoapp.models.segmentation import load_segmenter
-    from geoapp.translocator_predict import TransLocatorGeolocator
+    from geoapp.families.translocator.locator import TransLocatorGeolocator
 
     started = time.perf_counter()
     locator = TransLocatorGeolocator.load(device=str(device), backbone_weights="random",

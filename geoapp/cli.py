@@ -14,6 +14,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from geoapp.cases.cli import add_case_parser as _add_case
+from geoapp.cli_family import (
+    add_family_options,
+    add_model_arguments,
+    family_extras,
+    load_family_from_args,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -28,17 +34,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help='restrict the search: country ("FR", "France"), continent ("Europe"), '
                         '"circle:LAT,LON,KM", "bbox:SOUTH,WEST,NORTH,EAST", or a GeoJSON file')
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
-    p.add_argument("--model", default="auto",
-                   help="geoclip, satworld, translocator, ensemble (TransLocator + GeoCLIP), or auto (default): "
-                        "GeoCLIP when its CLIP weights are on this machine, else the shipped SatWorld model "
-                        "(made for satellite/aerial imagery; the output says so)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    p.add_argument("--backbone-weights", default=None,
-                   help='"random" for a test run with random backbone weights (results meaningless, flagged), '
-                        "or a checkpoint path (open_clip for geoclip; a trained translocator.pt for translocator "
-                        "and ensemble); default: the OpenAI CLIP weights from the local cache")
-    p.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tiny-test for the test suite
-    p.add_argument("--gallery", default=None, help="CSV of candidate GPS points (LAT,LON); default: GeoCLIP's 100K")
+    add_model_arguments(p)
+    add_family_options(p)
     p.add_argument("--merge-km", type=float, default=None,
                    help="merge candidates closer than this (default 25 km; finer inside small regions)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -55,7 +52,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from geoapp import formats
     from geoapp.geo.regions import parse_region
     from geoapp.imaging import iter_image_paths
-    from geoapp.predict import Geolocator, choose_model
 
     paths = iter_image_paths(args.paths)
     if not paths:
@@ -64,19 +60,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
-    args.model, notice = choose_model(args.model, args.backbone_weights)
-    if notice:
-        print(f"NOTE: {notice}", file=sys.stderr)
-    print(f"Loading {args.model} ({'RANDOM backbone weights' if args.backbone_weights == 'random' else 'pretrained'})...",
-          file=sys.stderr)
-    locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
-                              backbone=args.backbone, gallery=args.gallery)
-    if locator.random_weights:
-        print("WARNING: random weights — predictions are meaningless (test mode).", file=sys.stderr)
+    locator = load_family_from_args(args)
     with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
         predictions = locator.predict_batch([str(p) for p in paths], top_k=args.top_k, region=region,
                                             tencrop=args.tencrop, merge_km=args.merge_km,
-                                            batch_size=max(1, args.batch_size), progress=bar.update)
+                                            batch_size=max(1, args.batch_size), progress=bar.update,
+                                            extras=family_extras(args))
     text = formats.to_json(predictions, include_surface=args.surface) if args.format == "json" \
         else formats.WRITERS[args.format](predictions)
     if args.output:
@@ -107,9 +96,9 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
 
 
 def _download_target_names() -> list[str]:
-    from geoapp.models.weights import DOWNLOAD_TARGETS
+    from geoapp.families import registry
 
-    return list(DOWNLOAD_TARGETS)
+    return list(registry.download_targets())
 
 
 def _settings(args: argparse.Namespace):
@@ -134,40 +123,44 @@ def _human_size(n: int | None) -> str:
 
 
 def _cmd_weights_status(args: argparse.Namespace) -> int:
+    from geoapp.families import registry
     from geoapp.models import weights
 
     settings = _settings(args)
-    rows = weights.status(checksums=not args.no_checksums, settings=settings)
-    optional_rows = weights.status(weights.OPTIONAL_FILES, checksums=not args.no_checksums, settings=settings)
+    files = registry.all_weight_files()
+    rows = weights.status(tuple(files), checksums=not args.no_checksums, settings=settings)
+    users = {w.key: [s.key for s in registry.families(include_variants=False) if w in s.all_files()] for w in files}
     if args.json:
-        print(json.dumps([r.to_dict() for r in (*rows, *optional_rows)], indent=2))
+        print(json.dumps([{**r.to_dict(), "families": users[r.weight.key]} for r in rows], indent=2))
         return EXIT_OK
     for row in rows:
-        _print_status_row(row)
-    print("\nOptional (TransLocator inputs: ADE20K segmenter, Places365 scene labeller):")
-    for row in optional_rows:
-        _print_status_row(row)
-    missing = [r for r in rows if not r.present]  # optional files do not count
+        _print_status_row(row, users[row.weight.key])
     print()
-    if missing:
-        print(f"{len(missing)} file(s) missing. Predictions with real weights need them all; meanwhile "
-              "`--backbone-weights random` runs the full pipeline with random backbone weights (flagged, meaningless).")
-        print("Fetch the backbone with: python -m geoapp weights download"
-              + (f" --weights-dir {settings.weights_dir}" if settings.weights_dir else ""))
-    else:
-        print("All weights present.")
+    present = {r.weight.key for r in rows if r.present}
+    for spec in registry.families():
+        missing = [w for w in spec.missing_files(settings)]
+        state = "ready" if not missing else f"missing {', '.join(w.filename for w in missing)}"
+        print(f"{spec.key:<22} {state}")
+    print()
+    if not all(w.key in present for w in registry.get(registry.choose()[0].key).required_files()):
+        print("Meanwhile `--backbone-weights random` runs the full pipeline with random weights (flagged, meaningless).")
+    print("Fetch the CLIP backbone with: python -m geoapp weights download"
+          + (f" --weights-dir {settings.weights_dir}" if settings.weights_dir else "")
+          + f"; other targets: {', '.join(registry.download_targets())}")
     print(f"Location-embedding cache: {settings.embeddings_dir} "
           "(filled on the first prediction with each gallery; delete it any time)")
+    print(f"Your trained variants (family:tag): {settings.model_variants_dir}")
     return EXIT_OK
 
 
-def _print_status_row(row) -> None:
+def _print_status_row(row, families: list[str]) -> None:
     """One weight file's block in `weights status`."""
-    mark = "OK     " if row.present else "MISSING"
+    mark = "OK     " if row.present else ("absent " if row.weight.optional else "MISSING")
     if row.checksum_ok is False:
         mark = "BAD SUM"
     print(f"[{mark}] {row.weight.description}")
     print(f"          file: {row.weight.filename}   source: {row.weight.origin}   licence: {row.weight.licence}")
+    print(f"          used by: {', '.join(families)}" + ("  (optional)" if row.weight.optional else ""))
     if row.present:
         check = {True: "matches the published digest", False: "DOES NOT MATCH the published digest",
                  None: "no published digest to compare"}[row.checksum_ok]
@@ -195,19 +188,22 @@ def _reachable(url: str, timeout: float = 5.0, port: int | None = 443) -> str | 
 
 
 def _cmd_weights_download(args: argparse.Namespace) -> int:
+    from geoapp.families import registry
     from geoapp.models import weights
 
     settings = _settings(args)
+    targets = registry.download_targets()
     names = args.targets or [weights.DEFAULT_DOWNLOAD_TARGET]
-    unknown = [n for n in names if n not in weights.DOWNLOAD_TARGETS]
+    unknown = [n for n in names if n not in targets]
     if unknown:
-        raise ValueError(f"unknown download target(s) {', '.join(unknown)}; choose from {', '.join(weights.DOWNLOAD_TARGETS)}")
-    missing_pip = [w for w in weights.GEOCLIP_FILES if weights.find(w, settings) is None]
+        raise ValueError(f"unknown download target(s) {', '.join(unknown)}; choose from {', '.join(targets)}")
+    missing_pip = [w for w in registry.all_weight_files()
+                   if w.source.startswith("pypi:") and weights.find(w, settings) is None]
     for w in missing_pip:
         print(f"MISSING {w.filename}: {w.fix_hint()}", file=sys.stderr)
     failed = bool(missing_pip)
     for name in names:
-        failed |= not _download_one(weights.DOWNLOAD_TARGETS[name], settings)
+        failed |= not _download_one(targets[name], settings)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -237,10 +233,56 @@ def _download_one(target, settings) -> bool:
     return True
 
 
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="every model family and trained variant: input, capabilities, weights (offline)",
+                       description="Every registered model family and your trained variants (family:tag), with "
+                                   "the input they are made for, what they can do and whether their weights are here.")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--weights-dir", default=None, help="extra folder to look in (or $GEOAPP_WEIGHTS_DIR)")
+    p.set_defaults(handler=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from geoapp.families import registry
+
+    settings = _settings(args)
+    records = []
+    for spec in registry.families():
+        missing = spec.missing_files(settings)
+        records.append({
+            "key": spec.key, "label": spec.label, "description": spec.description, "input": spec.input_domain,
+            "caveat": spec.caveat, "capabilities": spec.capabilities.names(), "members": list(spec.members),
+            "options": [option.name for option in spec.options], "ready": not missing,
+            "missing": [{"file": w.filename, "fix": w.fix_hint()} for w in missing],
+            "variant_of": spec.key.split(":")[0] if spec.variant else None,
+            "auto_priority": spec.auto_priority,
+        })
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    chosen, _ = registry.choose(settings=settings)
+    for record in records:
+        mark = "ready  " if record["ready"] else "MISSING"
+        auto = "  <- auto" if record["key"] == chosen.key else ""
+        print(f"[{mark}] {record['key']}: {record['label']}{auto}")
+        print(f"          input: {record['input']}   can: {', '.join(record['capabilities'])}"
+              + (f"   combines: {', '.join(record['members'])}" if record["members"] else "")
+              + (f"   options: {', '.join('--' + o.replace('_', '-') for o in record['options'])}" if record["options"]
+                 else ""))
+        print(f"          {record['description']}")
+        if record["caveat"]:
+            print(f"          caveat: {record['caveat']}")
+        for item in record["missing"]:
+            print(f"          missing {item['file']}: {item['fix']}")
+    print(f"\nauto = {chosen.key}. Trained variants (family:tag) are read from {settings.model_variants_dir}.")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m geoapp", description="geoapp: image geolocation workbench")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
+    _add_models(sub)
     _add_weights(sub)
     _add_case(sub)
     return parser

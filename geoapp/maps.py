@@ -240,6 +240,9 @@ _PAGE_CSS = """
   .geoapp-banner {position:absolute; top:8px; left:50%; transform:translateX(-50%); z-index:1000;
     background:#b3261e; color:#fff; font:600 13px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;
     padding:4px 10px; border-radius:4px; box-shadow:0 1px 4px rgba(0,0,0,.35); max-width:62%; text-align:center;}
+  .geoapp-caveat {position:absolute; top:40px; left:50%; transform:translateX(-50%); z-index:1000;
+    background:#fff3cd; color:#5c4400; border:1px solid #e0b400; font:12px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;
+    padding:3px 8px; border-radius:4px; max-width:70%; text-align:center;}
   .geoapp-title {position:absolute; bottom:48px; left:10px; z-index:999; background:rgba(255,255,255,.92);
     font:600 13px/1.3 system-ui,-apple-system,"Segoe UI",sans-serif; padding:4px 8px; border-radius:4px;
     box-shadow:0 1px 3px rgba(0,0,0,.3); max-width:40%; overflow:hidden; text-overflow:ellipsis; white-space:nowrap;}
@@ -387,10 +390,13 @@ def _add_region(fmap: folium.Map, region: object | None, bounds: _Bounds) -> Non
 
 
 def _finish(fmap: folium.Map, bounds: _Bounds, *, title: str | None, random_weights: bool,
-            legend_html: str | None) -> folium.Map:
+            legend_html: str | None, caveats: Sequence[str] = ()) -> folium.Map:
     root = fmap.get_root()
     if title:
         _overlay_html(root, f'<div class="geoapp-title">{_text(title)}</div>')
+    if caveats:
+        # The model family's caveat (e.g. SatWorld on a ground photo) stays with the map wherever it is shown.
+        _overlay_html(root, f'<div class="geoapp-caveat" role="note">{_text(" ".join(caveats))}</div>')
     if random_weights:
         _overlay_html(root, '<div class="geoapp-banner" role="alert" title="This map comes from an untrained test '
                             'model and says nothing about where the photo was taken.">RANDOM WEIGHTS — NOT A REAL '
@@ -423,7 +429,7 @@ def prediction_map(prediction: Prediction, options: MapOptions, *, references: S
     _add_region(fmap, prediction.region, bounds)
     _add_candidates(fmap, prediction, references, bounds, selected_rank)
     _add_references(fmap, prediction, references, bounds)
-    return _finish(fmap, bounds, title=title, random_weights=prediction.random_weights,
+    return _finish(fmap, bounds, title=title, random_weights=prediction.random_weights, caveats=prediction.caveats,
                    legend_html=_heat_legend('<div style="margin-top:4px">numbered markers: distinct candidate '
                                             'places, <b style="color:#b3261e">#1</b> most probable</div>'))
 
@@ -464,7 +470,8 @@ def difference_map(first: Prediction, second: Prediction, options: MapOptions, *
               f'<div class="row"><span>fits {_text(labels[1])} better</span><span>fits {_text(labels[0])} better</span></div>'
               f"<div style='margin-top:4px'>dot size and opacity: size of the difference (max {scale * 100:.3g} %)</div>")
     return _finish(fmap, bounds, title=f"{labels[0]} − {labels[1]}",
-                   random_weights=first.random_weights or second.random_weights, legend_html=legend)
+                   random_weights=first.random_weights or second.random_weights, legend_html=legend,
+                   caveats=sorted(set(first.caveats) | set(second.caveats)))
 
 
 def render_html(fmap: folium.Map) -> str:
@@ -554,7 +561,8 @@ def case_map(options: MapOptions, *, prediction: Prediction | None = None, claim
     if prediction is not None:
         legend = _heat_legend('<div style="margin-top:4px">numbered markers: candidates of the selected '
                               'analysis</div>' + legend)
-    return _finish(fmap, bounds, title=title, random_weights=shown.random_weights, legend_html=legend)
+    return _finish(fmap, bounds, title=title, random_weights=shown.random_weights, legend_html=legend,
+                   caveats=shown.caveats)
 
 
 def case_map_html(options: MapOptions, **kwargs) -> str:

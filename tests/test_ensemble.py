@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from geoapp.ensemble import ENSEMBLE_RULE, EnsembleGeolocator, mixture
+from geoapp.families.ensemble.locator import ENSEMBLE_RULE, EnsembleGeolocator, mixture
 from geoapp.explain import gradcam_for_location
 from geoapp.geo.regions import parse_region
 from geoapp.imaging import ImageLoadError
 from geoapp.models.segmentation import load_segmenter
 from geoapp.models.translocator import TransLocatorConfig
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING
-from geoapp.translocator_predict import TransLocatorGeolocator
-from geoapp.translocator_results import TransLocatorPrediction
+from geoapp.families.translocator.locator import TransLocatorGeolocator
+from geoapp.families.translocator.results import TransLocatorPrediction
 
 from .conftest import shared_path
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from geoapp import Geolocator
+from geoapp.families.geoclip.locator import GeoCLIPLocator
 from geoapp.gallery import Gallery
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.distance import CoordinateError, haversine_km
@@ -140,7 +141,7 @@ def test_probabilities_match_reference_pipeline(tiny_locator, photo, tmp_path):
     """Cached-gallery probabilities equal the reference GeoCLIP computation on the same CLIP features."""
     geoclip = pytest.importorskip("geoclip")
     subset = Gallery("subset", tiny_locator.gallery.coords[::20].copy(), "test")
-    locator = Geolocator(tiny_locator.model, tiny_locator.identity, subset, torch.device("cpu"), tmp_path)
+    locator = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, subset, torch.device("cpu"), tmp_path)
     ours = locator.predict(photo, top_k=5).surface.probability
 
     reference = geoclip.GeoCLIP(from_pretrained=True, clip_pretrained=False).eval()
@@ -170,16 +171,16 @@ def test_custom_gallery_and_cache_reuse(tmp_path, photo, tiny_locator):
     csv = tmp_path / "mine.csv"
     csv.write_text("LAT,LON\n48.85,2.35\n40.71,-74.0\n35.68,139.69\n-33.87,151.21\n")
     calls = []
-    original = Geolocator._normalised_embeddings
+    original = GeoCLIPLocator._normalised_embeddings
 
     def counting(self, coords):
         calls.append(len(coords))
         return original(self, coords)
 
-    first = Geolocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
-    second = Geolocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
+    first = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
+    second = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Geolocator, "_normalised_embeddings", counting)
+        mp.setattr(GeoCLIPLocator, "_normalised_embeddings", counting)
         a = first.predict(photo, top_k=4, merge_km=0)
         b = second.predict(photo, top_k=4, merge_km=0)
     assert calls == [4]  # the second geolocator read the embeddings from disk

@@ -18,8 +18,8 @@ from geoapp.models.segmentation import load_segmenter
 from geoapp.models.translocator import TransLocatorConfig, build_translocator, save_translocator_checkpoint
 from geoapp.models.weights import WeightsMissingError
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING
-from geoapp.translocator_predict import TransLocatorGeolocator
-from geoapp.translocator_results import TransLocatorPrediction
+from geoapp.families.translocator.locator import TransLocatorGeolocator
+from geoapp.families.translocator.results import TransLocatorPrediction
 
 from .conftest import shared_path
 from .models.test_translocator import tiny_cells
@@ -71,7 +71,7 @@ def test_predict_batch_end_to_end_with_random_weights(locator, tmp_path):
         data = json.loads(json.dumps(result.to_dict()))
         assert data["scene"]["label365"] == result.scene.label365 and data["segmentation"]["legend"]
         assert data["random_weights"] and data["model"]["model"] == "translocator"
-    described = locator.describe()
+    described = locator.describe().to_dict()
     assert described["random_weights"] and described["geocells"]["fine"] == len(locator.cells.fine)
     with pytest.raises(ImageLoadError):
         locator.predict(broken)
@@ -122,7 +122,7 @@ def test_geolocator_load_dispatches_to_a_checkpoint(tmp_path, segmenter):
 
 
 def test_missing_trained_checkpoint_fails_fast_with_the_fix(monkeypatch, tmp_path):
-    import geoapp.translocator_predict as module
+    import geoapp.families.translocator.locator as module
 
     monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setattr(module, "ASSET_CHECKPOINT", tmp_path / "assets" / "translocator.pt")

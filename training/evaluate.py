@@ -42,7 +42,7 @@ from geoapp.geo.errors import RegionError
 from geoapp.geo.metrics import THRESHOLDS_KM, error_summary, geoguessr_score
 from geoapp.imaging import ImageLoadError
 from geoapp.models.backbones import BACKBONES
-from geoapp.predict import MODELS
+from geoapp.families import registry
 
 from training.data import LAYOUTS, DatasetSpec, GeoRecords, read_records
 from training.tables import ResultRow, markdown_table, reference_rows, write_tables
@@ -131,8 +131,11 @@ def evaluate(args: argparse.Namespace) -> EvalResult:
         records = records.head(args.limit)
     if len(records) == 0:
         raise ValueError(f"{args.csv}: no usable rows ({records.skipped_rows} skipped)")
+    extras = {"backbone": args.backbone, "gallery": args.gallery}
+    if args.heads not in (None, "pretrained"):
+        extras["heads"] = args.heads
     locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
-                              backbone=args.backbone, heads=args.heads, gallery=args.gallery)
+                              checkpoint=getattr(args, "checkpoint", None), **extras)
     if locator.random_weights:
         print(RANDOM_BANNER, file=sys.stderr)
     bar = None
@@ -185,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder the CSV's image ids are relative to")
     p.add_argument("--layout", default="auto", choices=sorted(LAYOUTS))
     p.add_argument("--name", default=None, help="dataset name in the table (default: the CSV's file name)")
-    p.add_argument("--model", default="geoclip", choices=MODELS)
+    p.add_argument("--model", default="geoclip", choices=registry.keys(),
+                   help="any registered family or trained variant (family:tag); see python -m geoapp models")
+    p.add_argument("--checkpoint", default=None, help="the family's own trained checkpoint")
     p.add_argument("--backbone-weights", default=None, help="default: OpenAI CLIP; 'random' for smoke tests")
     p.add_argument("--backbone", default="ViT-L-14", choices=sorted(BACKBONES), help=argparse.SUPPRESS)
     p.add_argument("--heads", default="pretrained", help="'pretrained' or a checkpoint from training.train_geoclip")

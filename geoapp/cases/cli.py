@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from geoapp.cli_family import add_model_arguments
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXPORT_FORMATS = ("html", "geojson", "kml", "csv", "bundle")
 
@@ -67,13 +69,7 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("--top-k", type=int, default=5, help="distinct candidate places (default 5)")
     analyze.add_argument("--region", default=None, help='restrict the search, as for predict ("FR", "circle:LAT,LON,KM" ...)')
     analyze.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops")
-    analyze.add_argument("--model", default="auto",
-                         help="geoclip, satworld, or auto (default): GeoCLIP when its CLIP weights are here, else "
-                              "the shipped SatWorld model (satellite/aerial imagery only; recorded as such)")
-    analyze.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    analyze.add_argument("--backbone-weights", default=None, help='"random" (test mode, flagged) or a checkpoint path')
-    analyze.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tiny-test for the test suite
-    analyze.add_argument("--gallery", default=None, help="CSV of candidate GPS points (default: GeoCLIP's 100K)")
+    add_model_arguments(analyze)  # --model (every registered family), --checkpoint, --backbone-weights ...
     analyze.add_argument("--merge-km", type=float, default=None, help="merge candidates closer than this")
     analyze.add_argument("--gradcam", action="store_true",
                          help="also store the Grad-CAM of the top candidate (shown in the HTML report)")
@@ -242,14 +238,9 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     if not evidence_ids:
         print("error: the case has no evidence to analyse; add some with `case add`", file=sys.stderr)
         return EXIT_USAGE
-    from geoapp.predict import Geolocator, choose_model
+    from geoapp.cli_family import load_family_from_args
 
-    args.model, notice = choose_model(args.model, args.backbone_weights)
-    if notice:
-        _info(f"NOTE: {notice}")
-    _info(f"Loading {args.model} ({'RANDOM backbone weights' if args.backbone_weights == 'random' else 'pretrained'})...")
-    locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
-                              backbone=args.backbone, gallery=args.gallery)
+    locator = load_family_from_args(args, info=_info)
     records, failed = [], 0
     for evidence_id in evidence_ids:
         try:

@@ -57,6 +57,20 @@ def distance_to_claim_km(claim: Claim, region: Region, lat: float, lon: float) -
     return edge, edge
 
 
+def analysis_caveats(analysis: Analysis) -> list[str]:
+    """The model family's caveat(s) behind an analysis (e.g. "not made for ground-level photos").
+
+    Stored in the model identity since the family registry; older analyses carry it only among
+    their warnings, so those (minus the random-weights flag, reported on its own) count too.
+    """
+    from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+
+    caveat = (analysis.model_identity or {}).get("caveat")
+    if caveat:
+        return [str(caveat)]
+    return [str(w) for w in (analysis.warnings or []) if w != RANDOM_WEIGHTS_WARNING]
+
+
 def analysis_figures(claim: Claim, analysis: Analysis, region: Region | None = None) -> dict[str, Any]:
     """Claim-versus-model figures for one analysis (see module docstring)."""
     region = region or claim_region(claim.region_key)
@@ -64,7 +78,8 @@ def analysis_figures(claim: Claim, analysis: Analysis, region: Region | None = N
     out: dict[str, Any] = {"analysis_id": analysis.id, "evidence_id": analysis.evidence_id,
                            "evidence_sha256": analysis.evidence_sha256, "random_weights": analysis.random_weights,
                            "distance_km": None, "distance_to_area_km": None, "top_inside_claim": None,
-                           "claim_rank": None, "mass_in_claim": None, "mass_exact": None}
+                           "claim_rank": None, "mass_in_claim": None, "mass_exact": None,
+                           "model": analysis.model, "caveats": analysis_caveats(analysis)}
     if candidates:
         lat = np.array([c["lat"] for c in candidates], dtype=np.float64)
         lon = np.array([c["lon"] for c in candidates], dtype=np.float64)
@@ -129,6 +144,7 @@ def verdict_figures(claim: Claim | None, analyses: list[Analysis], evidence: lis
                          f"(which holds {main.get('surface_mass_kept', 0):.1%} of the probability)")
         if chosen.random_weights:
             notes.append("the chosen analysis used RANDOM model weights: its figures are meaningless")
+        notes += [f"caveat ({chosen.model}): {caveat}" for caveat in main["caveats"]]
     else:
         notes.append("no analysis: model figures are empty")
     with_gps = [row for row in exif if row["gps"] is not None]
@@ -147,5 +163,5 @@ def surface_bounds_ok(lat: list[float], lon: list[float]) -> bool:
                 and np.all(np.abs(lo) <= 180))
 
 
-__all__ = ["analysis_figures", "exif_figures", "region_mass", "verdict_figures", "distance_to_claim_km",
+__all__ = ["analysis_caveats", "analysis_figures", "exif_figures", "region_mass", "verdict_figures", "distance_to_claim_km",
            "surface_bounds_ok"]

@@ -454,13 +454,13 @@ class CaseStore:
 
 
 def gradcam_png(locator: Any, image: bytes, lat: float, lon: float) -> bytes:
-    """Grad-CAM (analysed crop and overlay side by side) for the candidate at (lat, lon), as PNG."""
+    """Grad-CAM (analysed crop, then one overlay per branch) for the candidate at (lat, lon), as PNG."""
     import io
 
-    from geoapp.explain import gradcam_for_location
+    from geoapp.families.base import cams_side_by_side
 
     buffer = io.BytesIO()
-    gradcam_for_location(locator, image, lat, lon).side_by_side().save(buffer, format="PNG")
+    cams_side_by_side(locator.explain(image, lat, lon)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

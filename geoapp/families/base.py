@@ -169,6 +169,21 @@ class GradCamResult:
         return canvas
 
 
+def cams_side_by_side(maps: Mapping[str, GradCamResult]) -> Image.Image:
+    """The analysed crop, then every named map's overlay, in one strip (reports, case analyses)."""
+    results = list(maps.values())
+    if not results:
+        raise ValueError("no Grad-CAM map to show")
+    tiles = [results[0].crop, *[r.overlay for r in results]]
+    height = max(t.height for t in tiles)
+    canvas = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), height), "white")
+    x = 0
+    for tile in tiles:
+        canvas.paste(tile, (x, 0))
+        x += tile.width + 8
+    return canvas
+
+
 class EvidenceItem(ABC):
     """Family-specific evidence attached to a prediction (segmentation map, scene, search path ...)."""
 

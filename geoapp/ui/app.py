@@ -56,10 +56,12 @@ def _header(ctx: UiContext) -> None:
                 "<code>--backbone-weights random</code>: every map, table and heatmap comes from an untrained model and "
                 "says nothing about where a photo was taken.</div>")
     problem = ctx.service.weights_problem()
-    if problem is not None:
-        gr.HTML('<div class="geoapp-notice"><b>The GeoCLIP weights are not on this machine.</b> Until they are, the '
-                "Locate tab uses <b>SatWorld</b>, the offline model that ships with the app: it was trained on "
-                "satellite/aerial imagery and is not made for ground-level photos; Text → Map needs GeoCLIP. "
+    if problem is not None and not ctx.random_weights:
+        active = ctx.service.spec(ctx.service.default_model())
+        caveat = f" {html.escape(active.caveat)}" if active.caveat else ""
+        text = ("" if ctx.service.default_model(text_only=True) else " Text → Map needs a text-capable model.")
+        gr.HTML('<div class="geoapp-notice"><b>The best model cannot run on this machine yet.</b> Until it can, the '
+                f"Locate tab uses <b>{html.escape(active.label)}</b>.{caveat}{text} "
                 f"{_code_spans(html.escape(problem))} The Models tab lists what is present.</div>")
 
 

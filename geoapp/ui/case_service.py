@@ -75,7 +75,7 @@ class AnalysisRequest:
     evidence_ids: tuple[str, ...] = ()  # empty: every evidence file of the case
     top_k: object = 5  # validated by LocateForm, exactly as in the Locate tab
     tencrop: bool = False
-    model: str = "geoclip"
+    model: str = "auto"
     region: RegionForm = field(default_factory=RegionForm)
     gradcam: bool = False  # also store the Grad-CAM of candidate #1 (slow on CPU)
 
@@ -126,8 +126,12 @@ def stored_prediction(analysis) -> Prediction:
         surface = ProbabilitySurface(np.asarray(surface_data["lat"], dtype=np.float64),
                                      np.asarray(surface_data["lon"], dtype=np.float64),
                                      np.asarray(surface_data["probability"], dtype=np.float64))
+    from geoapp.cases.figures import analysis_caveats
+
     model = dict(analysis.model_identity or {})
     model["random_weights"] = bool(analysis.random_weights)
+    caveats = analysis_caveats(analysis)
+    model["caveat"] = caveats[0] if caveats else None
     return Prediction(source=analysis.evidence_id, candidates=candidates,
                       mass_within_km={int(k): float(v) for k, v in (analysis.mass_within_km or {}).items()},
                       surface=surface, model=model, parameters=dict(analysis.parameters or {}),
@@ -278,8 +282,10 @@ class CaseWorkbench:
     def _gradcam_png(self, located) -> bytes | None:
         if not located.prediction.candidates:
             return None
+        from geoapp.families.base import cams_side_by_side
+
         buffer = io.BytesIO()
-        self.geolocation.gradcam(located, 1).side_by_side().save(buffer, format="PNG")
+        cams_side_by_side(self.geolocation.explain(located, 1)).save(buffer, format="PNG")
         return buffer.getvalue()
 
     # ------------------------------------------------------------------ verdicts

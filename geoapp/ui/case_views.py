@@ -216,6 +216,12 @@ def figures_markdown(figures: dict, case) -> str:
     text = "\n".join(lines)
     if notes:
         text += "\n\n" + "\n".join(f"- {escape(n)}" for n in notes)
+    caveats = (chosen or {}).get("caveats") or []
+    if caveats:
+        # The family's caveat sits right above the figures it qualifies (e.g. SatWorld on a ground photo).
+        items = " ".join(escape(c) for c in caveats)
+        text = (f'<div class="geoapp-warning geoapp-caveat" role="note"><b>Model caveat ({escape(chosen.get("model") or "")})'
+                f":</b> {items}</div>\n\n" + text)
     if random:
         text = ('<div class="geoapp-random"><b>RANDOM WEIGHTS:</b> the model figures below come from an untrained '
                 "test model and are meaningless.</div>\n\n" + text)

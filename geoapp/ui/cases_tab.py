@@ -25,9 +25,8 @@ from geoapp.ui import case_views as cv
 from geoapp.ui.case_service import AnalysisRequest, CaseWorkbench, ClaimForm, actor_name
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError
-from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S
+from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S, model_info
 from geoapp.ui.region_picker import build_region_picker, region_form
-from geoapp.ui.service import MODEL_FAMILIES
 
 EXPORT_LABELS = {"html": "HTML report", "geojson": "GeoJSON", "kml": "KML", "csv": "CSV", "bundle": "Bundle (.zip)"}
 NO_CASE = "Open a case from the list, or create one."
@@ -127,13 +126,13 @@ class CasesHandlers:
                                  _actor(request))
         return session, "", "", ""
 
-    def analyse(self, session, evidence_ids=None, model="geoclip", top_k=5, tencrop=False, region_mode=REGION_WORLD,
+    def analyse(self, session, evidence_ids=None, model="auto", top_k=5, tencrop=False, region_mode=REGION_WORLD,
                 country=None, continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0,
                 region_geojson=None, gradcam=False, request: gr.Request = None, progress=gr.Progress()):
         """Analyse the ticked evidence (all when none is ticked) with the Locate settings."""
         session = _open(session)
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
-        analysis = AnalysisRequest(tuple(evidence_ids or ()), top_k, bool(tencrop), str(model or "geoclip"), region,
+        analysis = AnalysisRequest(tuple(evidence_ids or ()), top_k, bool(tencrop), str(model or "auto"), region,
                                    bool(gradcam))
         outcome = self.workbench.analyse(session.case_id, analysis, _actor(request), progress_callback(progress))
         if outcome.failed:
@@ -265,9 +264,9 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
         with gr.Row(equal_height=False):
             with gr.Column():
                 evidence_pick = gr.CheckboxGroup(label="Evidence to analyse (none ticked: all)", choices=[])
-                default_model = ctx.service.default_model()  # as in Locate: SatWorld when CLIP weights are missing
-                model = gr.Dropdown([(f.label, f.key) for f in MODEL_FAMILIES.values()], value=default_model,
-                                    label="Model", info=MODEL_FAMILIES[default_model].description)
+                default_model = ctx.service.default_model()  # as in Locate: the best family that can run here
+                model = gr.Dropdown(ctx.service.model_choices(), value=default_model, label="Model",
+                                    info=model_info(ctx.service, default_model), elem_id="geoapp-case-model")
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Number of candidate places")
                 tencrop = gr.Checkbox(value=False, label="TenCrop: average 10 crops (about 10× slower)")
                 gradcam = gr.Checkbox(value=False, label="Store the Grad-CAM of candidate #1 in the case (slow on CPU)")

@@ -45,7 +45,7 @@ class AppConfig:
     share: bool = False  # public gradio.live link (needs internet); requires auth
     auth: tuple[str, str] | None = None
     offline_map: bool = False  # no tile servers: the page makes no request beyond the app
-    model: str = "geoclip"
+    model: str = "auto"
     backbone: str = "ViT-L-14"
     backbone_weights: str | None = None  # None: real weights; "random": flagged test weights
     device: str | None = None

@@ -121,13 +121,14 @@ class LocateForm:
     files: tuple[str, ...]
     top_k: int = 5
     tencrop: bool = False
-    model: str = "geoclip"
+    model: str = "auto"  # a registry key; "auto" = the best family that can run here
     region: RegionForm = field(default_factory=RegionForm)
     claimed: tuple[float, float] | None = None
+    extras: dict = field(default_factory=dict)  # the family's own options (its spec's FamilyOption names)
 
     @classmethod
     def from_values(cls, files: Sequence[object] | object | None, top_k: object, tencrop: object, model: object,
-                    region: RegionForm, claimed_text: str | None) -> "LocateForm":
+                    region: RegionForm, claimed_text: str | None, extras: dict | None = None) -> "LocateForm":
         items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
         paths = tuple(p for p in (_file_path(item) for item in items) if p)
         if not paths:
@@ -135,8 +136,8 @@ class LocateForm:
         k = int(_finite(top_k if top_k not in (None, "") else 5, "Number of candidates"))
         if not 1 <= k <= MAX_TOP_K:
             raise FormError(f"Number of candidates must be between 1 and {MAX_TOP_K}.")
-        return cls(files=paths, top_k=k, tencrop=bool(tencrop), model=str(model or "geoclip"), region=region,
-                   claimed=parse_latlon(claimed_text))
+        return cls(files=paths, top_k=k, tencrop=bool(tencrop), model=str(model or "auto"), region=region,
+                   claimed=parse_latlon(claimed_text), extras=dict(extras or {}))
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,11 @@ class TextMapForm:
     compare: str = COMPARE_SIDE_BY_SIDE
     top_k: int = 10
     region: RegionForm = field(default_factory=RegionForm)
+    model: str = "auto"  # a text-capable family; "auto" = the best one that can run here
 
     @classmethod
     def from_values(cls, query_a: str | None, query_b: str | None, compare: str | None, top_k: object,
-                    region: RegionForm) -> "TextMapForm":
+                    region: RegionForm, model: str | None = None) -> "TextMapForm":
         first = (query_a or "").strip()
         if not first:
             raise FormError("Type a description of a place in 'Query A' (e.g. 'a sandy beach with palm trees').")
@@ -162,4 +164,4 @@ class TextMapForm:
         k = int(_finite(top_k if top_k not in (None, "") else 10, "Number of places"))
         if not 1 <= k <= MAX_TOP_K:
             raise FormError(f"Number of places must be between 1 and {MAX_TOP_K}.")
-        return cls(query_a=first, query_b=second, compare=mode, top_k=k, region=region)
+        return cls(query_a=first, query_b=second, compare=mode, top_k=k, region=region, model=str(model or "auto"))

@@ -2,12 +2,12 @@
 
 Events (the first is the public API ``/locate``; the rest only redraw from the session state):
 
-    Locate button --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo, segmentation  --gradcam--> overlays
+    Locate button --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo, evidence  --gradcam--> overlays
     photo selector / candidate selector / tile setting --> show / gradcam again (no new prediction)
 
-TransLocator and ensemble results also fill the "Segmentation and scene" panel: the colourised ADE20K
-map the segmentation branch saw, its legend with class shares, the predicted scene and the branch
-weights, and (TransLocator) the segmentation branch's Grad-CAM next to the photo's.
+The model dropdown lists every registered family and variant. Family-specific evidence (TransLocator's
+segmentation and scene, a tile search path ...) is shown by the "Evidence from the model" panel from
+each result's evidence items, and families with several inputs add one Grad-CAM per branch.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
+from geoapp.families.base import evidence_html
 from geoapp.maps import embed_html, placeholder_html, prediction_map_html
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
 from geoapp.ui.region_picker import build_region_picker, region_form
-from geoapp.ui.service import MODEL_FAMILIES, SEGMENTATION_MODELS, LocatedImage
+from geoapp.ui.service import GeolocationService, LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
-SHOWN_OUTPUTS = 11  # what LocateHandlers.show returns
+SHOWN_OUTPUTS = 10  # what LocateHandlers.show returns
 SESSION_TTL_S = 4 * 3600  # results (with probability surfaces) are dropped after 4 h without use
 
 
@@ -66,12 +67,15 @@ class LocateHandlers:
     def __init__(self, ctx: UiContext) -> None:
         self.ctx = ctx
 
-    def locate(self, photos, top_k=5, tencrop=False, model="geoclip", region_mode=REGION_WORLD, country=None,
+    def locate(self, photos, top_k=5, tencrop=False, model="auto", region_mode=REGION_WORLD, country=None,
                continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0, region_geojson=None,
-               claimed_location=None, progress=gr.Progress()):
-        """Locate photos. Returns the session state (UI only) and a JSON record per photo."""
+               claimed_location=None, model_options=None, progress=gr.Progress()):
+        """Locate photos. Returns the session state (UI only) and a JSON record per photo.
+
+        ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``)."""
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
-        form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location)
+        extras = _chosen_options(self.ctx.service, model, model_options)
+        form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras)
         results = self.ctx.service.locate(form, progress_callback(progress))
         failed = [r.prediction for r in results if not r.prediction.ok]
         if len(failed) == len(results):
@@ -103,23 +107,24 @@ class LocateHandlers:
         ranks = [(f"#{c.rank} — {c.place_label or f'{c.lat:.3f}, {c.lon:.3f}'} ({views.percent(c.probability)})", c.rank)
                  for c in prediction.candidates]
         rank = gr.update(choices=ranks, value=1 if ranks else None)
-        segmentation = getattr(prediction, "segmentation", None)
-        evidence = gr.update(visible=located.model in SEGMENTATION_MODELS)
+        evidence = evidence_html(prediction)
         return (banner, selector, views.confidence_markdown(prediction, located.references),
                 embed_html(page, options.height_px, title=f"Map of candidates for {located.name}"), table,
-                located.display, views.exif_markdown(prediction.image), rank, evidence,
-                None if segmentation is None else segmentation.image(), views.scene_evidence_html(prediction))
+                located.display, views.exif_markdown(prediction.image), rank, gr.update(visible=bool(evidence)),
+                evidence)
 
     def gradcam(self, session: LocateSession | None, index, rank, progress=gr.Progress()):
         """Grad-CAM of the selected photo towards the selected candidate (default #1)."""
         if session is None or not session.results:
-            return None, None, "", None
+            return None, None, "", gr.update(value=None, visible=False)
         located = session.get(index)
         if not located.prediction.ok or not located.prediction.candidates:
-            return None, None, "_No candidate to explain._", None
+            return None, None, "_No candidate to explain._", gr.update(value=None, visible=False)
         chosen = int(rank or 1)
         progress(0.1, desc=f"Grad-CAM for candidate #{chosen} …")
-        result, segmentation_cam = self.ctx.service.explain(located, chosen)
+        maps = self.ctx.service.explain(located, chosen)
+        result = next(iter(maps.values()))
+        others = [(cam.overlay, f"Grad-CAM, {name} input") for name, cam in list(maps.items())[1:]]
         candidate = located.prediction.candidates[chosen - 1]
         caption = (f"**Grad-CAM for candidate #{chosen}** ({views.escape(candidate.place_label or '')}): warm colours "
                    "mark the parts of the photo that raised its match with this location "
@@ -127,7 +132,7 @@ class LocateHandlers:
         if result.random_weights:
             caption = ('<div class="geoapp-random"><b>RANDOM WEIGHTS — this heatmap is meaningless.</b></div>\n\n'
                        + caption)
-        return result.crop, result.overlay, caption, None if segmentation_cam is None else segmentation_cam.overlay
+        return result.crop, result.overlay, caption, gr.update(value=others or None, visible=bool(others))
 
 
 def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
@@ -141,9 +146,15 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
             locate_button = gr.Button("Locate", variant="primary", size="lg")
             with gr.Accordion("Options", open=True):
                 default_model = ctx.service.default_model()
-                model = gr.Dropdown([(f.label, f.key) for f in MODEL_FAMILIES.values()], value=default_model,
-                                    label="Model", info=MODEL_FAMILIES[default_model].description,
-                                    elem_id="geoapp-model")
+                model = gr.Dropdown(ctx.service.model_choices(), value=default_model, label="Model",
+                                    info=model_info(ctx.service, default_model), elem_id="geoapp-model")
+                option_fields = [gr.Number(value=option.default, label=option.help or option.name, precision=None
+                                           if option.type is float else 0, visible=option.name in
+                                           _option_names(ctx.service, default_model), elem_id=f"geoapp-option-{option.name}")
+                                 for option in family_options(ctx.service)]
+                # What the API takes: one dict; the fields above fill it for the page.
+                model_options = gr.JSON(value=_options_dict(ctx.service, [f.value for f in option_fields]),
+                                        visible=False)
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Number of candidate places")
                 tencrop = gr.Checkbox(value=False, label="TenCrop: average 10 crops (about 10× slower, often steadier)")
                 claimed = gr.Textbox(label="Claimed location to check (optional)", placeholder="latitude, longitude",
@@ -169,21 +180,21 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
         cam_crop = gr.Image(label="What the model saw (centre crop)", interactive=False, height=300, type="pil")
         cam_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=300, type="pil",
                                elem_id="geoapp-gradcam")
-    with gr.Accordion("Segmentation and scene (TransLocator, ensemble)", open=True, visible=False) as evidence:
-        with gr.Row(equal_height=False):
-            segmentation_map = gr.Image(label="ADE20K segmentation the model saw (colourised)", interactive=False,
-                                        height=300, type="pil", elem_id="geoapp-segmentation")
-            segmentation_cam = gr.Image(label="Grad-CAM on the segmentation branch (TransLocator)", interactive=False,
-                                        height=300, type="pil")
-            scene = gr.HTML(elem_id="geoapp-scene")
+    cam_others = gr.Gallery(label="Grad-CAM of the model's other inputs", visible=False, height=320, columns=3,
+                            elem_id="geoapp-gradcam-branches")
+    with gr.Accordion("Evidence from the model", open=True, visible=False) as evidence:
+        evidence_view = gr.HTML(elem_id="geoapp-evidence")
     with gr.Accordion("EXIF and file details", open=True):
         exif = gr.Markdown()
     with gr.Accordion("Raw result (JSON, as returned by the /locate API)", open=False):
         raw = gr.JSON()
 
-    shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, segmentation_map, scene]
-    cam_outputs = [cam_crop, cam_overlay, cam_caption, segmentation_cam]
-    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed]
+    shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view]
+    cam_outputs = [cam_crop, cam_overlay, cam_caption, cam_others]
+    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options]
+    for field in option_fields:
+        field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
+                     api_visibility="private", show_progress="hidden")
     first = gr.State(0)
     run = locate_button.click(user_errors(handlers.locate), inputs=locate_inputs, outputs=[session, raw],
                               api_name="locate", concurrency_id="model")
@@ -197,15 +208,73 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                      api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
     rank.input(user_errors(handlers.gradcam), inputs=[session, selector, rank], outputs=cam_outputs,
                api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
-    model.input(_model_info, inputs=model, outputs=model, api_visibility="private", show_progress="hidden")
+    model.input(_model_changed(ctx.service), inputs=model, outputs=[model, *option_fields], api_visibility="private",
+                show_progress="hidden")
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
 
 
-def _model_info(model: str):
-    """Describe the chosen model under the dropdown."""
-    family = MODEL_FAMILIES.get(model)
-    return gr.update(info=family.description if family else "")
+def model_info(service: GeolocationService, model: str | None) -> str:
+    """The text under the model dropdown: description, input domain and caveat."""
+    if not model:
+        return ""
+    spec = service.spec(model)
+    caveat = f" Caveat: {spec.caveat}" if spec.caveat else ""
+    return f"{spec.description} Made for: {spec.input_domain}.{caveat}"
+
+
+def family_options(service: GeolocationService) -> list:
+    """Every family option once (FamilyOption), in registry order: one input field each."""
+    seen: dict[str, object] = {}
+    for spec in service.families():
+        for option in spec.options:
+            seen.setdefault(option.name, option)
+    return list(seen.values())
+
+
+def _option_names(service: GeolocationService, model: str | None) -> set[str]:
+    return {option.name for option in service.spec(model).options} if model else set()
+
+
+def _options_dict(service: GeolocationService, values) -> dict:
+    return {option.name: value for option, value in zip(family_options(service), values) if value not in (None, "")}
+
+
+def _options_collector(service: GeolocationService):
+    def collect(*values):
+        return _options_dict(service, values)
+
+    return collect
+
+
+def _chosen_options(service: GeolocationService, model: str | None, values: dict | None) -> dict:
+    """The options that belong to the chosen family, converted to their types (others are ignored)."""
+    if not model or model == "auto":
+        model = service.default_model()
+    if values is not None and not isinstance(values, dict):
+        raise FormError("model_options must be an object of option names and values")
+    spec = service.spec(model)
+    chosen = {}
+    for option in spec.options:
+        value = (values or {}).get(option.name)
+        if value in (None, ""):
+            continue
+        try:
+            chosen[option.name] = option.type(value)
+        except (TypeError, ValueError) as error:
+            raise FormError(f"{option.name} must be a {option.type.__name__}; got {value!r}") from error
+    return chosen
+
+
+def _model_changed(service: GeolocationService):
+    """Describe the chosen model under the dropdown and show its own options."""
+
+    def changed(model: str):
+        names = _option_names(service, model)
+        return (gr.update(info=model_info(service, model)),
+                *[gr.update(visible=option.name in names) for option in family_options(service)])
+
+    return changed
 
 
 def _redraw(handlers: LocateHandlers):

@@ -3,8 +3,11 @@
 No Gradio here: tab handlers call these methods with typed forms (:mod:`geoapp.ui.forms`)
 and a plain progress callback, so the same calls are tested directly.
 
+Which models exist is the family registry's business (:mod:`geoapp.families.registry`): this module
+lists, loads and runs whatever is registered, without naming any family.
+
 Concurrency: the Gradio queue runs up to ``AppConfig.concurrency_limit`` jobs at once, and they
-all share one :class:`~geoapp.predict.Geolocator` per model. Model work runs under one lock:
+all share one loaded family per model key. Model work runs under one lock:
 the CPU is saturated by one forward anyway, and Grad-CAM installs hooks on the backbone that
 a concurrent forward would otherwise trip over. Everything else (decoding, place names, maps)
 happens outside the lock.
@@ -16,6 +19,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from geoapp.families import (
+    AUTO,
+    FamilyIdentity,
+    FamilySpec,
+    LoadOptions,
+    UnknownFamilyError,
+    registry,
+)
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError, load_image
 from geoapp.maps import ReferencePoint
@@ -30,32 +41,6 @@ DISPLAY_MAX_SIDE = 1024  # the photo shown next to the results (the model gets t
 
 
 @dataclass(frozen=True)
-class ModelFamily:
-    """A model the UI offers (TransLocator plugs in here too)."""
-
-    key: str
-    label: str
-    description: str
-
-
-MODEL_FAMILIES: dict[str, ModelFamily] = {
-    "geoclip": ModelFamily("geoclip", "GeoCLIP",
-                           "CLIP ViT-L/14 image features matched against a 100K GPS gallery (Vivanco et al., 2023)"),
-    "satworld": ModelFamily("satworld", "SatWorld (satellite/aerial imagery only)",
-                            "Small model trained here on NASA Blue Marble satellite crops; ships with the app and "
-                            "runs offline. Not made for ground-level photos."),
-    "translocator": ModelFamily("translocator", "TransLocator",
-                                "Dual-branch ViT over the photo and its ADE20K segmentation, classifying S2 geocells "
-                                "(Pramanick et al., 2022); needs a trained checkpoint (or --backbone-weights random)"),
-    "ensemble": ModelFamily("ensemble", "Ensemble: TransLocator + GeoCLIP",
-                            "TransLocator cell probabilities mixed with GeoCLIP image-location similarity over the "
-                            "union of both models' candidates (rule in geoapp/ensemble.py); needs both models"),
-}
-TEXT_MODEL = "geoclip"  # text queries need CLIP's text tower
-SEGMENTATION_MODELS = ("translocator", "ensemble")  # results that carry a segmentation map and a scene
-
-
-@dataclass(frozen=True)
 class ModelSettings:
     """How models are built (from the app flags)."""
 
@@ -66,6 +51,10 @@ class ModelSettings:
     @property
     def random_weights(self) -> bool:
         return self.backbone_weights == "random"
+
+    def load_options(self) -> LoadOptions:
+        extras = {} if self.backbone == "ViT-L-14" else {"backbone": self.backbone}
+        return LoadOptions(device=self.device, backbone_weights=self.backbone_weights or None, extras=extras)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -80,7 +69,7 @@ class LocatedImage:
     path: str  # the uploaded file, for Grad-CAM
     display: object | None = None  # PIL image, upright RGB, at most DISPLAY_MAX_SIDE
     references: list[ReferencePoint] = field(default_factory=list)
-    model: str = "geoclip"
+    model: str = AUTO  # the family key that produced it
 
     @property
     def name(self) -> str:
@@ -105,9 +94,12 @@ class ModelStatus:
     """What the Models tab shows."""
 
     settings: ModelSettings
-    weights: list  # geoapp.models.weights.WeightStatus rows
-    loaded: dict[str, dict]  # model key -> locator.describe()
-    problem: str | None  # why real results cannot be produced, with the fix
+    weights: list  # geoapp.models.weights.WeightStatus rows, every family's files
+    loaded: dict[str, FamilyIdentity]  # model key -> family.describe()
+    problem: str | None  # why the best family cannot give real results, with the fix
+    families: list[FamilySpec] = field(default_factory=list)
+    problems: dict[str, str | None] = field(default_factory=dict)  # per family key
+    active: str = AUTO  # what `auto` resolves to here
 
 
 def _no_progress(_fraction: float, _message: str) -> None:
@@ -124,87 +116,76 @@ class GeolocationService:
         self._compute_lock = threading.Lock()
 
     # ------------------------------------------------------------------ models
-    def default_model(self) -> str:
-        """GeoCLIP when it can give real results here, else the offline SatWorld model."""
-        return "satworld" if self.weights_problem() is not None else "geoclip"
+    @staticmethod
+    def families() -> list[FamilySpec]:
+        return registry.families()
 
-    def weights_problem(self, model: str = "geoclip") -> str | None:
-        """The reason ``model`` cannot give real results (missing CLIP weights), or None.
+    @staticmethod
+    def spec(model: str) -> FamilySpec:
+        try:
+            return registry.get(model)
+        except UnknownFamilyError as error:
+            raise FormError(str(error)) from error
 
-        Checked without loading anything (a file lookup), so the UI can say it up front.
-        SatWorld ships with the app, so it never has a weights problem.
+    def model_choices(self, text_only: bool = False) -> list[tuple[str, str]]:
+        """(label, key) for the dropdowns: every family and variant (text-capable ones for Text → Map)."""
+        return [(spec.label, spec.key) for spec in registry.families() if spec.capabilities.text or not text_only]
+
+    def default_model(self, text_only: bool = False) -> str | None:
+        """The best family that can give real results here (``auto``); among text-capable ones if asked.
+
+        None when ``text_only`` and no text-capable family can run (the caller disables the action).
         """
-        if model == "satworld":
-            return None
-        if model == "ensemble":
-            problems = [p for p in (self.weights_problem("geoclip"), self.weights_problem("translocator")) if p]
-            return " ".join(problems) or None
-        if model == "translocator":
-            if self.settings.random_weights or self.settings.backbone_weights not in (None, ""):
-                return None
-            from geoapp.translocator_predict import default_checkpoint_paths
+        if not text_only:
+            return registry.choose(AUTO, self.settings.load_options())[0].key
+        able = [spec for spec in registry.text_families() if spec.problem(self.settings.load_options()) is None]
+        return able[0].key if able else None
 
-            if any(path.is_file() for path in default_checkpoint_paths()):
-                return None
-            return ("No trained TransLocator checkpoint (translocator.pt) on this machine. To fix: train one with "
-                    "`python -m training.translocator.train` (see training/README.md) and copy it to "
-                    f"{default_checkpoint_paths()[-1]}.")
-        if self.settings.random_weights or self.settings.backbone != "ViT-L-14":
-            return None
-        if self.settings.backbone_weights not in (None, ""):
-            return None  # an explicit checkpoint: loading will tell
-        from geoapp.models import weights
+    def weights_problem(self, model: str | None = None) -> str | None:
+        """The reason ``model`` (default: the best family, as ``auto`` ranks them) cannot give real results
+        here, with the fix; None when it can. A file lookup, nothing is loaded."""
+        if model is None:
+            ranked = sorted((s for s in registry.families(include_variants=False) if s.auto_priority is not None),
+                            key=lambda s: -s.auto_priority)
+            model = ranked[0].key
+        spec = self.spec(model)
+        problem = spec.problem(self.settings.load_options())
+        return None if problem is None else f"{spec.label}: {problem} Then restart the app."
 
-        missing = [row for row in weights.status(checksums=False) if not row.present]
-        if not missing:
-            return None
-        lines = [f"Missing weights: {row.weight.filename} — {row.weight.description}. To fix: {row.weight.fix_hint()}."
-                 for row in missing]
-        return " ".join(lines) + " Then restart the app."
-
-    def locator(self, model: str = "geoclip", progress: Progress = _no_progress):
-        """The shared :class:`~geoapp.predict.Geolocator` for ``model``, loaded on first use."""
-        if model not in MODEL_FAMILIES:
-            raise FormError(f"Unknown model {model!r}; available: {', '.join(MODEL_FAMILIES)}")
+    def locator(self, model: str = AUTO, progress: Progress = _no_progress):
+        """The shared loaded family for ``model`` (``auto`` resolves first), loaded on first use."""
+        if model in (AUTO, "", None):
+            model = self.default_model()
         existing = self._locators.get(model)
         if existing is not None:
             return existing
-        if model == "ensemble":
-            return self._ensemble(progress)
+        spec = self.spec(model)
+        # A combining family reuses the members already loaded here (no second copy of a big model).
+        members = {member: self.locator(member, progress) for member in spec.members}
         with self._load_lock:
             if model in self._locators:  # another request loaded it while we waited
                 return self._locators[model]
-            from geoapp import Geolocator
             from geoapp.models.weights import WeightsMissingError
 
-            progress(0.05, "Loading the model (first use only) …")
+            progress(0.05, f"Loading {spec.label} (first use only) …")
+            options = self.settings.load_options()
+            if members:
+                options = LoadOptions(options.device, options.backbone_weights, options.checkpoint,
+                                      {**options.extras, "members": members})
             try:
-                locator = Geolocator.load(model=model, device=self.settings.device,
-                                          backbone_weights=self.settings.backbone_weights,
-                                          backbone=self.settings.backbone)
+                locator = spec.load(options)
             except WeightsMissingError as error:
                 raise ModelUnavailableError(str(error)) from error
             except (ValueError, RuntimeError) as error:  # bad device, bad checkpoint
                 raise ModelUnavailableError(f"The model could not be loaded: {error}") from error
-            progress(0.4, "Preparing the location gallery (first run: encodes 100K locations, then cached) …")
-            locator.candidate_set()
+            progress(0.4, "Preparing the candidates (first run: location embeddings are computed, then cached) …")
+            locator.restrict(None)
             self._locators[model] = locator
             return locator
 
-    def _ensemble(self, progress: Progress):
-        """The ensemble shares the already loaded (or now loaded) GeoCLIP and TransLocator instances."""
-        from geoapp.ensemble import EnsembleGeolocator
-
-        members = (self.locator("geoclip", progress), self.locator("translocator", progress))
-        with self._load_lock:
-            if "ensemble" not in self._locators:
-                self._locators["ensemble"] = EnsembleGeolocator(*members)
-            return self._locators["ensemble"]
-
     def adopt(self, model: str, locator) -> None:
-        """Use an already loaded geolocator for ``model`` (tests, notebooks: no second load)."""
-        if model not in MODEL_FAMILIES:
-            raise FormError(f"Unknown model {model!r}; available: {', '.join(MODEL_FAMILIES)}")
+        """Use an already loaded family for ``model`` (tests, notebooks: no second load)."""
+        self.spec(model)
         with self._load_lock:
             self._locators[model] = locator
 
@@ -212,9 +193,12 @@ class GeolocationService:
         from geoapp.models import weights
 
         loaded = {key: locator.describe() for key, locator in self._locators.items()}
-        return ModelStatus(self.settings, weights.status(checksums=False), loaded, self.weights_problem())
+        specs = registry.families()
+        problems = {spec.key: spec.problem(self.settings.load_options()) for spec in specs}
+        return ModelStatus(self.settings, weights.status(tuple(registry.all_weight_files()), checksums=False), loaded,
+                           self.weights_problem(), specs, problems, self.default_model())
 
-    def _require_model(self, model: str = "geoclip") -> None:
+    def _require_model(self, model: str) -> None:
         problem = self.weights_problem(model)
         if problem is not None:
             raise ModelUnavailableError(problem)
@@ -222,9 +206,10 @@ class GeolocationService:
     # ------------------------------------------------------------------ operations
     def locate(self, form: LocateForm, progress: Progress = _no_progress) -> list[LocatedImage]:
         """Predict every photo of the form; unreadable files come back as predictions with ``.error``."""
-        self._require_model(form.model)
+        model = self.default_model() if form.model in (AUTO, "", None) else form.model
+        self._require_model(model)
         region = form.region.spec()
-        locator = self.locator(form.model, progress)
+        locator = self.locator(model, progress)
         self._check_region(locator, region)
         results: list[LocatedImage] = []
         total = len(form.files)
@@ -232,8 +217,8 @@ class GeolocationService:
             progress(0.5 + 0.5 * index / total, f"Locating photo {index + 1} of {total} …")
             with self._compute_lock:
                 prediction = locator.predict_batch([path], top_k=form.top_k, region=region, tencrop=form.tencrop,
-                                                   on_error="record")[0]
-            results.append(self._located(prediction, path, form.claimed, form.model))
+                                                   on_error="record", extras=form.extras)[0]
+            results.append(self._located(prediction, path, form.claimed, model))
         progress(1.0, "Done")
         return results
 
@@ -243,7 +228,7 @@ class GeolocationService:
             return
         with self._compute_lock:
             try:
-                locator.candidate_set(region)
+                locator.restrict(region)
             except RegionError as error:
                 raise FormError(str(error)) from error
 
@@ -268,34 +253,42 @@ class GeolocationService:
 
     def text_map(self, form: TextMapForm, progress: Progress = _no_progress) -> TextMapResult:
         """Query A (and B) -> probability over the same candidates (GeoCLIP paper §4.4)."""
-        self._require_model(TEXT_MODEL)
+        model = form.model if form.model not in (AUTO, "", None) else self.default_model(text_only=True)
+        if model is None:
+            raise ModelUnavailableError(self.text_unavailable_reason() or "No model here can map text.")
+        if not self.spec(model).capabilities.text:
+            raise FormError(f"{self.spec(model).label} cannot map text; choose one of: "
+                            f"{', '.join(label for label, _ in self.model_choices(text_only=True))}")
+        self._require_model(model)
         region = form.region.spec()
-        locator = self.locator(TEXT_MODEL, progress)
+        locator = self.locator(model, progress)
         self._check_region(locator, region)
         with self._compute_lock:
             first = locator.text_map(form.query_a, top_k=form.top_k, region=region)
             second = locator.text_map(form.query_b, top_k=form.top_k, region=region) if form.query_b else None
         return TextMapResult(first, second, form.compare)
 
+    def text_unavailable_reason(self) -> str | None:
+        """Why Text → Map cannot run here (one line), or None when a text-capable family can."""
+        if self.default_model(text_only=True) is not None:
+            return None
+        specs = registry.text_families()
+        if not specs:
+            return "No installed model can map text."
+        return self.weights_problem(specs[0].key)
+
     def gradcam(self, located: LocatedImage, rank: int):
-        """Grad-CAM of the photo towards candidate ``rank`` (1-based)."""
-        return self.explain(located, rank)[0]
+        """The main Grad-CAM map of the photo towards candidate ``rank`` (1-based)."""
+        return next(iter(self.explain(located, rank).values()))
 
-    def explain(self, located: LocatedImage, rank: int):
-        """(Grad-CAM of the photo, Grad-CAM of its segmentation map or None) towards candidate ``rank``.
-
-        GeoCLIP and the ensemble: similarity to the candidate's location embedding (photo only).
-        TransLocator: the logit of the fine cell nearest the candidate, on both branches.
-        """
-        from geoapp.explain import gradcam_for_location, gradcam_translocator, nearest_fine_cell
-
+    def explain(self, located: LocatedImage, rank: int) -> dict:
+        """Named Grad-CAM maps (one per branch, main first) of the photo towards candidate ``rank``."""
         candidates = located.prediction.candidates
         if not 1 <= rank <= len(candidates):
             raise FormError(f"There is no candidate #{rank} for this photo.")
         candidate = candidates[rank - 1]
         locator = self.locator(located.model)
+        if not locator.spec.capabilities.gradcam:
+            raise FormError(f"{locator.spec.label} has no Grad-CAM.")
         with self._compute_lock:
-            if located.model == "translocator":
-                maps = gradcam_translocator(locator, located.path, nearest_fine_cell(locator, candidate.lat, candidate.lon))
-                return maps.rgb, maps.segmentation
-            return gradcam_for_location(locator, located.path, candidate.lat, candidate.lon), None
+            return locator.explain(located.path, candidate.lat, candidate.lon)

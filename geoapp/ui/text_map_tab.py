@@ -51,10 +51,10 @@ class TextMapHandlers:
 
     def text_map(self, query_a, query_b=None, compare=COMPARE_SIDE_BY_SIDE, top_k=10, region_mode=REGION_WORLD,
                  country=None, continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0,
-                 region_geojson=None, progress=gr.Progress()):
+                 region_geojson=None, model="auto", progress=gr.Progress()):
         """Map one or two text descriptions. Returns the session state (UI only) and the top places as JSON."""
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
-        form = TextMapForm.from_values(query_a, query_b, compare, top_k, region)
+        form = TextMapForm.from_values(query_a, query_b, compare, top_k, region, model)
         result = self.ctx.service.text_map(form, progress_callback(progress))
         return result, api_payload(result)
 
@@ -103,9 +103,18 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                                  max_lines=2)
             compare = gr.Radio(list(COMPARE_MODES), value=COMPARE_SIDE_BY_SIDE, label="Compare A and B")
             top_k = gr.Slider(1, MAX_TOP_K, value=10, step=1, label="Number of places listed")
+            text_model = ctx.service.default_model(text_only=True)
+            unavailable = ctx.service.text_unavailable_reason()
+            # Only families that can read text are offered; without one the action is disabled, with the reason.
+            model = gr.Dropdown(ctx.service.model_choices(text_only=True), value=text_model or "auto",
+                                label="Model (text-capable)", interactive=text_model is not None,
+                                elem_id="geoapp-text-model", allow_custom_value=True)
             with gr.Accordion("Restrict the search region", open=False):
                 region = build_region_picker()
-            run_button = gr.Button("Map it", variant="primary")
+            run_button = gr.Button("Map it", variant="primary", interactive=unavailable is None,
+                                   elem_id="geoapp-text-run")
+            if unavailable is not None:
+                gr.Markdown(f"Text → Map is unavailable here: {views.escape(unavailable)}", elem_id="geoapp-text-why")
             gr.Examples(EXAMPLES, inputs=[query_a, query_b, compare], label="Examples")
         with gr.Column(scale=3, min_width=480):
             banner = gr.HTML()
@@ -124,7 +133,7 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
         raw = gr.JSON()
 
     outputs = [banner, map_a, places_a, map_b, places_b, difference]
-    inputs = [query_a, query_b, compare, top_k, *region.inputs()]
+    inputs = [query_a, query_b, compare, top_k, *region.inputs(), model]
     run = run_button.click(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_name="text_map",
                            concurrency_id="model")
     query_a.submit(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_visibility="private",

@@ -113,7 +113,7 @@ def test_run_analysis_records_model_identity(store: CaseStore, small_locator):
     evidence = store.add_evidence_file(case.id, gps_photos(1)[0], actor="a")
     analysis = store.run_analysis(case.id, evidence.id, small_locator, top_k=3, region="UA", tencrop=True,
                                   gradcam=png_bytes(1), actor="analyst")
-    identity = small_locator.describe()
+    identity = small_locator.describe().to_dict()
     assert analysis.model == "geoclip" and analysis.backbone == "tiny-test" and analysis.random_weights
     assert analysis.weights_sha256 == identity["heads_sha256"] and analysis.model_identity["gallery_sha256"]
     assert analysis.parameters["tencrop"] is True and analysis.parameters["region"] == "country:UA"

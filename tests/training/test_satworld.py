@@ -122,7 +122,7 @@ def satworld_locator():
 
 
 def test_geolocator_satworld_predicts_rendered_crop(satworld_locator) -> None:
-    assert satworld_locator.identity.model == "satworld" and not satworld_locator.random_weights
+    assert satworld_locator.describe().family == "satworld" and not satworld_locator.random_weights
     crop = render_crop(23.0, 12.0, window_km=600, pixels=224)  # the Sahara, as a user would upload it
     prediction = satworld_locator.predict(crop, top_k=5)
     assert prediction.error is None and len(prediction.candidates) == 5

@@ -223,7 +223,7 @@ def test_train_resume_and_predict(photo_set: dict, tmp_path: Path) -> None:
 
     # The checkpoint goes straight into the inference predictor.
     from geoapp.models.segmentation import load_segmenter
-    from geoapp.translocator_predict import TransLocatorGeolocator
+    from geoapp.families.translocator.locator import TransLocatorGeolocator
 
     model, cells, meta = load_translocator_checkpoint(out / "translocator-last.pt")
     assert not meta["random_weights"] and meta["extra"]["step"] == 2 * steps_per_epoch

@@ -10,7 +10,12 @@ import pytest
 
 from geoapp.ui.common import UiContext, user_errors
 from geoapp.ui.config import AppConfig
-from geoapp.ui.forms import COMPARE_DIFFERENCE, REGION_CIRCLE, REGION_COUNTRY, LocateForm
+from geoapp.ui.forms import (
+    COMPARE_DIFFERENCE,
+    REGION_CIRCLE,
+    REGION_COUNTRY,
+    LocateForm,
+)
 from geoapp.ui.locate_tab import LocateHandlers
 from geoapp.ui.service import GeolocationService, ModelSettings, ModelUnavailableError
 from geoapp.ui.text_map_tab import TextMapHandlers
@@ -60,8 +65,8 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]
     assert len(table.column_widths) == len(table.value["headers"]) == 9
     assert photo is not None and "43.467448" in exif and rank["value"] == 1
-    crop, overlay, caption, seg_cam = handlers.gradcam(session, 1, 2, progress=no_progress)
-    assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption and seg_cam is None
+    crop, overlay, caption, others = handlers.gradcam(session, 1, 2, progress=no_progress)
+    assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption and not others["visible"]
 
 
 def test_bad_file_and_unknown_country_are_readable_errors(ctx, tmp_path):
@@ -103,7 +108,7 @@ def test_missing_weights_are_reported_not_crashed(monkeypatch, tmp_path):
 
 
 def test_missing_clip_weights_fall_back_to_satworld(monkeypatch, tmp_path):
-    from geoapp.predict import SATWORLD_NOTICE
+    from geoapp.families.satworld import CAVEAT as SATWORLD_NOTICE
 
     monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
     service = GeolocationService(ModelSettings())
@@ -140,9 +145,9 @@ def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
     """TransLocator and the ensemble in the Locate tab: segmentation view, scene, candidates, Grad-CAM."""
     import torch
 
+    from geoapp.families.translocator.locator import TransLocatorGeolocator
     from geoapp.models.segmentation import load_segmenter
     from geoapp.models.translocator import TransLocatorConfig
-    from geoapp.translocator_predict import TransLocatorGeolocator
 
     if "translocator" not in ctx.service._locators:
         torch.manual_seed(0)
@@ -156,11 +161,12 @@ def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
     record = payload["results"][0]
     assert payload["random_weights"] and record["model"]["model"] == model and len(record["candidates"]) == 3
     assert record["scene"]["label365"] and record["segmentation"]["legend"]
-    banner, _, _, map_html, _, _, _, rank, evidence, seg_map, scene = handlers.show(session, 0, False)
+    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view = handlers.show(session, 0, False)
     assert "RANDOM WEIGHTS" in banner and "geoapp-pin" in map_html and rank["value"] == 1
-    assert evidence["visible"] is True and seg_map.size == (64, 64)
-    assert "Scene" in scene and "Segmentation" in scene and "RANDOM SEGMENTER WEIGHTS" in scene and "fusion" in scene
-    crop, overlay, caption, seg_cam = handlers.gradcam(session, 0, 1, progress=no_progress)
+    assert evidence["visible"] is True and "data:image/png;base64," in evidence_view  # the segmentation map
+    assert ("Scene" in evidence_view and "Segmentation" in evidence_view
+            and "RANDOM SEGMENTER WEIGHTS" in evidence_view and "fusion" in evidence_view)
+    crop, overlay, caption, others = handlers.gradcam(session, 0, 1, progress=no_progress)
     assert overlay is not None and "RANDOM WEIGHTS" in caption
     # TransLocator explains both branches; the ensemble explains the GeoCLIP re-ranking (photo only).
-    assert (seg_cam is not None) == (model == "translocator")
+    assert others["visible"] == (model == "translocator")

@@ -7,5 +7,5 @@
 * ``train``   ``python -m training.satworld.train``: trains the shipped SatWorld model on CPU
               and reports the test table next to the baselines
 
-The model itself (architecture, loading) lives in :mod:`geoapp.models.satworld`.
+The model itself (architecture, loading) lives in :mod:`geoapp.families.satworld.model`.
 """

@@ -28,7 +28,7 @@ from geoapp.gallery import Gallery, LocationEmbeddingCache
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.distance import latlon_to_unit_xyz
 from geoapp.geo.metrics import error_summary
-from geoapp.models.satworld import (ASSET_PATH, SatWorld, SatWorldConfig, load_satworld, pretrained_location_encoder,
+from geoapp.families.satworld.model import (ASSET_PATH, SatWorld, SatWorldConfig, load_satworld, pretrained_location_encoder,
                                     save_satworld)
 
 from .render import EARTH_RADIUS_KM, Augmentation, augmented_batch, render_batch

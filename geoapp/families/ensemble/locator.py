@@ -213,7 +213,8 @@ def load(spec, options) -> EnsembleGeolocator:
     TransLocator's; GeoCLIP uses its published heads). Extra ``geoclip_weight`` sets w."""
     from geoapp.families import registry
 
-    translocator = registry.get("translocator").load(options)
-    geoclip = registry.get("geoclip").load(replace(options, checkpoint=None))
+    members = dict(options.extras.get("members") or {})  # already loaded members (the app shares them)
+    translocator = members.get("translocator") or registry.get("translocator").load(options)
+    geoclip = members.get("geoclip") or registry.get("geoclip").load(replace(options, checkpoint=None))
     weight = options.extras.get("geoclip_weight", DEFAULT_GEOCLIP_WEIGHT)
     return EnsembleGeolocator(geoclip, translocator, float(weight))
