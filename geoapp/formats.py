@@ -12,6 +12,7 @@ CSV_FIELDS = (
     "source", "ok", "error", "rank", "lat", "lon", "probability", "place", "country_code",
     "distance_to_top_km", "merged_points", "mass_25km", "mass_200km", "mass_750km",
     "exif_gps_lat", "exif_gps_lon", "region", "tencrop", "model", "backbone_weights", "random_weights",
+    "warnings",  # the model family's caveat and the random-weights flag travel with every row
 )
 
 
@@ -38,7 +39,7 @@ def to_csv(predictions: list[Prediction]) -> str:
             "exif_gps_lat": "" if gps_lat is None else gps_lat, "exif_gps_lon": "" if gps_lon is None else gps_lon,
             "region": p.parameters.get("region") or "", "tencrop": p.parameters.get("tencrop", ""),
             "model": p.model.get("model", ""), "backbone_weights": p.model.get("backbone_weights", ""),
-            "random_weights": p.random_weights,
+            "random_weights": p.random_weights, "warnings": " | ".join(p.warnings),
         }
         if not p.candidates:
             writer.writerow(common)

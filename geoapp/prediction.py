@@ -11,14 +11,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from geoapp.geo.distance import haversine_km
 
 MASS_RADII_KM = (25, 200, 750)
+DEFAULT_MERGE_KM = 25.0  # the GeoCLIP paper's "city" threshold: candidates closer than this are one place
 RANDOM_WEIGHTS_WARNING = (
     "RANDOM WEIGHTS: this result comes from a model with random (untrained) weights; "
     "it is for testing only and says nothing about where the photo was taken."
 )
+
+
+@dataclass
+class GradCamResult:
+    """One Grad-CAM map: where in the analysed crop the match with a candidate came from."""
+
+    heatmap: np.ndarray  # [H, W] float32 in [0, 1]
+    overlay: Image.Image  # heatmap blended on the analysed crop
+    crop: Image.Image  # the pixels the model saw
+    target: str
+    random_weights: bool
+
+    def side_by_side(self) -> Image.Image:
+        """The analysed crop and its overlay next to each other (for reports)."""
+        canvas = Image.new("RGB", (self.crop.width * 2 + 8, self.crop.height), "white")
+        canvas.paste(self.crop, (0, 0))
+        canvas.paste(self.overlay, (self.crop.width + 8, 0))
+        return canvas
 
 
 @dataclass

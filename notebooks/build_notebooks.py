@@ -125,7 +125,7 @@ print(f"trained in {metrics['train_seconds']:.0f} s")'''),
     new_code_cell('''print(markdown_table(metrics["test"]))'''),
     new_code_cell('''from geoapp import Geolocator
 locator = Geolocator.load("satworld", checkpoint=out, device="cpu")   # the checkpoint loads straight into the app's engine
-locator.describe()["backbone_weights"]'''),
+locator.describe().weights'''),
 ]
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from geoapp import Geolocator
-from geoapp.explain import gradcam_for_location, gradcam_translocator
+from geoapp.explain import gradcam_for_location
+from geoapp.families.translocator.explain import gradcam_translocator
 from geoapp.geo.regions import RegionError, parse_region
 from geoapp.imaging import ImageLoadError
 from geoapp.models.places365 import SCENE3_NAMES
@@ -139,7 +140,7 @@ def test_vit_mt_predictor_needs_no_segmenter():
                                           config=TransLocatorConfig.tiny(img_size=64, patch_size=16, dual_branch=False))
     result = locator.predict(photo(0), top_k=2)
     assert result.segmentation is None and result.branch_weights == {"rgb": 1.0, "segmentation": 0.0}
-    assert result.model["model"] == "translocator-vit-mt" and result.random_weights
+    assert result.model["variant"] == "translocator-vit-mt" and result.random_weights
     cams = gradcam_translocator(locator, photo(0))
     assert cams.segmentation is None and np.isfinite(cams.rgb.heatmap).all()
 

@@ -157,7 +157,7 @@ def evaluate(args: argparse.Namespace) -> EvalResult:
     method = f"this run ({', '.join(parts)})"
     note = "RANDOM WEIGHTS — MEANINGLESS" if locator.random_weights else ""
     frame, row = summarise(records, raw, method, note)
-    return EvalResult(frame, row, locator.random_weights, locator.describe(), seconds)
+    return EvalResult(frame, row, locator.random_weights, locator.describe().to_dict(), seconds)
 
 
 def report(result: EvalResult, args: argparse.Namespace) -> str:

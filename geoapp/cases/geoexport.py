@@ -16,6 +16,7 @@ from typing import Any
 import shapely
 
 from .claims import claim_region
+from .figures import analysis_caveats
 from .models import Case, Claim
 from .service import CaseStore
 
@@ -145,7 +146,7 @@ def to_kml(store: CaseStore, case_id: str) -> str:
 CSV_COLUMNS = ("case_id", "analysis_id", "started_at", "finished_at", "evidence_id", "evidence_sha256",
                "evidence_name", "model", "backbone", "backbone_weights", "weights_sha256", "random_weights",
                "app_version", "top_k", "tencrop", "region", "rank", "lat", "lon", "probability", "place",
-               "country_code", "distance_to_top_km", "actor")
+               "country_code", "distance_to_top_km", "actor", "caveats")
 
 
 def _safe_cell(value: Any) -> Any:
@@ -168,6 +169,7 @@ def to_csv(store: CaseStore, case_id: str) -> str:
                 a.parameters.get("region") or ""]
         for c in a.candidates or []:
             row = base + [c["rank"], c["lat"], c["lon"], c["probability"], c.get("place", ""),
-                          c.get("country_code", ""), c.get("distance_to_top_km"), a.created_by]
+                          c.get("country_code", ""), c.get("distance_to_top_km"), a.created_by,
+                          " | ".join(analysis_caveats(a))]
             writer.writerow([_safe_cell(v) for v in row])
     return out.getvalue()

@@ -29,10 +29,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
-from geoapp.prediction import Prediction
+from geoapp.prediction import DEFAULT_MERGE_KM, GradCamResult, Prediction
+
+__all__ = [  # DEFAULT_MERGE_KM and GradCamResult live in geoapp.prediction (torch-free) and are part of the contract
+    "AERIAL_IMAGE", "DEFAULT_MERGE_KM", "GROUND_PHOTO", "REGION_EXTRA_POINTS", "CandidateSpace", "Capabilities",
+    "CapabilityError", "EvidenceItem", "Family", "FamilyIdentity", "GradCamResult", "PredictOptions",
+    "cams_side_by_side", "evidence_html", "png_data_uri",
+]
 
 if TYPE_CHECKING:
     from geoapp.families.registry import FamilySpec
@@ -42,7 +47,6 @@ if TYPE_CHECKING:
 GROUND_PHOTO = "ground-level photo"
 AERIAL_IMAGE = "satellite/aerial image"
 REGION_EXTRA_POINTS = 10_000  # extra candidates generated inside a region by continuous families
-DEFAULT_MERGE_KM = 25.0  # the GeoCLIP paper's "city" threshold: candidates closer than this are one place
 
 
 class CapabilityError(ValueError):
@@ -149,24 +153,6 @@ class PredictOptions:
             raise ValueError(f"region_points must be 0 or more; got {self.region_points}")
         if self.merge_km is not None and not float(self.merge_km) >= 0:
             raise ValueError(f"merge_km must be 0 or more; got {self.merge_km}")
-
-
-@dataclass
-class GradCamResult:
-    """One Grad-CAM map: where in the analysed crop the match with a candidate came from."""
-
-    heatmap: np.ndarray  # [H, W] float32 in [0, 1]
-    overlay: Image.Image  # heatmap blended on the analysed crop
-    crop: Image.Image  # the pixels the model saw
-    target: str
-    random_weights: bool
-
-    def side_by_side(self) -> Image.Image:
-        """The analysed crop and its overlay next to each other (for reports)."""
-        canvas = Image.new("RGB", (self.crop.width * 2 + 8, self.crop.height), "white")
-        canvas.paste(self.crop, (0, 0))
-        canvas.paste(self.overlay, (self.crop.width + 8, 0))
-        return canvas
 
 
 def cams_side_by_side(maps: Mapping[str, GradCamResult]) -> Image.Image:
@@ -306,8 +292,6 @@ class Family(ABC):
         raise CapabilityError(f"{self.spec.label} has no Grad-CAM")
 
     def text_map(self, text: str, options: PredictOptions | None = None, **overrides: Any) -> Prediction:
-        """Where on the map does a text description fit?"""
-        from geoapp.families.registry import text_families
-
-        able = ", ".join(spec.key for spec in text_families()) or "none installed"
-        raise CapabilityError(f"{self.spec.label} cannot map text; families that can: {able}")
+        """Where on the map does a text description fit? (`python -m geoapp models` lists who can.)"""
+        raise CapabilityError(f"{self.spec.label} cannot map text: choose a family that can read text "
+                              "(see `python -m geoapp models`)")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from geoapp.families.base import GROUND_PHOTO, Capabilities, Family
+from geoapp.families.variants import Variant, discover
 from geoapp.models.weights import WeightFile, find
 from geoapp.settings import Settings
 
@@ -69,20 +70,6 @@ class LoadOptions:
     @property
     def random(self) -> bool:
         return self.backbone_weights == "random"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A user-trained checkpoint of a family, found through its manifest."""
-
-    tag: str
-    folder: Path
-    manifest: Mapping[str, Any]
-
-    @property
-    def checkpoint(self) -> Path | None:
-        name = self.manifest.get("checkpoint")
-        return (self.folder / str(name)) if name else None
 
 
 @dataclass(frozen=True)
@@ -208,8 +195,6 @@ def families(include_variants: bool = True) -> list[FamilySpec]:
     with _LOCK:
         specs = list(_SPECS.values())
     if include_variants:
-        from geoapp.families.variants import discover
-
         specs += discover(_SPECS)
     return specs
 

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,20 @@ FORMAT = "geoapp-variant/1"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A user-trained checkpoint of a family, found through its manifest."""
+
+    tag: str
+    folder: Path
+    manifest: Mapping[str, Any]
+
+    @property
+    def checkpoint(self) -> Path | None:
+        name = self.manifest.get("checkpoint")
+        return (self.folder / str(name)) if name else None
+
+
 def variants_dir() -> Path:
     return get_settings().model_variants_dir
 
@@ -46,8 +60,6 @@ def check_tag(tag: str) -> str:
 
 def discover(specs: Mapping[str, FamilySpec], folder: Path | None = None) -> list[FamilySpec]:
     """One spec per valid manifest under ``folder`` (default: the variants dir), sorted by key."""
-    from geoapp.families.registry import Variant
-
     root = folder or variants_dir()
     if not root.is_dir():
         return []

@@ -219,10 +219,9 @@ def torch_hub_checkpoints_dir() -> Path:
 
     Same rule as torch: $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch; then hub/.
     """
-    if "torch" in sys.modules:  # respects torch.hub.set_dir()
-        import torch.hub
-
-        return Path(torch.hub.get_dir()) / "checkpoints"
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:  # already loaded: respects torch.hub.set_dir() (never imported from here)
+        return Path(hub.get_dir()) / "checkpoints"
     home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch")
     return Path(home).expanduser() / "hub" / "checkpoints"
 
@@ -389,11 +388,32 @@ def download(weight: WeightFile, settings: Settings | None = None) -> Path:
 
 
 def _download_url(weight: WeightFile, url: str, settings: Settings) -> Path:
-    """Plain file download (with a progress bar) into the weights dir or torch hub's checkpoints folder."""
-    from torch.hub import download_url_to_file
+    """Plain file download (progress bar, digest check, temp file then rename) into the weights dir or
+    torch hub's checkpoints folder. Only on request (`weights download TARGET`)."""
+    import tempfile
+    import urllib.request
+
+    from tqdm import tqdm
 
     folder = settings.weights_dir if settings.weights_dir is not None else torch_hub_checkpoints_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / weight.filename
-    download_url_to_file(url, str(target), hash_prefix=weight.sha256, progress=True)  # writes a temp file, then renames
+    request = urllib.request.Request(url, headers={"User-Agent": "geoapp (weights download)"})
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (https/http URLs we list)
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{weight.filename}.", delete=False) as handle, \
+                tqdm(total=total, unit="B", unit_scale=True, desc=weight.filename, file=sys.stderr) as bar:
+            try:
+                while block := response.read(1 << 20):
+                    handle.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+            except BaseException:
+                Path(handle.name).unlink(missing_ok=True)
+                raise
+    if weight.sha256 and digest.hexdigest() != weight.sha256:
+        Path(handle.name).unlink(missing_ok=True)
+        raise WeightsMissingError(f"{url} did not match the published SHA-256 of {weight.filename}; nothing was kept")
+    Path(handle.name).replace(target)
     return target

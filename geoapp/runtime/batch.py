@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from geoapp.families.base import DEFAULT_MERGE_KM
 from geoapp.geo.regions import Region
 from geoapp.imaging import ImageLoadError, LoadedImage
-from geoapp.prediction import Prediction
+from geoapp.prediction import DEFAULT_MERGE_KM, Prediction
 from geoapp.settings import get_settings
 
 

@@ -192,8 +192,8 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
     shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view]
     cam_outputs = [cam_crop, cam_overlay, cam_caption, cam_others]
     locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options]
-    for field in option_fields:
-        field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
+    for option_field in option_fields:
+        option_field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
                      api_visibility="private", show_progress="hidden")
     first = gr.State(0)
     run = locate_button.click(user_errors(handlers.locate), inputs=locate_inputs, outputs=[session, raw],

@@ -58,8 +58,8 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert gps_record["image"]["exif"]["gps_lat"] == pytest.approx(43.467448, abs=1e-4)
     assert [ref["label"] for ref in gps_record["references"]] == ["EXIF GPS (in the file)", "Claimed location"]
 
-    banner, selector, summary, map_html, table, photo, exif, rank, evidence, seg_map, scene = handlers.show(session, 1, False)
-    assert evidence["visible"] is False and seg_map is None and scene == ""  # GeoCLIP has no segmentation
+    banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view = handlers.show(session, 1, False)
+    assert evidence["visible"] is False and evidence_view == ""  # GeoCLIP has no extra evidence
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]
@@ -103,7 +103,7 @@ def test_missing_weights_are_reported_not_crashed(monkeypatch, tmp_path):
         pytest.skip("the real CLIP weights are installed on this machine")
     assert "python -m geoapp weights download" in problem and "open_clip_model.safetensors" in problem
     with pytest.raises(ModelUnavailableError, match="weights download"):
-        service.locate(LocateForm(files=("/nonexistent.jpg",)))
+        service.locate(LocateForm(files=("/nonexistent.jpg",), model="geoclip"))
     assert service.status().problem == problem
 
 
