@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from geoapp.cases.cli import add_case_parser as _add_case
+from geoapp.tiles.cli import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_weights(sub)
     _add_case(sub)
+    _add_tiles(sub)
     return parser
 
 
