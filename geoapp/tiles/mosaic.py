@@ -46,7 +46,7 @@ class Mosaic:
                  f"(about {self.ground_width_km:,.0f} km across).")]
         if self.tile_zoom < self.zoom:
             parts.append(f"The source stops at zoom {self.tile_zoom}: its tiles are shown enlarged.")
-        where = "online: this server saw the area" if self.source.online else "offline, from a local file"
+        where = "online: this server saw the area" if self.source.online else "read from a local file"
         parts.append(f"Source: {html.escape(self.source.title)} ({where}). "
                      f"Attribution: {html.escape(self.source.attribution or '-')}. "
                      f"Licence: {html.escape(self.source.licence)}.")

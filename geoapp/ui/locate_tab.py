@@ -23,6 +23,11 @@ from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
 from geoapp.ui.region_picker import build_region_picker, region_form
+from geoapp.ui.satellite import (
+    build_satellite_controls,
+    build_satellite_image,
+    wire_candidate_view,
+)
 from geoapp.ui.service import MODEL_FAMILIES, SEGMENTATION_MODELS, LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
@@ -130,7 +135,7 @@ class LocateHandlers:
         return result.crop, result.overlay, caption, None if segmentation_cam is None else segmentation_cam.overlay
 
 
-def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
+def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.Dropdown | None = None) -> None:
     """Lay out the Locate tab (inside a ``gr.Tab``) and wire its events."""
     handlers = LocateHandlers(ctx)
     session = gr.State(LocateSession(), time_to_live=SESSION_TTL_S)
@@ -166,9 +171,11 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
         with gr.Column(scale=1, min_width=300):
             rank = gr.Dropdown(label="Explain candidate (Grad-CAM)", choices=[], interactive=True)
             cam_caption = gr.Markdown()
+            satellite_controls = build_satellite_controls()
         cam_crop = gr.Image(label="What the model saw (centre crop)", interactive=False, height=300, type="pil")
         cam_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=300, type="pil",
                                elem_id="geoapp-gradcam")
+        satellite = build_satellite_image()
     with gr.Accordion("Segmentation and scene (TransLocator, ensemble)", open=True, visible=False) as evidence:
         with gr.Row(equal_height=False):
             segmentation_map = gr.Image(label="ADE20K segmentation the model saw (colourised)", interactive=False,
@@ -198,6 +205,8 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
     rank.input(user_errors(handlers.gradcam), inputs=[session, selector, rank], outputs=cam_outputs,
                api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
     model.input(_model_info, inputs=model, outputs=model, api_visibility="private", show_progress="hidden")
+    wire_candidate_view(user_errors, session, selector, rank, satellite_controls, satellite, online_tiles, tile_source,
+                        shown=table)
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
 
