@@ -11,7 +11,13 @@ import time
 
 from tests.conftest import shared_path
 from tests.ui.conftest import IM2GPS_PHOTO
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_FLAGS, _external, _playwright, _wait_in_map
+from tests.ui.test_browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    _external,
+    _playwright,
+    _wait_in_map,
+)
 
 
 def _loaded_tiles(frame) -> int:
