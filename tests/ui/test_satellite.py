@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from geoapp.maps import MapAssets, MapOptions, placeholder_html
 from geoapp.ui import satellite
@@ -43,6 +42,8 @@ def test_settings_list_licences_and_online():
 
 @pytest.mark.filterwarnings("ignore:Using `httpx`")
 def test_tile_route(offline_pyramid):
+    from starlette.testclient import TestClient  # warns at import about httpx; filtered for this test only
+
     client = TestClient(Starlette(routes=satellite.tile_routes()))
     response = client.get("/geoapp-tiles/offline/3/4/2.jpg")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
