@@ -34,12 +34,9 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except TileSourceError as error:
+        except (TileSourceError, TileError) as error:  # TileError: bad numbers from the user
             print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        except TileError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_USAGE if isinstance(error, TileError) else EXIT_FAILED
 
     return run
 

@@ -25,6 +25,14 @@ def random_points():
     return lat, lon, z
 
 
+def _random_tiles(z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One random existing tile at each zoom of ``z``."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random(z.size) * (2**z)).astype(np.int64)
+    y = (rng.random(z.size) * (2**z)).astype(np.int64)
+    return z, x, y
+
+
 def test_max_lat_value():
     assert T.MAX_LAT == pytest.approx(85.0511287798066, abs=1e-12)
 
@@ -51,10 +59,7 @@ def test_edges_match_mercantile(z):
 
 def test_tile_corners_round_trip_and_match_mercantile(random_points):
     """The NW corner of every tile maps back to that tile, as in mercantile."""
-    _, _, z = random_points
-    rng = np.random.default_rng(1)
-    x = (rng.random(z.size) * (2**z)).astype(np.int64)
-    y = (rng.random(z.size) * (2**z)).astype(np.int64)
+    z, x, y = _random_tiles(random_points[2], seed=1)
     bounds = T.tile_bounds(z, x, y)
     west, north = bounds[:, 0], bounds[:, 3]
     tx, ty = T.latlon_to_tile(north, west, z)
@@ -65,10 +70,7 @@ def test_tile_corners_round_trip_and_match_mercantile(random_points):
 
 
 def test_bounds_and_center_match_mercantile(random_points):
-    _, _, z = random_points
-    rng = np.random.default_rng(2)
-    x = (rng.random(z.size) * (2**z)).astype(np.int64)
-    y = (rng.random(z.size) * (2**z)).astype(np.int64)
+    z, x, y = _random_tiles(random_points[2], seed=2)
     ours = T.tile_bounds(z, x, y)
     theirs = np.array([tuple(mercantile.bounds(int(a), int(b), int(c))) for a, b, c in zip(x, y, z)])
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
@@ -124,10 +126,7 @@ def test_children_and_parent_match_mercantile():
 
 
 def test_quadkeys_match_mercantile(random_points):
-    _, _, z = random_points
-    rng = np.random.default_rng(3)
-    x = (rng.random(z.size) * (2**z)).astype(np.int64)
-    y = (rng.random(z.size) * (2**z)).astype(np.int64)
+    z, x, y = _random_tiles(random_points[2], seed=3)
     keys = T.quadkey(z, x, y)
     for i in range(0, z.size, 5):
         assert keys[i] == mercantile.quadkey(int(x[i]), int(y[i]), int(z[i]))
