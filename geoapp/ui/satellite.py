@@ -2,8 +2,9 @@
 
 - :class:`SatelliteViews` (no Gradio): open tile sources by name, once, and draw a mosaic around a
   point with its caption. Offline by default; an online source only when online tiles are on.
-  The offline pyramid is built on first need (zoom 0–4, ~10 s, once per cache folder), so a
-  fresh clone shows imagery without any download.
+  When the offline pyramid is missing (a fresh clone), the app starts building a small one
+  (zoom 0–4, ~10 s, once per cache folder) in the background as it starts; the first Satellite
+  view or map tile waits for it, so imagery shows without any download.
 - :func:`build_tile_source_setting` (Map settings), :func:`build_satellite_controls` /
   :func:`build_satellite_image` (tabs) and the ``wire_*`` helpers connect it to the tabs.
 - :func:`tile_routes`: ``GET /geoapp-tiles/offline/{z}/{x}/{y}.jpg`` on the app's own server, which
@@ -206,15 +207,24 @@ def wire_claim_view(handler_wrapper, workbench, session, claim: gr.Dropdown, con
 
 # ---------------------------------------------------------------------------- the tile route
 _background: threading.Thread | None = None
+BUILD_WAIT_S = 90.0  # a tile request waits this long for the first-run build before giving up
 
 
-def _start_background_build() -> None:
-    """Build the small offline pyramid once, off the request thread (maps show outlines meanwhile)."""
+def _start_background_build() -> threading.Thread:
+    """Build the small offline pyramid once, in a background thread (started with the app)."""
     global _background
-    if _background is not None and _background.is_alive():
-        return
-    _background = threading.Thread(target=ensure_offline_pyramid, name="geoapp-pyramid", daemon=True)
-    _background.start()
+    if _background is None or not _background.is_alive():
+        _background = threading.Thread(target=_build_quietly, name="geoapp-pyramid", daemon=True)
+        _background.start()
+    return _background
+
+
+def _build_quietly() -> None:
+    try:
+        path = ensure_offline_pyramid()
+        log.info("offline pyramid ready: %s", path)
+    except (TileSourceError, OSError) as error:  # the Satellite view repeats it to the analyst
+        log.error("cannot build the offline pyramid: %s", error)
 
 
 def _logged_in(request) -> bool:
@@ -230,7 +240,11 @@ def _logged_in(request) -> bool:
 
 
 def tile_routes() -> list:
-    """Starlette routes to pass as ``app_kwargs={"routes": …}`` to ``Blocks.launch``."""
+    """Starlette routes to pass as ``app_kwargs={"routes": …}`` to ``Blocks.launch``.
+
+    A fresh clone has no pyramid yet: building starts now, in the background (z0–4, ~10 s of one
+    core), so that the first map and Satellite view of the session find it.
+    """
     from starlette.responses import Response
     from starlette.routing import Route
 
@@ -242,8 +256,9 @@ def tile_routes() -> list:
         except ValueError:
             return Response("bad tile numbers", status_code=400)
         if not default_pyramid_path().is_file():
-            _start_background_build()
-            return Response("the offline pyramid is being built", status_code=404)
+            _start_background_build().join(BUILD_WAIT_S)  # first run: tiles arrive once it is built
+            if not default_pyramid_path().is_file():
+                return Response("the offline pyramid is not built yet", status_code=503)
         try:
             result = _VIEWS.source(OFFLINE, False).tile(z, x, y)
         except FormError as error:
@@ -252,4 +267,6 @@ def tile_routes() -> list:
             return Response(result.error or "no tile here", status_code=400 if result.error else 404)
         return Response(result.data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    if not default_pyramid_path().is_file():
+        _start_background_build()
     return [Route("/geoapp-tiles/offline/{z}/{x}/{y}.jpg", serve, methods=["GET"])]
