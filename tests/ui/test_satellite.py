@@ -42,7 +42,8 @@ def test_settings_list_licences_and_online():
 
 @pytest.mark.filterwarnings("ignore:Using `httpx`")
 def test_tile_route(offline_pyramid):
-    from starlette.testclient import TestClient  # warns at import about httpx; filtered for this test only
+    # Imported here: it warns about httpx on import, filtered for this test only.
+    from starlette.testclient import TestClient
 
     client = TestClient(Starlette(routes=satellite.tile_routes()))
     response = client.get("/geoapp-tiles/offline/3/4/2.jpg")
@@ -59,3 +60,16 @@ def test_maps_get_the_offline_imagery_layer(offline_pyramid):
     page = placeholder_html("x", MapOptions(MapAssets.local("assets/"), online_tiles=False, offline_tiles=layer))
     assert "geoapp-tiles/offline/{z}/{x}/{y}.jpg" in page and "maxNativeZoom" in page
     assert "tile.openstreetmap.org" not in page
+
+
+def test_claim_view_uses_the_claim_point_or_the_country(offline_pyramid):
+    point = SimpleNamespace(id="c1", label="Paris (±10 km)", lat=48.85, lon=2.35, region_key="")
+    country = SimpleNamespace(id="c2", label="France", lat=None, lon=None, region_key="country:FR")
+    case = SimpleNamespace(claims=[point, country])
+    workbench = SimpleNamespace(get_case=lambda case_id: case)
+    session = SimpleNamespace(case_id="case")
+    image, caption = satellite.claim_view(workbench, session, "c1", 5, "offline", False)
+    assert image is not None and caption.startswith("Claim Paris") and "48.8500, 2.3500" in caption
+    image, caption = satellite.claim_view(workbench, session, "c2", 4, "offline", False)
+    assert image is not None and caption.startswith("Claim France")
+    assert satellite.claim_view(workbench, session, None, 4, "offline", False) == (None, "")
