@@ -15,6 +15,7 @@ import json
 import mmap
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from pmtiles.tile import (
@@ -180,6 +181,7 @@ class MBTilesSource(TileSource):
         try:
             # check_same_thread=False: the app's tile route reads from worker threads (reads only).
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._lock = threading.Lock()
             meta = dict(self._db.execute("SELECT name, value FROM metadata").fetchall())
             zooms = self._db.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
             sample = self._db.execute("SELECT tile_data FROM tiles LIMIT 1").fetchone()
@@ -191,10 +193,11 @@ class MBTilesSource(TileSource):
         self.info = _info_from_metadata(self.path, meta, low, high, "jpeg" if image_format == "jpg" else image_format)
 
     def _read(self, z: int, x: int, y: int) -> TileResult:
-        row = self._db.execute(
-            "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-            (z, x, int(flip_y(z, y))),
-        ).fetchone()
+        with self._lock:  # one connection, many threads (the app's tile route): one query at a time
+            row = self._db.execute(
+                "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+                (z, x, int(flip_y(z, y))),
+            ).fetchone()
         return TileResult(z, x, y, data=bytes(row[0])) if row else TileResult(z, x, y)
 
     def iter_tiles(self):

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoapp import __version__
 from geoapp.tiles.base import (
     OfflineModeError,
     TileResult,
@@ -45,7 +46,7 @@ from geoapp.tiles.providers import OnlineProvider
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "geoapp/0.1 (image geolocation workbench; tile client; python-urllib)"
+USER_AGENT = f"geoapp/{__version__} (image geolocation workbench; tile client; python-urllib)"
 _CHUNK = 64 * 1024
 
 _announced: set[str] = set()
@@ -140,6 +141,7 @@ class OnlineTileSource(TileSource):
             digest = hashlib.sha256(provider.url.encode()).hexdigest()[:12]  # same name, other URL: other cache
             self._cache = Path(cache_dir) / f"{slug}-{digest}"
         self.requests_made = 0  # counted for tests and `tiles fetch` summaries
+        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ cache
     def _cache_path(self, z: int, x: int, y: int) -> Path | None:
@@ -168,7 +170,8 @@ class OnlineTileSource(TileSource):
     def _once(self, url: str) -> bytes | None:
         """One HTTP GET: bytes, None for "no tile", _Transient to retry, TileSourceError to give up."""
         self._limiter.wait()
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
         deadline = time.monotonic() + 2 * self.policy.timeout_s
         try:

@@ -94,7 +94,7 @@ def open_source(name: str | None = None, *, allow_online: bool = False, settings
                 notice(f"Building the offline {layer_key} pyramid (zoom 0-{AUTO_MAX_ZOOM}) at {path}, once …")
             ensure_offline_pyramid(layer_key, settings=settings)
         return open_archive(path)
-    assert name is not None
+    name = str(name)  # offline_layer() took care of None
     if name.lower().endswith(ARCHIVE_SUFFIXES) or Path(name).expanduser().is_file():
         return open_archive(name)
     provider = resolve_provider(name)
@@ -102,15 +102,27 @@ def open_source(name: str | None = None, *, allow_online: bool = False, settings
                             policy=policy, notice=notice)
 
 
+def _built_max_zoom(path: Path) -> int | None:
+    """The deepest zoom of a built pyramid; None when there is none (or it cannot be read)."""
+    if not path.is_file():
+        return None
+    try:
+        with open_archive(path) as archive:
+            return archive.info.max_zoom
+    except TileSourceError:
+        return None
+
+
 def catalogue(settings: Settings | None = None) -> list[tuple[str, SourceInfo]]:
     """Every named source (offline layers, then online providers) with its info, for menus and docs."""
     entries: list[tuple[str, SourceInfo]] = []
     for key, spec in LAYERS.items():
         name = OFFLINE if key == DEFAULT_LAYER else f"{OFFLINE}:{key}"
-        built = default_pyramid_path(key, settings).is_file()
-        entries.append((name, SourceInfo(name=name, title=spec.title + ("" if built else " — not built yet"),
-                                         max_zoom=6, attribution=spec.attribution, licence=spec.licence,
-                                         caching_allowed=True, online=False)))
+        path = default_pyramid_path(key, settings)
+        built = _built_max_zoom(path)
+        entries.append((name, SourceInfo(name=name, title=spec.title + ("" if built is not None else " — not built yet"),
+                                         max_zoom=6 if built is None else built, attribution=spec.attribution,
+                                         licence=spec.licence, caching_allowed=True, online=False)))
     for key in PROVIDERS:
         entries.append((key, resolve_provider(key).info))
     return entries

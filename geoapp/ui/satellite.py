@@ -46,7 +46,7 @@ class SatelliteViews:
     """Tile sources opened once per process and the mosaics drawn from them."""
 
     def __init__(self) -> None:
-        self._sources: dict[str, TileSource] = {}
+        self._sources: dict[str, tuple[TileSource, float | None]] = {}  # name -> (source, pyramid mtime)
         self._lock = threading.Lock()
 
     def source(self, name: str | None, online_tiles: bool, notice: Callable[[str], None] | None = None) -> TileSource:
@@ -54,15 +54,20 @@ class SatelliteViews:
         if is_online_name(name) and not online_tiles:
             raise FormError(f"'{name}' is an online tile source and online tiles are off: tick \"Online map tiles\" "
                             "in Map settings (the tile server will see the area), or choose the offline pyramid.")
+        # A rebuilt pyramid (`tiles build-offline` while the app runs) is a new file: reopen it.
+        path = default_pyramid_path() if name == OFFLINE else None
+        stamp = path.stat().st_mtime if path is not None and path.is_file() else None
         with self._lock:
-            cached = self._sources.get(name)
-            if cached is None or (name == OFFLINE and not default_pyramid_path().is_file()):
+            source, seen = self._sources.get(name, (None, None))
+            if source is None or (path is not None and (stamp is None or stamp != seen)):
                 try:
-                    cached = open_source(name, allow_online=online_tiles, build_missing=True, notice=notice)
+                    source = open_source(name, allow_online=online_tiles, build_missing=True, notice=notice)
                 except (TileSourceError, OfflineModeError) as error:
                     raise FormError(str(error)) from error
-                self._sources[name] = cached
-        return cached
+                if path is not None:
+                    stamp = path.stat().st_mtime
+                self._sources[name] = (source, stamp)
+        return source
 
     def view(self, lat: float, lon: float, zoom: int, source_name: str | None, online_tiles: bool,
              notice: Callable[[str], None] | None = None):
