@@ -73,3 +73,14 @@ def test_claim_view_uses_the_claim_point_or_the_country(offline_pyramid):
     image, caption = satellite.claim_view(workbench, session, "c2", 4, "offline", False)
     assert image is not None and caption.startswith("Claim France")
     assert satellite.claim_view(workbench, session, None, 4, "offline", False) == (None, "")
+
+
+def test_tile_route_follows_the_app_login():
+    def request(cookies):
+        app = SimpleNamespace(auth={"analyst": "pw"}, auth_dependency=None, cookie_id="c", tokens={"tok": "analyst"})
+        return SimpleNamespace(app=app, cookies=cookies)
+
+    assert satellite._logged_in(request({"access-token-c": "tok"}))
+    assert not satellite._logged_in(request({}))
+    assert not satellite._logged_in(request({"access-token-c": "forged"}))
+    assert satellite._logged_in(SimpleNamespace(app=SimpleNamespace(auth=None, auth_dependency=None), cookies={}))
