@@ -78,11 +78,21 @@ class MapAssets:
 
 
 @dataclass(frozen=True)
+class OfflineTileLayer:
+    """Imagery tiles served by the app itself (the offline pyramid), at a page-relative URL."""
+
+    url: str  # "{z}/{x}/{y}" template, relative to the page (the app's own server)
+    attribution: str
+    max_native_zoom: int  # deeper zooms enlarge these tiles
+
+
+@dataclass(frozen=True)
 class MapOptions:
     """How maps are drawn (the same for every map of a session)."""
 
     assets: MapAssets
     online_tiles: bool = True  # OpenStreetMap + Esri imagery base layers (requests to tile servers)
+    offline_tiles: OfflineTileLayer | None = None  # the app's own imagery layer (shown in offline mode)
     height_px: int = 560
     heat_max_points: int = 4000  # heatmap points: the most probable ones ...
     heat_mass: float = 0.99  # ... holding this much of the probability
@@ -280,6 +290,12 @@ def _base_map(options: MapOptions, *, offline_background: bool) -> folium.Map:
                          max_zoom=19, show=False).add_to(fmap)
     if options.assets.basemap_js:
         _CountryOutlines(options.assets.basemap_js, "Country outlines (offline basemap)").add_to(fmap)
+    if options.offline_tiles is not None:
+        # An overlay (a checkbox), so the outlines underneath stay one click away.
+        layer = options.offline_tiles
+        folium.TileLayer(layer.url, name="Satellite (offline Blue Marble, from this app)", attr=_text(layer.attribution),
+                         max_zoom=19, max_native_zoom=layer.max_native_zoom, overlay=True,
+                         show=not options.online_tiles).add_to(fmap)
     return fmap
 
 

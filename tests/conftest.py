@@ -43,3 +43,15 @@ def tiny_locator(_isolated_cache):
     from geoapp import Geolocator
 
     return Geolocator.load(backbone="tiny-test", backbone_weights="random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def offline_pyramid(_isolated_cache) -> Path:
+    """A small Blue Marble pyramid (zoom 0-3, 85 tiles, a few seconds) where ``offline`` looks for it."""
+    from geoapp.tiles.pyramid import build_pyramid
+    from geoapp.tiles.registry import default_pyramid_path
+
+    path = default_pyramid_path()
+    if not path.is_file():
+        build_pyramid(path, max_zoom=3)
+    return path

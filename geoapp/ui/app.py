@@ -18,6 +18,7 @@ from geoapp.ui.common import UiContext
 from geoapp.ui.config import AppConfig
 from geoapp.ui.locate_tab import build_locate_tab
 from geoapp.ui.models_tab import build_models_tab
+from geoapp.ui.satellite import build_tile_source_setting, tile_routes
 from geoapp.ui.service import GeolocationService, ModelSettings
 from geoapp.ui.text_map_tab import build_text_map_tab
 from geoapp.ui.theme import CSS, build_theme
@@ -30,6 +31,7 @@ class SharedWidgets:
     """Widgets outside the tabs that tabs read (settings)."""
 
     online_tiles: gr.Checkbox
+    tile_source: gr.Dropdown | None = None  # Satellite view source (geoapp/ui/satellite.py)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class TabSpec:
 
 def default_tabs() -> list[TabSpec]:
     return [
-        TabSpec("Locate", lambda ctx, shared: build_locate_tab(ctx, shared.online_tiles), "tab-locate"),
+        TabSpec("Locate", lambda ctx, shared: build_locate_tab(ctx, shared.online_tiles, shared.tile_source), "tab-locate"),
         TabSpec("Text → Map", lambda ctx, shared: build_text_map_tab(ctx, shared.online_tiles), "tab-text-map"),
-        TabSpec("Cases", lambda ctx, shared: build_cases_tab(ctx, shared.online_tiles), "tab-cases"),
+        TabSpec("Cases", lambda ctx, shared: build_cases_tab(ctx, shared.online_tiles, tile_source=shared.tile_source),
+                "tab-cases"),
         TabSpec("Models", lambda ctx, shared: build_models_tab(ctx), "tab-models"),
     ]
 
@@ -78,7 +81,8 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
     gr.set_static_paths([asset_dir])
     service = GeolocationService(ModelSettings(backbone=config.backbone, backbone_weights=config.backbone_weights,
                                                device=config.device))
-    ctx = UiContext(config=config, service=service, asset_prefix=f"gradio_api/file={asset_dir.as_posix()}/")
+    ctx = UiContext(config=config, service=service, asset_prefix=f"gradio_api/file={asset_dir.as_posix()}/",
+                    offline_tiles=True)
     with gr.Blocks(title="geoapp", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         _header(ctx)
         with gr.Accordion("Map settings", open=False):
@@ -87,7 +91,8 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
                 label="Online map tiles (OpenStreetMap streets, Esri satellite imagery)",
                 info="Off: the page contacts nothing but this app (country outlines as the basemap). "
                      + ("Started with --offline-map." if config.offline_map else ""))
-        shared = SharedWidgets(online_tiles=online_tiles)
+            tile_source = build_tile_source_setting()
+        shared = SharedWidgets(online_tiles=online_tiles, tile_source=tile_source)
         with gr.Tabs():
             for spec in tabs if tabs is not None else default_tabs():
                 with gr.Tab(spec.label, elem_id=spec.elem_id):
@@ -99,5 +104,6 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
         footer_links=["api", "settings"],
         run_history=False,  # results would be kept in the browser; analysts' material stays on the server
         enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
+        app_kwargs={"routes": tile_routes()},  # the offline pyramid's tiles, from this server only
     )
     return demo, launch

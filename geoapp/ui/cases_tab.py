@@ -27,6 +27,11 @@ from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError
 from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S, model_info
 from geoapp.ui.region_picker import build_region_picker, region_form
+from geoapp.ui.satellite import (
+    build_satellite_controls,
+    build_satellite_image,
+    wire_claim_view,
+)
 
 EXPORT_LABELS = {"html": "HTML report", "geojson": "GeoJSON", "kml": "KML", "csv": "CSV", "bundle": "Bundle (.zip)"}
 NO_CASE = "Open a case from the list, or create one."
@@ -215,7 +220,8 @@ def _named(handler, name: str):
     return export
 
 
-def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWorkbench | None = None) -> CasesHandlers:
+def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWorkbench | None = None,
+                    tile_source: gr.Dropdown | None = None) -> CasesHandlers:
     """Lay out the Cases tab (inside a ``gr.Tab``) and wire its events."""
     handlers = CasesHandlers(ctx, workbench)
     session = gr.State(CaseSession(), time_to_live=SESSION_TTL_S)
@@ -288,6 +294,10 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
             rationale = gr.Textbox(label="Rationale", lines=3)
             verdict_button = gr.Button("Record verdict", variant="primary")
             verdicts = gr.Markdown()
+    with gr.Accordion("Satellite view of the claim chosen above", open=False), gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            satellite_controls = build_satellite_controls()
+        satellite = build_satellite_image("geoapp-case-satellite")
     with gr.Accordion("Export", open=True):
         with gr.Row():
             export_buttons = {fmt: gr.Button(label, size="sm") for fmt, label in EXPORT_LABELS.items()}
@@ -339,5 +349,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                        outputs=figures, **private)
     online_tiles.input(case_errors(handlers.show_map), inputs=[session, analysis_choice, online_tiles],
                        outputs=[map_view, candidates], show_progress="hidden", **private)
+    wire_claim_view(case_errors, handlers.workbench, session, verdict_claim, satellite_controls, satellite,
+                    online_tiles, tile_source)
     return handlers
 

@@ -16,6 +16,7 @@ from geoapp.imaging import ImageLoadError
 from geoapp.maps import MapAssets, MapOptions
 from geoapp.ui.config import AppConfig
 from geoapp.ui.forms import FormError
+from geoapp.ui.satellite import offline_tile_layer
 from geoapp.ui.service import GeolocationService, ModelUnavailableError, Progress
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ class UiContext:
     config: AppConfig
     service: GeolocationService
     asset_prefix: str  # URL prefix (relative to the page) of the served map-asset folder
+    offline_tiles: bool = False  # the app serves the offline pyramid (geoapp/ui/satellite.py tile_routes)
 
     def map_options(self, online_tiles: bool) -> MapOptions:
-        return MapOptions(MapAssets.local(self.asset_prefix), online_tiles=bool(online_tiles))
+        return MapOptions(MapAssets.local(self.asset_prefix), online_tiles=bool(online_tiles),
+                          offline_tiles=offline_tile_layer() if self.offline_tiles else None)
 
     @property
     def random_weights(self) -> bool:

@@ -24,6 +24,11 @@ from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
 from geoapp.ui.region_picker import build_region_picker, region_form
+from geoapp.ui.satellite import (
+    build_satellite_controls,
+    build_satellite_image,
+    wire_candidate_view,
+)
 from geoapp.ui.service import GeolocationService, LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
@@ -135,7 +140,7 @@ class LocateHandlers:
         return result.crop, result.overlay, caption, gr.update(value=others or None, visible=bool(others))
 
 
-def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
+def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.Dropdown | None = None) -> None:
     """Lay out the Locate tab (inside a ``gr.Tab``) and wire its events."""
     handlers = LocateHandlers(ctx)
     session = gr.State(LocateSession(), time_to_live=SESSION_TTL_S)
@@ -177,9 +182,11 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
         with gr.Column(scale=1, min_width=300):
             rank = gr.Dropdown(label="Explain candidate (Grad-CAM)", choices=[], interactive=True)
             cam_caption = gr.Markdown()
+            satellite_controls = build_satellite_controls()
         cam_crop = gr.Image(label="What the model saw (centre crop)", interactive=False, height=300, type="pil")
         cam_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=300, type="pil",
                                elem_id="geoapp-gradcam")
+        satellite = build_satellite_image()
     cam_others = gr.Gallery(label="Grad-CAM of the model's other inputs", visible=False, height=320, columns=3,
                             elem_id="geoapp-gradcam-branches")
     with gr.Accordion("Evidence from the model", open=True, visible=False) as evidence:
@@ -210,6 +217,8 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
     model.input(_model_changed(ctx.service), inputs=model, outputs=[model, *option_fields], api_visibility="private",
                 show_progress="hidden")
+    wire_candidate_view(user_errors, session, selector, rank, satellite_controls, satellite, online_tiles, tile_source,
+                        shown=table)
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
 

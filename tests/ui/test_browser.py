@@ -1,4 +1,4 @@
-"""End to end in headless Chromium: upload photos, see the map, markers, heatmap and Grad-CAM.
+"""End to end in headless Chromium: upload photos, see the map, markers, heatmap, Grad-CAM, satellite view.
 
 Runs against the offline-map app of ``running_app`` and records every request the page makes:
 none may leave 127.0.0.1. Screenshots go to tests/ui/artifacts/ (or $GEOAPP_TEST_ARTIFACTS).
@@ -53,6 +53,17 @@ def _wait_in_map(frame, selector: str, timeout_s: float = 90.0) -> int:
     return 0
 
 
+def _check_satellite_view(page, map_frame) -> None:
+    """Satellite view of candidate #1 from the offline pyramid (built on first need), and the map's
+    offline imagery tiles, served by the app itself."""
+    page.wait_for_selector("#geoapp-satellite img", timeout=90_000)
+    caption = page.locator("#geoapp-satellite-caption").inner_text()
+    assert "Candidate #1" in caption and "NASA" in caption and "local file" in caption, caption
+    assert page.locator("#geoapp-satellite img").evaluate("img => img.naturalWidth") == 512
+    tiles = "img.leaflet-tile-loaded[src*='geoapp-tiles/offline']"
+    assert _wait_in_map(map_frame, tiles, timeout_s=30) > 0, "the map shows no offline imagery tile"
+
+
 def test_locate_in_the_browser_offline(running_app, artifacts_dir):
     sync_api = _playwright()
     photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
@@ -80,6 +91,7 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
             page.wait_for_selector("#geoapp-gradcam img", timeout=90_000)
             page.wait_for_selector("#geoapp-candidates table", timeout=10_000)
             assert page.locator(".geoapp-random").count() >= 2  # page banner + result banner
+            _check_satellite_view(page, map_frame)
             page.wait_for_timeout(1500)  # let tiles-free map and images settle for the screenshot
             page.screenshot(path=str(artifacts_dir / "locate_offline.png"), full_page=True)
 
@@ -96,6 +108,7 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
     assert requests, "no request was recorded"
     outside = _external(requests)
     assert outside == [], f"offline mode contacted other hosts: {outside}"
+    assert any("geoapp-tiles/offline/" in url for url in requests)  # map imagery came from the app
 
 
 def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifacts_dir):
@@ -116,11 +129,12 @@ def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifac
             map_frame = page.frame_locator("#geoapp-locate-map iframe")
             markers = _wait_in_map(map_frame, ".geoapp-candidate", timeout_s=240)
             assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
-            page.wait_for_selector("#geoapp-segmentation img", timeout=60_000)
-            scene = page.locator("#geoapp-scene")
-            assert "Scene" in scene.inner_text() and "Segmentation" in scene.inner_text()
-            assert "RANDOM SEGMENTER WEIGHTS" in scene.inner_text()
+            page.wait_for_selector("#geoapp-evidence img", timeout=60_000)  # the segmentation map (evidence item)
+            evidence = page.locator("#geoapp-evidence")
+            assert "Scene" in evidence.inner_text() and "Segmentation" in evidence.inner_text()
+            assert "RANDOM SEGMENTER WEIGHTS" in evidence.inner_text()
             page.wait_for_selector("#geoapp-gradcam img", timeout=120_000)
+            page.wait_for_selector("#geoapp-gradcam-branches img", timeout=120_000)  # the segmentation branch's map
             page.wait_for_timeout(1500)
             page.screenshot(path=str(artifacts_dir / "locate_translocator.png"), full_page=True)
         finally:
