@@ -77,7 +77,7 @@ class Cells:
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-down: parent's image count
 
     def __len__(self) -> int:
-        return int(len(self.coords))
+        return len(self.coords)
 
     @property
     def counts(self) -> np.ndarray:

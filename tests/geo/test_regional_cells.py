@@ -26,7 +26,7 @@ def build(points, method, **kwargs):
 
 
 def test_top_down_cells_have_n_or_are_minimum_size_or_remainders(points):
-    lat, lon, _ = points
+    lat = points[0]
     cells = build(points, "top-down")
     counts = cells.counts
     assert (counts > 0).all() and counts.sum() == len(lat)
@@ -38,7 +38,6 @@ def test_top_down_cells_have_n_or_are_minimum_size_or_remainders(points):
 
 
 def test_top_down_stops_only_at_the_minimum_size(points):
-    lat, lon, _ = points
     coarse = build(points, "top-down", min_size_deg=5.0)
     fine = build(points, "top-down")
     assert len(coarse) < len(fine)
