@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from geoapp.models.backbones import BACKBONES, BackboneSpec, PreprocessConfig, build_clip_backbone
+from geoapp.models.backbones import (
+    BACKBONES,
+    BackboneSpec,
+    PreprocessConfig,
+    build_clip_backbone,
+)
 from geoapp.models.preprocess import centre_crop_tensor, ten_crop_tensor
 
 BACKBONE_NAMES = ("satworld", "ViT-B-32", "ViT-L-14")
@@ -60,7 +65,11 @@ def load_extractor(name: str, weights: str | None = None, device: torch.device |
     """The named backbone, frozen, in eval mode (``weights``: None = pretrained, "random", or a path)."""
     device = torch.device(device)
     if name == "satworld":
-        from geoapp.families.satworld.model import SatWorldBackbone, SatWorldConfig, load_satworld
+        from geoapp.families.satworld.model import (
+            SatWorldBackbone,
+            SatWorldConfig,
+            load_satworld,
+        )
 
         if weights == "random":
             torch.manual_seed(0)  # the same random encoder every time, so tests are reproducible

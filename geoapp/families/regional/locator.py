@@ -23,14 +23,21 @@ from geoapp.families.base import CandidateSpace, Family, FamilyIdentity, Predict
 from geoapp.families.regional.backbone import FeatureExtractor, load_extractor
 from geoapp.families.regional.evidence import ReferenceMatch, ReferenceMatches
 from geoapp.families.regional.heads import HeadConfig, RegionalHead
-from geoapp.families.regional.model import RegionalModel, References, Tables, load_model
+from geoapp.families.regional.model import References, RegionalModel, Tables, load_model
 from geoapp.geo.distance import haversine_km
 from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.preprocess import decode_side
 from geoapp.models.weights import WeightsMissingError
 from geoapp.prediction import Prediction, build_prediction
-from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
+from geoapp.runtime.batch import (
+    PendingImage,
+    auto_merge_km,
+    failed_record,
+    resolve_device,
+    run_batched,
+    source_name,
+)
 
 REFERENCE_MATCHES = 5
 AERIAL_CAVEAT = ("This regional model was trained on satellite/aerial raster crops, not on ground-level photos: "
