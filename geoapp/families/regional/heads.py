@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class HeadConfig:
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with ReLU (and dropout) between them, none after the last."""
     layers: list[nn.Module] = []
-    for index, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (a, b) in enumerate(pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if index < len(sizes) - 2:
             layers += [nn.ReLU(), nn.Dropout(dropout)] if dropout else [nn.ReLU()]
