@@ -47,10 +47,11 @@ class HeadConfig:
     hidden: int = 512
     dropout: float = 0.1
     alpha: float = 0.5  # offset/hybrid: weight of the cross-entropy, 1 - alpha for the offset MSE
-    embed_dim: int = 256  # retrieval: shared embedding size
+    embed_dim: int = 128  # retrieval: shared embedding size
+    location_hidden: int = 128  # retrieval: width of the location MLPs (small: they run on 1 000+ locations a step)
     location_encoder: str = "rff"  # retrieval: "rff" (Fourier features + MLP) or "mlp" (MLP only)
     sigmas: tuple[float, ...] = SIGMA_PRESETS["paper"]
-    frequencies: int = 128  # retrieval: Fourier frequencies per sigma
+    frequencies: int = 64  # retrieval: Fourier frequencies per sigma
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -89,7 +90,7 @@ class RegionLocationEncoder(nn.Module):
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
         self.kind = config.location_encoder
-        hidden, out = config.hidden // 2, config.embed_dim
+        hidden, out = config.location_hidden, config.embed_dim
         if self.kind == "rff":
             self.fourier = nn.ModuleList(RandomFourierFeatures(s, num_frequencies=config.frequencies)
                                          for s in config.sigmas)
@@ -190,14 +191,14 @@ def loss(head: RegionalHead, batch: Batch) -> tuple[torch.Tensor, dict[str, floa
         logits = head.similarity(out["embedding"], head.encode_locations(locations))
         # The i-th image goes with the i-th location; every other location is a negative.
         value = F.cross_entropy(logits, torch.arange(len(batch.latlon), device=logits.device))
-        return value, {"ce": float(value)}
+        return value, {"ce": float(value.detach())}
     if batch.target is not None:
         ce = -(batch.target * F.log_softmax(out["logits"], dim=-1)).sum(dim=-1).mean()
     else:
         ce = F.cross_entropy(out["logits"], batch.label)
     if kind not in ("offset", "hybrid"):
-        return ce, {"ce": float(ce)}
+        return ce, {"ce": float(ce.detach())}
     predicted = out["offsets"][torch.arange(len(batch.label)), batch.label]  # the true class's offset
     mse = F.mse_loss(predicted, encode_offsets(batch.latlon, batch.boxes))
     alpha = head.config.alpha
-    return alpha * ce + (1 - alpha) * mse, {"ce": float(ce), "mse": float(mse)}
+    return alpha * ce + (1 - alpha) * mse, {"ce": float(ce.detach()), "mse": float(mse.detach())}
