@@ -88,7 +88,7 @@ def build(source: str | Path, countries: str | list[str], method: str, name: str
                        np.array([r.country for r in records], dtype=np.int64), codes)
     rng = np.random.default_rng((config or TrainConfig()).seed)
     order = rng.permutation(len(data))
-    held = int(round(holdout * len(data))) if len(data) >= 5 else 0
+    held = round(holdout * len(data)) if len(data) >= 5 else 0
     train, test = data.subset(np.sort(order[held:])), data.subset(np.sort(order[:held]))
     config = config or TrainConfig()
     config = replace(config, cell_min=cell_min or auto_cell_min(len(train)))
