@@ -72,9 +72,10 @@ BUILD_METHODS = ("cells-up", "cells-down", "cells-consolidated", "offset", "retr
 class TrainConfig:
     """Optimisation and target settings shared by every method."""
 
-    epochs: int = 40
-    retrieval_epochs: int = 80  # contrastive heads need more passes
+    epochs: int = 20
+    retrieval_epochs: int = 30
     batch_size: int = 256
+    retrieval_batch_size: int = 512  # contrastive heads: more in-batch negatives, fewer location-encoder passes
     lr: float = 1e-3
     weight_decay: float = 1e-4
     hidden: int = 512
@@ -212,7 +213,8 @@ def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict 
     boxes_t = torch.as_tensor(boxes, dtype=torch.float32)
     targets_t = None if targets is None else torch.as_tensor(targets)
     epochs = config.retrieval_epochs if method.kind == "retrieval" else config.epochs
-    steps_per_epoch = max(1, int(np.ceil(len(data) / config.batch_size)))
+    batch_size = config.retrieval_batch_size if method.kind == "retrieval" else config.batch_size
+    steps_per_epoch = max(1, int(np.ceil(len(data) / batch_size)))
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
     queue: deque[torch.Tensor] = deque()
@@ -221,8 +223,8 @@ def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict 
     for _ in range(epochs):
         order = torch.as_tensor(rng.permutation(len(data)))
         total = 0.0
-        for start in range(0, len(data), config.batch_size):
-            index = order[start:start + config.batch_size]
+        for start in range(0, len(data), batch_size):
+            index = order[start:start + batch_size]
             batch = Batch(features[index].to(device), latlon[index].to(device), label_t[index].to(device),
                           None if targets_t is None else targets_t[index].to(device), boxes_t[index].to(device))
             if method.kind == "retrieval":
@@ -232,7 +234,7 @@ def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict 
             value.backward()
             optimiser.step()
             schedule.step()
-            total += float(value)
+            total += float(value.detach())
             if method.kind == "retrieval" and method.negatives == "queue":
                 queue.append(batch.latlon.detach())
                 while sum(len(q) for q in queue) > config.negatives:

@@ -11,7 +11,7 @@ No Flickr photos of Sweden and Switzerland exist here, so the *comparison* is re
 * noise: the paper's data is Flickr photos, many of which (indoors, portraits, food) say nothing
   about the place; ``noise_fraction`` of the images are therefore crops of random land points
   anywhere on Earth, keeping their Swedish or Swiss label;
-* split: 80/10/10 by blocks of ``block_deg`` degrees, then validation/test locations closer than
+* split: 80/10/10 of each country's blocks of ``block_deg`` degrees, then validation/test locations closer than
   ``buffer_km`` to any training location are dropped (test >= 20 km from train);
 * every method of :data:`training.regional.fit.METHODS` is trained on the training split and
   scored on the test split, next to the most-common-cell baseline.
@@ -56,7 +56,7 @@ class ReproConfig:
     window_km: float = 80.0
     pixels: int = 64
     raster: str = "relief"
-    block_deg: float = 0.5
+    block_deg: float = 1.0
     buffer_km: float = 20.0
     max_points: int | None = None  # per country (None: all gallery points); fewer for quick runs
     noise_fraction: float = 0.25  # "noisy dataset": this share of images shows a random place on Earth
@@ -123,22 +123,27 @@ def render_features(coords: np.ndarray, config: ReproConfig, rng: np.random.Gene
     return np.concatenate(out).astype(np.float32)
 
 
-def split(coords: np.ndarray, base: np.ndarray, config: ReproConfig, rng: np.random.Generator) -> np.ndarray:
-    """0 train / 1 val / 2 test / -1 dropped: 80/10/10 by blocks, held-out points >= buffer_km from train."""
+def split(coords: np.ndarray, country: np.ndarray, base: np.ndarray, config: ReproConfig,
+          rng: np.random.Generator) -> np.ndarray:
+    """0 train / 1 val / 2 test / -1 dropped: 80/10/10 of each country's blocks, held-out points >= buffer_km
+    from every training point (a base point and its copies always share a split)."""
     from training.satworld.splits import cell_ids, nearest_distance_km
 
-    blocks = cell_ids(coords, config.block_deg)
-    unique = np.unique(blocks)
-    order = rng.permutation(len(unique))
-    block_split = np.zeros(len(unique), dtype=np.int64)
-    block_split[order[int(0.8 * len(unique)):int(0.9 * len(unique))]] = 1
-    block_split[order[int(0.9 * len(unique)):]] = 2
-    assignment = block_split[np.searchsorted(unique, blocks)]
-    # A base point and its copies stay together: they go where the base point's block goes.
-    first = {}
+    first: dict[int, int] = {}
     for i, b in enumerate(base):
         first.setdefault(int(b), i)
-    assignment = assignment[[first[int(b)] for b in base]]
+    anchor = np.array([first[int(b)] for b in base])  # copies follow their base point's block
+    blocks = cell_ids(coords[anchor], config.block_deg) * 100 + country
+    assignment = np.zeros(len(coords), dtype=np.int64)
+    for c in np.unique(country):
+        unique = np.unique(blocks[country == c])
+        order = rng.permutation(len(unique))
+        held = max(2, int(round(0.2 * len(unique))))  # at least one val and one test block per country
+        block_split = np.zeros(len(unique), dtype=np.int64)
+        block_split[order[:held // 2]] = 1
+        block_split[order[held // 2:held]] = 2
+        mine = np.flatnonzero(country == c)
+        assignment[mine] = block_split[np.searchsorted(unique, blocks[mine])]
     held = np.flatnonzero(assignment > 0)
     close = nearest_distance_km(coords[held].astype(np.float32), coords[assignment == 0].astype(np.float32))
     assignment[held[close < config.buffer_km]] = -1
@@ -165,7 +170,7 @@ def reproduce(out: Path, config: ReproConfig | None = None, train: TrainConfig |
     else:
         features = render_features(coords, config, np.random.default_rng(config.seed + 1))
         np.savez(features_path, features=features, coords=coords, key=np.array(key))
-    assignment = split(coords, base, config, np.random.default_rng(config.seed + 2))
+    assignment = split(coords, country, base, config, np.random.default_rng(config.seed + 2))
     data = TrainingSet(features, coords, country, list(config.countries))
     train_set, test_set = data.subset(assignment == 0), data.subset(assignment == 2)
     print(f"{len(data)} locations: {len(train_set)} train, {int((assignment == 1).sum())} val, {len(test_set)} test "
@@ -208,4 +213,4 @@ def markdown_table(rows: dict[str, dict]) -> str:
 
 def quick_config(config: ReproConfig) -> ReproConfig:
     """A small run (a few hundred locations per country) for CI and smoke tests."""
-    return replace(config, max_points=150, copies=2)
+    return replace(config, max_points=300, copies=2)
