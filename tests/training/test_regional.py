@@ -82,7 +82,7 @@ def test_build_from_a_folder_registers_a_variant_that_predicts_with_reference_ma
     assert "country_accuracy" in manifest["metrics"]
 
     spec = registry.get("regional:tuscany")
-    assert "regional:tuscany" in registry.keys()
+    assert "regional:tuscany" in set(registry.keys())
     family = spec.load(registry.LoadOptions(device="cpu"))
     prediction = family.predict(collection / "DSCN0010.jpg", top_k=3)
     assert prediction.ok and prediction.top.country_code == "IT"

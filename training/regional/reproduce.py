@@ -138,7 +138,7 @@ def split(coords: np.ndarray, country: np.ndarray, base: np.ndarray, config: Rep
     for c in np.unique(country):
         unique = np.unique(blocks[country == c])
         order = rng.permutation(len(unique))
-        held = max(2, int(round(0.2 * len(unique))))  # at least one val and one test block per country
+        held = max(2, round(0.2 * len(unique)))  # at least one val and one test block per country
         block_split = np.zeros(len(unique), dtype=np.int64)
         block_split[order[:held // 2]] = 1
         block_split[order[held // 2:held]] = 2

@@ -7,9 +7,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geoapp.families.regional.heads import (KINDS, Batch, HeadConfig, RegionalHead, decode_offsets, encode_offsets,
-                                            haversine_smoothed_targets, loss)
-from geoapp.families.regional.model import References, RegionalModel, Tables, load_model, save_model
+from geoapp.families.regional.heads import (
+    KINDS,
+    Batch,
+    HeadConfig,
+    RegionalHead,
+    decode_offsets,
+    encode_offsets,
+    haversine_smoothed_targets,
+    loss,
+)
+from geoapp.families.regional.model import (
+    References,
+    RegionalModel,
+    Tables,
+    load_model,
+    save_model,
+)
 
 D = 32
 
