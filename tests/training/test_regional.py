@@ -9,26 +9,18 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
 from geoapp.families import registry
 from tests.conftest import shared_path
+from tests.families.regional.conftest import _one_thread  # noqa: F401  (autouse: one torch thread)
 from training.regional.build import main
 from training.regional.fit import TrainConfig
 from training.regional.reproduce import ReproConfig, quick_config, reproduce
 
 # Italian places for generated photos (the real EXIF samples with GPS are in Tuscany).
 PLACES = [(41.90, 12.50), (45.46, 9.19), (41.13, 14.78), (43.77, 11.25), (44.49, 11.34), (37.57, 14.28)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _dms(value: float) -> tuple:
