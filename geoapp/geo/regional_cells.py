@@ -75,6 +75,7 @@ class Cells:
     method: str
     config: CellConfig
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-down: parent's image count
+    tiles: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # [C, 4] quadtree box / heat-map window
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -118,11 +119,11 @@ def build_cells(lat: np.ndarray, lon: np.ndarray, config: CellConfig, features: 
         groups = [leaf.members for leaf in leaves]
         parents = np.array([leaf.parent_count for leaf in leaves], dtype=np.int64)
         claimed = np.ones(len(lat), dtype=bool)
-        return _finish(lat, lon, groups, claimed, config, parents)
+        return _finish(lat, lon, groups, claimed, config, parents, np.array([leaf.box for leaf in leaves]))
     if config.method == "bottom-up" and features is None:
         raise ValueError("bottom-up cells pick spots by feature cohesion: pass the image features")
-    groups, claimed = _bottom_up(lat, lon, config, features)
-    return _finish(lat, lon, groups, claimed, config, np.zeros(len(groups), np.int64))
+    groups, claimed, windows = _bottom_up(lat, lon, config, features)
+    return _finish(lat, lon, groups, claimed, config, np.zeros(len(groups), np.int64), np.array(windows))
 
 
 # ---------------------------------------------------------------------------------------------- top-down
@@ -131,12 +132,13 @@ class _Leaf:
     members: np.ndarray  # indices of the images in the cell
     path: tuple[int, ...]  # quadrant path from the root (its ancestors are the prefixes)
     parent_count: int  # images in the parent box (root: its own count)
+    box: tuple[float, float, float, float]  # south, west, north, east of the quadtree box
 
 
 def _quadtree(lat: np.ndarray, lon: np.ndarray, box: tuple[float, float, float, float],
               config: CellConfig) -> list[_Leaf]:
     leaves: list[_Leaf] = []
-    stack = [(np.arange(len(lat)), box, (), len(lat))]
+    stack = [(np.arange(len(lat)), tuple(float(v) for v in box), (), len(lat))]
     while stack:
         members, (south, west, north, east), path, parent_count = stack.pop()
         mid_lat, mid_lon = (south + north) / 2, (west + east) / 2
@@ -152,7 +154,7 @@ def _quadtree(lat: np.ndarray, lon: np.ndarray, box: tuple[float, float, float, 
             # Reverse so that the stack pops quadrant 0 first (stable, readable cell order).
             stack.extend((m, b, p, len(members)) for m, b, p in reversed(quadrants) if len(m))
         elif len(members):
-            leaves.append(_Leaf(members, path, parent_count))
+            leaves.append(_Leaf(members, path, parent_count, (south, west, north, east)))
     return leaves
 
 
@@ -160,14 +162,22 @@ def _consolidate(leaves: list[_Leaf], lat: np.ndarray, lon: np.ndarray, min_imag
     """Merge cells under ``min_images`` into their parent's remainder cell, deepest first."""
     kept = [leaf for leaf in leaves if len(leaf.members) >= min_images]
     pools: dict[tuple[int, ...], list[np.ndarray]] = {}
+    boxes: dict[tuple[int, ...], tuple[float, float, float, float]] = {}
     for leaf in leaves:
         if len(leaf.members) < min_images:
             pools.setdefault(leaf.path[:-1], []).append(leaf.members)
+            boxes[leaf.path] = leaf.box
+    # A remainder cell's tile is its parent's box: the union of its children's boxes.
+    def parent_box(path: tuple[int, ...]) -> tuple[float, float, float, float]:
+        children = [b for p, b in boxes.items() if p[:len(path)] == path]
+        return (min(b[0] for b in children), min(b[1] for b in children), max(b[2] for b in children),
+                max(b[3] for b in children))
+
     while pools:
         deepest = max(pools, key=lambda p: (len(p), p))
         members = np.concatenate(pools.pop(deepest))
         if len(members) >= min_images or not deepest and not kept:
-            kept.append(_Leaf(np.sort(members), deepest, len(members)))
+            kept.append(_Leaf(np.sort(members), deepest, len(members), parent_box(deepest)))
         elif deepest:
             pools.setdefault(deepest[:-1], []).append(members)
         else:  # the root's remainder is too small: each image joins the nearest cell
@@ -210,6 +220,7 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
     tiebreak = rng.permutation(1 << 20).astype(np.float64) / (1 << 20)  # tiny, seeded tie-breaker per spot
     claimed = np.zeros(len(lat), dtype=bool)
     groups: list[np.ndarray] = []
+    windows: list[tuple[float, float, float, float]] = []
     south, west = lat.min(), lon.min()
     extent = max(lat.max() - south, lon.max() - west)
     resolution = config.base_deg
@@ -235,12 +246,15 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
             members = free[_in_window(row[free], col[free], keys[best])]
             claimed[members] = True
             groups.append(np.sort(members))
+            s0, w0 = south + keys[best][0] * step, west + keys[best][1] * step
+            windows.append((s0, w0, s0 + resolution, w0 + resolution))
         if resolution > 2 * extent:
             break
         resolution *= 2
     if not groups:  # fewer than min_images in total: one cell for everything
         groups, claimed = [np.arange(len(lat))], np.ones(len(lat), dtype=bool)
-    return groups, claimed
+        windows = [(float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))]
+    return groups, claimed, windows
 
 
 def _window_counts(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +280,7 @@ def nearest_index(lat: np.ndarray, lon: np.ndarray, coords: np.ndarray, chunk: i
 
 
 def _finish(lat: np.ndarray, lon: np.ndarray, groups: list[np.ndarray], claimed: np.ndarray, config: CellConfig,
-            parents: np.ndarray) -> Cells:
+            parents: np.ndarray, tiles: np.ndarray) -> Cells:
     assignment = np.full(len(lat), -1, dtype=np.int64)
     for index, members in enumerate(groups):
         assignment[members] = index
@@ -279,4 +293,4 @@ def _finish(lat: np.ndarray, lon: np.ndarray, groups: list[np.ndarray], claimed:
         coords = np.array([[lat[m].mean(), lon[m].mean()] for m in groups], dtype=np.float64)
     boxes = np.array([[lat[m].min(), lon[m].min(), lat[m].max(), lon[m].max()] for m in groups], dtype=np.float64)
     return Cells(coords=coords, boxes=boxes, assignment=assignment, claimed=claimed, method=config.method,
-                 config=config, parents=parents)
+                 config=config, parents=parents, tiles=np.asarray(tiles, dtype=np.float64).reshape(-1, 4))

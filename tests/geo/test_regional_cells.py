@@ -37,6 +37,22 @@ def test_top_down_cells_have_n_or_are_minimum_size_or_remainders(points):
         assert cells.parents[index] >= N_MIN
 
 
+@pytest.mark.parametrize(("min_size", "stopped_by_size"), [(0.01, 0), (2.0, 4)])
+def test_top_down_cell_with_a_quadrant_of_n_is_at_the_minimum_size(points, min_size, stopped_by_size):
+    lat, lon, _ = points
+    cells = build(points, "top-down", min_size_deg=min_size)
+    stopped = 0
+    for south, west, north, east in cells.tiles:
+        inside = (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
+        mid_lat, mid_lon = (south + north) / 2, (west + east) / 2
+        quadrants = [inside & ((lat >= mid_lat) == up) & ((lon >= mid_lon) == right)
+                     for up in (False, True) for right in (False, True)]
+        if max(q.sum() for q in quadrants) >= N_MIN:
+            assert min(north - south, east - west) / 2 < min_size  # could not be split further
+            stopped += 1
+    assert stopped == stopped_by_size
+
+
 def test_top_down_stops_only_at_the_minimum_size(points):
     coarse = build(points, "top-down", min_size_deg=5.0)
     fine = build(points, "top-down")
