@@ -120,3 +120,17 @@ def test_tiny_sweden_or_switzerland_run_beats_the_most_common_baseline(tmp_path)
         assert rows[name]["country_accuracy"] > baseline["country_accuracy"] + 10
     assert rows["cells-up"]["within_km"]["200"] > baseline["within_km"]["200"]
     assert "| Cells, bottom-up (theirs) |" in (tmp_path / "repro" / "table.md").read_text()
+
+
+def test_photos_just_off_the_coast_count_and_open_sea_is_reported():
+    from pathlib import Path
+
+    from training.regional.sources import Record, SourceReport, _in_countries
+
+    records = [Record(Path("harbour.jpg"), 55.60, 12.95),  # Malmö harbour, 0.7 km off the 1:10m coastline
+               Record(Path("strait.jpg"), 55.58, 12.90),  # 3 km out in the Øresund
+               Record(Path("bern.jpg"), 46.95, 7.45)]
+    report = SourceReport()
+    kept = _in_countries(records, ["SE", "CH"], report)
+    assert [(r.path.name, r.country) for r in kept] == [("harbour.jpg", 0), ("bern.jpg", 1)]
+    assert report.outside == ["strait.jpg (55.5800, 12.9000: sea)"]

@@ -16,6 +16,9 @@ from geoapp.geo.countries import get_country_index
 from geoapp.imaging import ImageLoadError, iter_image_paths, read_exif
 
 
+COAST_TOLERANCE_KM = 2.0
+
+
 class SourceError(ValueError):
     """The source cannot be used at all (missing, empty, bad CSV); the message says what to do."""
 
@@ -133,7 +136,8 @@ def _in_countries(records: list[Record], countries: list[str], report: SourceRep
     index = get_country_index()
     lat = np.array([r.lat for r in records])
     lon = np.array([r.lon for r in records])
-    found = index.lookup(lat, lon)
+    found = index.lookup(lat, lon).astype(object)
+    _snap_to_coast(found, lat, lon, countries)
     kept = []
     for record, country in zip(records, found):
         code = str(country)
@@ -143,3 +147,23 @@ def _in_countries(records: list[Record], countries: list[str], report: SourceRep
         else:
             report.outside.append(f"{record.path.name} ({record.lat:.4f}, {record.lon:.4f}: {code or 'sea'})")
     return kept
+
+
+def _snap_to_coast(found: np.ndarray, lat: np.ndarray, lon: np.ndarray, countries: list[str]) -> None:
+    """Photos just off the coastline (harbours, piers, ferries: EXIF GPS at sea by the 1:10m polygons)
+    count for a chosen country within ``COAST_TOLERANCE_KM``."""
+    import shapely
+
+    at_sea = np.flatnonzero(found == "")
+    if not len(at_sea):
+        return
+    points = shapely.points(lon[at_sea], lat[at_sea])
+    index = get_country_index()
+    best = np.full(len(at_sea), np.inf)
+    for code in countries:
+        # Degrees -> km with 111.32 km per degree: exact along meridians, an overestimate along
+        # parallels (a degree of longitude is shorter), so the tolerance only ever errs on the safe side.
+        distance = shapely.distance(index.get(code).geometry, points) * 111.32
+        closer = (distance <= COAST_TOLERANCE_KM) & (distance < best)
+        found[at_sea[closer]] = code
+        best = np.minimum(best, distance)
