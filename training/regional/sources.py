@@ -15,7 +15,6 @@ import numpy as np
 from geoapp.geo.countries import get_country_index
 from geoapp.imaging import ImageLoadError, iter_image_paths, read_exif
 
-
 COAST_TOLERANCE_KM = 2.0
 
 
