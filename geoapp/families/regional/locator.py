@@ -141,7 +141,9 @@ class RegionalLocator(Family):
             for row, item in enumerate(pending):
                 start = time.perf_counter()
                 coords, probs = decoded.coords[row], decoded.probs[row]
-                keep = mask & np.asarray(region.contains(coords[:, 0], coords[:, 1]), bool) if region else mask
+                keep = mask
+                if region is not None:
+                    keep = mask & np.asarray(region.contains(coords[:, 0], coords[:, 1]), dtype=bool)
                 if not keep.any():  # decoded offsets all left the region: fall back to the anchors inside it
                     keep, coords = mask, decoded.anchors
                 kept = probs[keep] / max(float(probs[keep].sum()), 1e-300)
