@@ -34,6 +34,7 @@ BUILTIN_PACKAGES = (
     "geoapp.families.satworld",
     "geoapp.families.translocator",
     "geoapp.families.ensemble",
+    "geoapp.families.regional",
 )
 PLUGINS_ENV = "GEOAPP_FAMILY_PACKAGES"
 AUTO = "auto"
