@@ -60,6 +60,21 @@ class FamilyOption:
 
 
 @dataclass(frozen=True)
+class FamilyBuilder:
+    """How analysts build a variant of the family from their own geotagged photos.
+
+    The builder is a command run as a subprocess (``geoapp`` never imports ``training``):
+    ``python -m <module> build SOURCE --countries CODES --method METHOD --name NAME``; it writes the
+    variant folder with its manifest (which holds the held-out metrics).
+    """
+
+    module: str  # e.g. "training.regional"
+    methods: tuple[str, ...]
+    default_method: str
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class LoadOptions:
     """How to load a family (typed; family-specific knobs in ``extras``)."""
 
@@ -88,6 +103,7 @@ class FamilySpec:
     members: tuple[str, ...] = ()  # families this one combines (their files count too)
     auto_priority: int | None = None  # `auto` picks the highest ready family; None: never
     options: tuple[FamilyOption, ...] = ()
+    builder: FamilyBuilder | None = None  # analysts can build variants from their photos (Models tab)
     test_options: Mapping[str, Any] = field(default_factory=dict)  # LoadOptions extras for a tiny random instance
     paper: str = ""
     variant: Variant | None = None
@@ -219,6 +235,10 @@ def get(key: str) -> FamilySpec:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownFamilyError(f"Unknown model {key!r}.{hint} Available: {', '.join(valid)} (or {AUTO!r}).")
+
+
+def buildable_families() -> list[FamilySpec]:
+    return [spec for spec in families(include_variants=False) if spec.builder is not None]
 
 
 def text_families() -> list[FamilySpec]:

@@ -8,7 +8,10 @@ import html
 import gradio as gr
 import pandas as pd
 
-from geoapp.ui.common import UiContext, progress_callback, user_errors
+from geoapp.families import registry
+from geoapp.ui import builds
+from geoapp.ui.common import USER_ERRORS, UiContext, progress_callback, user_errors
+from geoapp.ui.config import is_loopback
 from geoapp.ui.service import ModelStatus
 
 WEIGHT_COLUMNS = ["Weights", "File", "Used by", "Present", "Size (MB)", "Where / how to get it"]
@@ -98,3 +101,65 @@ def build_models_tab(ctx: UiContext) -> None:
 
     refresh.click(refresh_status, outputs=[summary, table], api_visibility="private")
     load.click(load_now, inputs=choice, outputs=[summary, table], api_visibility="private", concurrency_id="model")
+    build_variant_section(ctx, [summary, table], refresh_status)
+
+
+def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) -> None:
+    """Build a model of a buildable family (regional models ...) from the analyst's own geotagged photos."""
+    buildable = registry.buildable_families()
+    if not buildable:
+        return
+    allow_folders = is_loopback(ctx.config.host)
+    first = buildable[0]
+    with gr.Accordion("Build a model from your own geotagged photos", open=False, elem_id="geoapp-build"):
+        gr.Markdown("Train a model for your area on photos you have the right to use (EXIF GPS, or a CSV "
+                    "`path,lat,lon` inside the zip). It runs here, in the background, and shows its held-out "
+                    "accuracy when done. " + html.escape(first.builder.help)
+                    + ("" if allow_folders else " (Server folders are off because the app is reachable from other "
+                       "machines: upload a .zip.)"))
+        with gr.Row():
+            family = gr.Dropdown([(s.label, s.key) for s in buildable], value=first.key, label="Kind of model")
+            method = gr.Dropdown(list(first.builder.methods), value=first.builder.default_method, label="Method")
+            name = gr.Textbox(label="Name (the model becomes family:name)", placeholder="my-area", max_lines=1,
+                              elem_id="geoapp-build-name")
+            countries = gr.Textbox(label="Countries", placeholder="SE,CH", max_lines=1, elem_id="geoapp-build-countries")
+        with gr.Row():
+            upload = gr.File(label="Photos as a .zip", file_types=[".zip"], file_count="single", height=110,
+                             elem_id="geoapp-build-zip")
+            folder = gr.Textbox(label="…or a folder on this machine", visible=allow_folders, max_lines=1,
+                                elem_id="geoapp-build-folder")
+        start = gr.Button("Build the model", variant="primary", elem_id="geoapp-build-start")
+        log = gr.Textbox(label="Build log", lines=8, max_lines=16, interactive=False, elem_id="geoapp-build-log")
+        result = gr.Markdown(elem_id="geoapp-build-result")
+
+    def methods_of(key: str):
+        spec = registry.get(key)
+        return gr.update(choices=list(spec.builder.methods), value=spec.builder.default_method)
+
+    def run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+        # A generator (streamed log), so errors are turned into messages here rather than by user_errors.
+        try:
+            yield from _run(key, chosen_method, variant_name, country_text, zip_file, server_folder)
+        except USER_ERRORS as error:
+            raise gr.Error(html.escape(str(error)), duration=None, title="Cannot build the model",
+                           print_exception=False) from error
+
+    def _run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+        zip_path = getattr(zip_file, "name", zip_file) or None
+        request = builds.BuildRequest(family=str(key), countries=str(country_text or "").strip(),
+                                      method=str(chosen_method or ""), name=str(variant_name or "").strip(),
+                                      zip_path=zip_path, folder=(server_folder or "").strip() or None)
+        lines: list[str] = []
+        yield "Starting …", "", *[gr.update() for _ in status_outputs]
+        for line in builds.run_build(request, allow_folders):
+            if lines and line.split(":")[0] == lines[-1].split(":")[0] and "%" in line:
+                lines[-1] = line  # a progress bar updating in place
+            else:
+                lines.append(line)
+            yield "\n".join(lines[-60:]), "", *[gr.update() for _ in status_outputs]
+        markdown = builds.metrics_markdown(builds.built_manifest(request.name))
+        yield "\n".join(lines[-60:]), markdown, *refresh_status()
+
+    family.input(methods_of, inputs=family, outputs=method, api_visibility="private", show_progress="hidden")
+    start.click(run, inputs=[family, method, name, countries, upload, folder], outputs=[log, result, *status_outputs],
+                api_visibility="private", concurrency_id="build", concurrency_limit=1)

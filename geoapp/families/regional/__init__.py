@@ -10,7 +10,7 @@ the locator in :mod:`.locator`, reference matches in :mod:`.evidence`.
 from __future__ import annotations
 
 from geoapp.families.base import GROUND_PHOTO, Capabilities
-from geoapp.families.registry import FamilySpec, register
+from geoapp.families.registry import FamilyBuilder, FamilySpec, register
 from geoapp.models import weights as w
 
 BUILD_COMMAND = "python -m training.regional build PHOTOS/ --countries SE,CH --method cells-up --name my-area"
@@ -34,6 +34,14 @@ SPEC = register(FamilySpec(
     caveat=None,  # set per model from what it was trained on (see RegionalLocator.describe)
     capabilities=Capabilities(text=False, tencrop=True, region=True, gradcam=False),
     weight_files=(CHECKPOINT,),
+    builder=FamilyBuilder(
+        module="training.regional",
+        methods=("cells-up", "cells-down", "cells-consolidated", "offset", "retrieval-rff", "retrieval-mlp", "hybrid",
+                 "classifier"),
+        default_method="cells-up",
+        help="Photos with EXIF GPS (or a CSV path,lat,lon) in the chosen countries; the model keeps their features "
+             "and thumbnails to show the most similar ones with every prediction.",
+    ),
     test_options={"method": "cells", "countries": "SE,CH"},
     paper="Sweden or Switzerland - GeoLocation on Noisy Datasets (Engdahl, Heubi)",
 ))

@@ -1,0 +1,148 @@
+"""Build a model variant from the analyst's own photos (no Gradio): unpack the source safely, run the family's
+builder as a subprocess with its output streamed, and read the held-out metrics from the manifest.
+
+A subprocess keeps the app's layers intact (``geoapp`` never imports ``training``) and keeps a long build
+from blocking the server; its lines (progress bars included) are passed on as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoapp.families import registry
+from geoapp.families.variants import MANIFEST, check_tag, variants_dir
+from geoapp.ui.forms import FormError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed, all members together
+COUNTRIES = re.compile(r"^[A-Za-z][A-Za-z ,'.-]{0,300}$")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    family: str
+    countries: str
+    method: str
+    name: str
+    zip_path: str | None = None  # an uploaded .zip of photos (or photos + a CSV)
+    folder: str | None = None  # a folder on the server (allowed only when the app listens on loopback)
+
+
+def check_request(request: BuildRequest, allow_folders: bool) -> None:
+    spec = registry.get(request.family)
+    if spec.builder is None:
+        raise FormError(f"{spec.label} cannot be built from photos here.")
+    if request.method not in spec.builder.methods:
+        raise FormError(f"Unknown method {request.method!r}; choose one of {', '.join(spec.builder.methods)}.")
+    try:
+        check_tag(request.name)
+    except ValueError as error:
+        raise FormError(str(error)) from error
+    if not COUNTRIES.match(request.countries or ""):
+        raise FormError("Name the countries as ISO codes or names separated by commas (e.g. SE,CH).")
+    if bool(request.zip_path) == bool(request.folder):
+        raise FormError("Give either a .zip of photos or a folder on the server (one of the two).")
+    if request.folder and not allow_folders:
+        raise FormError("Server folders can only be used when the app listens on this machine only; upload a .zip.")
+    if request.folder and not Path(request.folder).expanduser().is_dir():
+        raise FormError(f"No such folder on the server: {request.folder}")
+
+
+def unpack_zip(path: str, target: Path) -> Path:
+    """Extract a zip of photos into ``target`` refusing absolute paths, '..', links and oversized archives."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise FormError(f"The upload is not a readable .zip file ({error}).") from error
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise FormError(f"The zip holds {len(members)} entries; at most {MAX_ZIP_MEMBERS} are accepted.")
+        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise FormError(f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; split the collection.")
+        root = target.resolve()
+        for member in members:
+            name = member.filename
+            mode = member.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise FormError(f"The zip contains a link ({name}); links are not accepted.")
+            destination = (root / name).resolve()
+            if name.startswith(("/", "\\")) or ".." in Path(name).parts or not destination.is_relative_to(root):
+                raise FormError(f"The zip contains an unsafe path ({name}).")
+            if member.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as source, open(destination, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+    csvs = sorted(root.rglob("*.csv"))
+    return csvs[0] if len(csvs) == 1 else root  # a CSV of path,lat,lon if the zip has one, else the photos
+
+
+def run_build(request: BuildRequest, allow_folders: bool) -> Iterator[str]:
+    """Yield the builder's output line by line (progress bars as they update); raise FormError on failure."""
+    check_request(request, allow_folders)
+    spec = registry.get(request.family)
+    with tempfile.TemporaryDirectory(prefix="geoapp-build-") as work:
+        source = unpack_zip(request.zip_path, Path(work)) if request.zip_path else Path(request.folder).expanduser()
+        command = [sys.executable, "-m", spec.builder.module, "build", str(source), "--countries", request.countries,
+                   "--method", request.method, "--name", request.name]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEOAPP_VARIANTS_DIR": str(variants_dir())}
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        tail: list[str] = []
+        buffer = b""
+        try:
+            while chunk := os.read(process.stdout.fileno(), 4096):
+                buffer += chunk
+                *lines, buffer = re.split(rb"[\r\n]", buffer)
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").strip()
+                    if line:
+                        tail = (tail + [line])[-20:]
+                        yield line
+        finally:
+            code = process.wait()
+        if buffer.strip():
+            tail.append(buffer.decode("utf-8", "replace").strip())
+    if code != 0:
+        errors = [line for line in tail if line.startswith("error:")] or tail[-3:]
+        raise FormError("The build failed: " + " ".join(errors))
+
+
+def built_manifest(name: str) -> dict:
+    """The manifest of a built variant (metrics included)."""
+    path = variants_dir() / name / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def metrics_markdown(manifest: dict) -> str:
+    """Held-out metrics of a built variant against the most-common-cell baseline."""
+    metrics = manifest.get("metrics") or {}
+    baseline = manifest.get("baseline_most_common_cell") or {}
+    key = f"{manifest.get('family')}:{manifest.get('tag')}"
+
+    def row(label: str, values: dict) -> str:
+        within = values.get("within_km") or {}
+        cells = [f"{float(values.get('country_accuracy', float('nan'))):.1f} %"]
+        cells += [f"{float(within.get(str(r), within.get(r, float('nan')))):.1f} %" for r in (25, 200, 750)]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines = [f"**Built `{key}`** — {manifest.get('label', '')}: {manifest.get('training_images', '?')} training "
+             f"photos, {manifest.get('heldout_images', '?')} held out.", "",
+             "| held-out photos | country | ≤ 25 km | ≤ 200 km | ≤ 750 km |", "|---|---|---|---|---|",
+             row("this model", metrics), row("most common cell (baseline)", baseline), "",
+             f"Choose **{key}** in Locate or Cases (reload the page), or `--model {key}` on the command line."]
+    return "\n".join(lines)

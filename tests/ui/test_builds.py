@@ -1,0 +1,76 @@
+"""Models tab: build a regional model from an uploaded zip of geotagged photos (the real builder, run as a
+subprocess), read its held-out metrics, use it; hostile zips are refused before anything runs."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from geoapp.families import registry
+from geoapp.ui import builds
+from geoapp.ui.forms import FormError
+from tests.training.test_regional import PLACES, write_photo
+
+from ..conftest import shared_path
+
+
+@pytest.fixture
+def variants(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOAPP_VARIANTS_DIR", str(tmp_path / "variants"))
+    return tmp_path / "variants"
+
+
+def photo_zip(tmp_path) -> str:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for source in sorted(shared_path("exif-samples", "jpg", "gps").glob("*.jpg")):
+        (folder / source.name).write_bytes(source.read_bytes())
+    for index in range(24):
+        place = index % len(PLACES)
+        lat, lon = np.array(PLACES[place]) + rng.normal(0, 0.02, 2)
+        write_photo(folder / f"gen_{index:02d}.jpg", float(lat), float(lon), (40 * place, 200 - 30 * place, 90), rng)
+    path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for photo in sorted(folder.iterdir()):
+            archive.write(photo, f"collection/{photo.name}")
+    return str(path)
+
+
+@pytest.mark.timeout(600)
+def test_build_from_an_uploaded_zip_and_use_it(variants, tmp_path):
+    request = builds.BuildRequest(family="regional", countries="IT", method="classifier", name="italy-test",
+                                  zip_path=photo_zip(tmp_path))
+    lines = list(builds.run_build(request, allow_folders=False))
+    assert any("regional:italy-test" in line for line in lines), lines[-10:]
+    manifest = builds.built_manifest("italy-test")
+    text = builds.metrics_markdown(manifest)
+    assert "regional:italy-test" in text and "most common cell" in text and "nan" not in text
+    family = registry.get("regional:italy-test").load()
+    result = family.predict(str(next(iter(sorted(shared_path("exif-samples", "jpg", "gps").glob("*.jpg"))))))
+    assert result.ok and any("reference" in item.key for item in result.evidence)
+
+
+def test_hostile_or_wrong_requests_are_refused_before_running(variants, tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../outside.jpg", b"x")
+    request = builds.BuildRequest(family="regional", countries="IT", method="classifier", name="evil", zip_path=str(evil))
+    with pytest.raises(FormError, match="unsafe path"):
+        list(builds.run_build(request, allow_folders=False))
+    assert not (tmp_path / "outside.jpg").exists()
+    not_zip = tmp_path / "not.zip"
+    not_zip.write_bytes(b"plain text")
+    with pytest.raises(FormError, match="not a readable .zip"):
+        list(builds.run_build(builds.BuildRequest("regional", "IT", "classifier", "x", zip_path=str(not_zip)), False))
+    with pytest.raises(FormError, match="only be used when the app listens"):
+        list(builds.run_build(builds.BuildRequest("regional", "IT", "classifier", "x", folder=str(tmp_path)), False))
+    with pytest.raises(FormError, match="Unknown method"):
+        list(builds.run_build(builds.BuildRequest("regional", "IT", "nope", "x", folder=str(tmp_path)), True))
+    with pytest.raises(FormError, match="invalid variant name"):
+        list(builds.run_build(builds.BuildRequest("regional", "IT", "classifier", "../x", folder=str(tmp_path)), True))
+    with pytest.raises(FormError, match="cannot be built"):
+        list(builds.run_build(builds.BuildRequest("geoclip", "IT", "classifier", "x", folder=str(tmp_path)), True))
