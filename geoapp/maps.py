@@ -339,21 +339,55 @@ def _add_candidates(fmap: folium.Map, prediction: Prediction, references: Sequen
                     bounds: _Bounds, selected_rank: int | None, prefix: str = "", colour: str | None = None,
                     layer_name: str = "Candidates (numbered)") -> None:
     group = folium.FeatureGroup(name=_text(layer_name), show=True)
+    shifts = _marker_shifts(prediction.candidates)
     for index, candidate in enumerate(prediction.candidates):
         fill = colour or (TOP_COLOUR if candidate.rank == 1 else CANDIDATE_COLOUR)
         ring = "box-shadow:0 0 0 3px #ffd54f,0 1px 4px rgba(0,0,0,.55);" if candidate.rank == selected_rank else ""
+        dx, dy = shifts[index]
         icon = folium.DivIcon(
             html=f'<div class="geoapp-pin" style="background:{fill};{ring}">{_text(prefix)}{candidate.rank}</div>',
-            icon_size=(26, 26), icon_anchor=(13, 13), class_name="geoapp-candidate",
+            icon_size=(26, 26), icon_anchor=(13 - dx, 13 - dy), class_name="geoapp-candidate",
         )
-        # The top candidate is drawn above the others where they overlap.
-        marker = folium.Marker([candidate.lat, candidate.lon], icon=icon, z_index_offset=1000 - candidate.rank)
+        if dx or dy:  # the pin is moved aside so its rank stays readable; a dot marks the exact place
+            folium.CircleMarker([candidate.lat, candidate.lon], radius=3, color="#ffffff", weight=1, fill=True,
+                                fill_color=fill, fill_opacity=1).add_to(group)
+        # Leaflet stacks markers by screen y plus this offset: a large step keeps #1 above #2 above #3 ...
+        marker = folium.Marker([candidate.lat, candidate.lon], icon=icon,
+                               z_index_offset=(MAX_RANKED - min(candidate.rank, MAX_RANKED)) * 10_000)
         marker.add_child(_popup(_candidate_popup(prediction, index, references)))
         marker.add_child(_tooltip(f"{_text(prefix)}#{candidate.rank} · {_percent(candidate.probability)} · "
                                   f"{_text(candidate.place_label or '—')}"))
         marker.add_to(group)
         bounds.add(candidate.lat, candidate.lon)
     group.add_to(fmap)
+
+
+MAX_RANKED = 200
+SHIFT_PX = 20
+
+
+def _marker_shifts(candidates: Sequence) -> list[tuple[int, int]]:
+    """Pixel offsets for pins that would sit on a better-ranked one (within 1/40 of the candidates' spread).
+
+    Pins are numbered, so a hidden rank is lost information: the later pins of a cluster are fanned out
+    around the first, each with a dot at its true position.
+    """
+    if len(candidates) < 2:
+        return [(0, 0)] * len(candidates)
+    lats = [c.lat for c in candidates]
+    lons = [c.lon for c in candidates]
+    near = max(max(lats) - min(lats), max(lons) - min(lons), 0.5) / 40
+    shifts: list[tuple[int, int]] = []
+    for index, candidate in enumerate(candidates):
+        crowd = sum(1 for other in candidates[:index]
+                    if abs(other.lat - candidate.lat) < near and abs(other.lon - candidate.lon) < near)
+        if crowd == 0:
+            shifts.append((0, 0))
+            continue
+        angle = math.radians(-90 + 60 * (crowd - 1))  # first one above, then clockwise
+        ring = 1 + (crowd - 1) // 6
+        shifts.append((round(SHIFT_PX * ring * math.cos(angle)), round(SHIFT_PX * ring * math.sin(angle))))
+    return shifts
 
 
 def _add_references(fmap: folium.Map, prediction: Prediction, references: Sequence[ReferencePoint],
@@ -401,8 +435,11 @@ def _add_region(fmap: folium.Map, region: object | None, bounds: _Bounds) -> Non
     layer.add_to(fmap)
     south, west, north, east = region.bounds
     if west <= east:  # a region across the antimeridian would make the fitted view span the globe
-        bounds.add_fallback(south, west)
-        bounds.add_fallback(north, east)
+        # The view shows the whole region with the candidates, unless the region is continental or has far-away
+        # parts (France with its overseas departments): then it frames the view only when there are no markers.
+        add = bounds.add if (north - south) <= 40 and (east - west) <= 60 else bounds.add_fallback
+        add(south, west)
+        add(north, east)
 
 
 def _finish(fmap: folium.Map, bounds: _Bounds, *, title: str | None, random_weights: bool,

@@ -210,6 +210,8 @@ def evidence_html(prediction: Prediction) -> str:
 
 
 Progress = Callable[[int], None]
+# prepare(): (fraction 0..1, message) while a family builds its candidate caches on first use.
+PrepareProgress = Callable[[float, str], None]
 
 
 class Family(ABC):
@@ -235,6 +237,16 @@ class Family(ABC):
         return self.spec.caveat
 
     # ------------------------------------------------------------------ candidates
+    def prepare(self, progress: PrepareProgress | None = None) -> CandidateSpace:
+        """Build what every prediction needs (candidate embeddings, caches) now, reporting progress; later
+        predictions are fast. The default just resolves the worldwide candidates."""
+        if progress:
+            progress(0.0, "Preparing the candidates …")
+        space = self.restrict(None)
+        if progress:
+            progress(1.0, "Candidates ready")
+        return space
+
     @abstractmethod
     def restrict(self, region: Any) -> CandidateSpace:
         """The candidates inside ``region`` (None: everywhere); RegionError when there are none."""

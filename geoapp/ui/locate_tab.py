@@ -81,7 +81,10 @@ class LocateHandlers:
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
         extras = _chosen_options(self.ctx.service, model, model_options)
         form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras)
+        first_run = not self.ctx.service.is_loaded(form.model)
         results = self.ctx.service.locate(form, progress_callback(progress))
+        if first_run:
+            gr.Info("The model is loaded and its candidates are cached: the next photos take seconds.", duration=8)
         failed = [r.prediction for r in results if not r.prediction.ok]
         if len(failed) == len(results):
             raise FormError(" ".join(p.error or "" for p in failed))
@@ -137,7 +140,8 @@ class LocateHandlers:
         if result.random_weights:
             caption = ('<div class="geoapp-random"><b>RANDOM WEIGHTS — this heatmap is meaningless.</b></div>\n\n'
                        + caption)
-        return result.crop, result.overlay, caption, gr.update(value=others or None, visible=bool(others))
+        return (shown_size(result.crop), shown_size(result.overlay), caption,
+                gr.update(value=[(shown_size(image), label) for image, label in others] or None, visible=bool(others)))
 
 
 def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.Dropdown | None = None) -> None:
@@ -203,8 +207,11 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
         option_field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
                      api_visibility="private", show_progress="hidden")
     first = gr.State(0)
+    # Busy state: the button is off while a run is queued or working (the first run loads the model).
+    locate_button.click(_busy, outputs=locate_button, api_visibility="private", queue=False, show_progress="hidden")
     run = locate_button.click(user_errors(handlers.locate), inputs=locate_inputs, outputs=[session, raw],
-                              api_name="locate", concurrency_id="model")
+                              api_name="locate", concurrency_id="model", show_progress_on=[summary, map_view])
+    run.then(_idle, outputs=locate_button, api_visibility="private", queue=False, show_progress="hidden")
     run.success(user_errors(handlers.show), inputs=[session, first, online_tiles], outputs=shown,
                 api_visibility="private", show_progress="hidden") \
        .success(user_errors(handlers.gradcam), inputs=[session, first, rank], outputs=cam_outputs,
@@ -221,6 +228,27 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
                         shown=table)
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
+
+
+CAM_DISPLAY_SIDE = 448  # small-input models (SatWorld: 64 px) are drawn at least this big
+
+
+def shown_size(image):
+    """Upscale a small analysed crop or overlay for the panel (nearest: the model's pixels stay visible)."""
+    if image is None or max(image.size) >= CAM_DISPLAY_SIDE:
+        return image
+    from PIL import Image
+
+    factor = CAM_DISPLAY_SIDE / max(image.size)
+    return image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.NEAREST)
+
+
+def _busy():
+    return gr.update(interactive=False, value="Locating …")
+
+
+def _idle():
+    return gr.update(interactive=True, value="Locate")
 
 
 def model_info(service: GeolocationService, model: str | None) -> str:

@@ -16,6 +16,7 @@ happens outside the lock.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -178,10 +179,15 @@ class GeolocationService:
                 raise ModelUnavailableError(str(error)) from error
             except (ValueError, RuntimeError) as error:  # bad device, bad checkpoint
                 raise ModelUnavailableError(f"The model could not be loaded: {error}") from error
-            progress(0.4, "Preparing the candidates (first run: location embeddings are computed, then cached) …")
-            locator.restrict(None)
+            locator.prepare(lambda fraction, message: progress(0.3 + 0.2 * fraction, message))
             self._locators[model] = locator
             return locator
+
+    def is_loaded(self, model: str | None) -> bool:
+        """Whether ``model`` (``auto`` resolved) is loaded already (the next run is fast)."""
+        if model in (AUTO, "", None):
+            model = self.default_model()
+        return model in self._locators
 
     def adopt(self, model: str, locator) -> None:
         """Use an already loaded family for ``model`` (tests, notebooks: no second load)."""
@@ -234,6 +240,9 @@ class GeolocationService:
 
     @staticmethod
     def _located(prediction: Prediction, path: str, claimed: tuple[float, float] | None, model: str) -> LocatedImage:
+        if not prediction.ok:
+            # Uploads live at /tmp/gradio/<hash>/<original name>: show the analyst their file's name, not our path.
+            prediction.source = Path(path).name
         references: list[ReferencePoint] = []
         exif = (prediction.image or {}).get("exif") or {}
         if exif.get("gps_lat") is not None and exif.get("gps_lon") is not None:

@@ -87,7 +87,9 @@ class TextMapHandlers:
         else:
             difference = gr.update(value="", visible=False)
             map_a = gr.update(value=map_a, visible=True)
-        return banner, map_a, places(result.first), map_b, table_b, difference
+        # B's column takes half the width only when there is a query B (its map, or its table under a difference map).
+        column_b = gr.update(visible=second is not None)
+        return banner, map_a, places(result.first), map_b, table_b, difference, column_b
 
 
 def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
@@ -124,7 +126,7 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                                                title="Map for query A"))
                     places_a = gr.Dataframe(headers=views.PLACE_COLUMNS, label="Top places for A", interactive=False,
                                             wrap=True, column_widths=views.PLACE_COLUMN_WIDTHS)
-                with gr.Column():
+                with gr.Column(visible=False) as column_b:
                     map_b = gr.HTML(visible=False)
                     places_b = gr.Dataframe(headers=views.PLACE_COLUMNS, label="Top places for B", interactive=False,
                                             wrap=True, visible=False, column_widths=views.PLACE_COLUMN_WIDTHS)
@@ -132,7 +134,7 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
     with gr.Accordion("Raw result (JSON, as returned by the /text_map API)", open=False):
         raw = gr.JSON()
 
-    outputs = [banner, map_a, places_a, map_b, places_b, difference]
+    outputs = [banner, map_a, places_a, map_b, places_b, difference, column_b]
     inputs = [query_a, query_b, compare, top_k, *region.inputs(), model]
     run = run_button.click(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_name="text_map",
                            concurrency_id="model")

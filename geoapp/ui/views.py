@@ -82,7 +82,10 @@ def place_rows(prediction: Prediction) -> list[list]:
 def confidence_markdown(prediction: Prediction, references: Sequence[ReferencePoint] = ()) -> str:
     """How sure the model is, in one glance: the top place, its probability, the mass nearby."""
     if not prediction.ok:
-        return f"**Could not analyse {escape(prediction.source)}:** {escape(prediction.error)}"
+        error = prediction.error or ""
+        if error.startswith(f"{prediction.source}:"):  # the message already names the file
+            return f"**Could not analyse** {escape(error)}"
+        return f"**Could not analyse {escape(prediction.source)}:** {escape(error)}"
     top = prediction.top
     if top is None:
         return "No candidate."

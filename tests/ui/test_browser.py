@@ -166,13 +166,19 @@ def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir):
             page.get_by_label("Claimed place").fill("circle:43.47,11.88,30")
             page.get_by_role("button", name="Record claim").click()
             page.wait_for_selector("#geoapp-case-figures >> text=EXIF GPS → claim", timeout=30_000)
+            # SatWorld (aerial imagery only) on a street photo: its caveat must follow the figures and the map.
+            page.locator("#geoapp-case-model input").click()
+            page.get_by_role("option", name="SatWorld (satellite/aerial imagery only)", exact=True).click()
             page.locator("#geoapp-case-analyse").click()
             map_frame = page.frame_locator("#geoapp-case-map iframe")
             markers = _wait_in_map(map_frame, ".geoapp-candidate")
             assert markers == 5, f"expected 5 candidate markers on the case map, got {markers}\n{running_app.log()[-3000:]}"
             assert _wait_in_map(map_frame, ".geoapp-reference") == 2  # EXIF GPS + claimed point
             assert _wait_in_map(map_frame, ".geoapp-banner") == 1  # random weights flagged on the map
+            assert _wait_in_map(map_frame, ".geoapp-caveat") == 1  # SatWorld's caveat on the map
             page.wait_for_selector("#geoapp-case-figures >> text=Rank of the claim", timeout=30_000)
+            figures = page.locator("#geoapp-case-figures").inner_text()
+            assert "Model caveat (satworld)" in figures and "not made for ground-level photos" in figures
             page.wait_for_timeout(1000)
             page.screenshot(path=str(artifacts_dir / "cases_offline.png"), full_page=True)
         finally:

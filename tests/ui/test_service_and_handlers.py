@@ -90,9 +90,9 @@ def test_text_map_side_by_side_and_difference_share_candidates(ctx):
     assert [q["query"] for q in payload["queries"]] == ["a sandy beach", "a snowy mountain"]
     assert payload["region"]["key"].startswith("circle:") and payload["random_weights"]
     assert np.array_equal(result.first.surface.lat, result.second.surface.lat)
-    banner, map_a, places_a, map_b, places_b, difference = handlers.show(result, False)
+    banner, map_a, places_a, map_b, places_b, difference, column_b = handlers.show(result, False)
     assert difference["visible"] and "#b2182b" in difference["value"] and not map_a["visible"]
-    assert len(places_a) == 5 and places_b["visible"]
+    assert len(places_a) == 5 and places_b["visible"] and column_b["visible"]
 
 
 def test_missing_weights_are_reported_not_crashed(monkeypatch, tmp_path):

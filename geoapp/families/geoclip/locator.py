@@ -63,6 +63,7 @@ class GeoCLIPLocator(Family):
         self._gallery_set: CandidateSet | None = None
         self._region_sets: OrderedDict[str, CandidateSet] = OrderedDict()
         self._tokenizer = None
+        self._encode_progress = None  # set by prepare(): (fraction, message) while encoding locations
 
     @property
     def random_weights(self) -> bool:
@@ -77,6 +78,16 @@ class GeoCLIPLocator(Family):
             input_domain=self.spec.input_domain, caveat=self.spec.caveat,
             details={"backbone": self.identity.backbone, "gallery": self.gallery.name,
                      "gallery_points": len(self.gallery), "gallery_sha256": self.gallery.digest})
+
+    def prepare(self, progress=None) -> CandidateSpace:
+        """Encode (or read from the disk cache) the gallery's location embeddings, with a running count."""
+        self._encode_progress = progress
+        try:
+            if progress:
+                progress(0.0, f"Preparing {len(self.gallery):,} gallery locations (first run only; cached on disk) …")
+            return self.restrict(None)
+        finally:
+            self._encode_progress = None
 
     def restrict(self, region: Any, extra_points: int | None = None) -> CandidateSpace:
         cands = self.candidate_set(region, **({} if extra_points is None else {"extra_points": extra_points}))
@@ -94,8 +105,13 @@ class GeoCLIPLocator(Family):
         if coords.ndim != 2 or coords.shape[1] != 2:
             raise ValueError(f"latlon must have shape [N, 2] (lat, lon); got {tuple(coords.shape)}")
         validate_latlon(coords[:, 0].numpy(), coords[:, 1].numpy())
-        chunks = [self.model.encode_locations(chunk.to(self.device)).float().cpu()
-                  for chunk in coords.split(_ENCODE_CHUNK)]
+        chunks = []
+        for chunk in coords.split(_ENCODE_CHUNK):
+            chunks.append(self.model.encode_locations(chunk.to(self.device)).float().cpu())
+            done = sum(len(c) for c in chunks)
+            if self._encode_progress is not None and len(coords) > _ENCODE_CHUNK:
+                self._encode_progress(done / len(coords), f"Encoding gallery locations: {done:,} of {len(coords):,} "
+                                      "(first run only; cached on disk for the next ones) …")
         return torch.cat(chunks) if chunks else torch.zeros(0, self.model.location_encoder.out_features)
 
     def _normalised_embeddings(self, coords: np.ndarray) -> np.ndarray:
