@@ -218,7 +218,8 @@ def test_weights_cli_lists_and_refuses_offline_downloads(tmp_path):
     status = subprocess.run([sys.executable, "-m", "geoapp", "weights", "status", "--no-checksums"], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
-    assert "Optional" in status.stdout and "smp-hub/segformer-b2-512x512-ade-160k" in status.stdout
+    assert "(optional)" in status.stdout and "smp-hub/segformer-b2-512x512-ade-160k" in status.stdout
+    assert "used by: translocator, ensemble" in status.stdout
     assert "python -m geoapp weights download segmenter" in status.stdout
     start = time.perf_counter()
     download = subprocess.run([sys.executable, "-m", "geoapp", "weights", "download", "segmenter"], cwd=REPO,
