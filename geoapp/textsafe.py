@@ -9,6 +9,7 @@ as "photoexe.jpg". Each writer passes its text through the one function for its 
 - :func:`csv_cell`      CSV: a cell a spreadsheet would run as a formula gets a leading ``'``.
 - :func:`terminal_text` the terminal: control characters shown as ``\\x1b`` escapes, never run.
 - :func:`display_text`  reports and the UI: XML-safe, and direction controls shown as ``[U+202E]``.
+- :func:`message_text`  error messages shown as HTML by Gradio and read as text by API clients.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ def terminal_json(text: str) -> str:
     """JSON text for the terminal: C1 controls, lone surrogates and direction controls written as
     ``\\uXXXX`` escapes (json leaves them raw with ``ensure_ascii=False``); the data is unchanged."""
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def message_text(value: Any) -> str:
+    """Text for a message that one client renders as HTML (Gradio's error toast) and another reads
+    as plain text (the API): ``& < >`` become look-alikes (＆ ‹ ›), so there is no markup to run
+    and no entity to decode; quotes stay as they are."""
+    text = display_text(value)
+    return text.replace("&", "\uff06").replace("<", "\u2039").replace(">", "\u203a")
 
 
 def csv_cell(value: Any) -> Any:
