@@ -15,6 +15,7 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
 MB = 1024 * 1024
+DEFAULT_MAX_SESSIONS = 12
 
 
 class ConfigError(ValueError):
@@ -88,7 +89,9 @@ class AppConfig:
     queue_max_size: int = 32  # waiting jobs beyond this are refused with a "queue full" message
     max_file_mb: int = 100  # per uploaded file (photos; the image loader refuses more anyway)
     max_request_mb: int = 300  # per upload request, all files together
-    max_sessions: int = 64  # browser sessions whose state the server keeps (oldest dropped first)
+    # Sessions (browser tabs, API clients) whose state the server keeps; the least recently used is
+    # dropped first. A session holds its results (surfaces, photos: a few MB), so 12 bound it to well under 100 MB.
+    max_sessions: int = DEFAULT_MAX_SESSIONS
     weights_dir: Path | None = None  # an extra folder searched first for weights ($GEOAPP_WEIGHTS_DIR)
     allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
 
@@ -150,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-file-mb", type=int, default=100, help="largest uploaded file in MB (default 100)")
     parser.add_argument("--max-upload-mb", type=int, default=300,
                         help="largest upload request (all its files together) in MB (default 300)")
-    parser.add_argument("--max-sessions", type=int, default=64,
-                        help="browser sessions whose results the server keeps in memory; the oldest is "
-                             "dropped first (default 64)")
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                        help="sessions (browser tabs, API clients) whose results the server keeps in memory, "
+                             f"a few MB each; the least recently used is dropped first (default {DEFAULT_MAX_SESSIONS})")
     parser.add_argument("--offline-map", action="store_true",
                         help="no online map tiles: the page makes no request outside this app "
                              "(country outlines as basemap; tiles can be switched on in Settings)")
