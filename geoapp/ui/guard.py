@@ -35,7 +35,9 @@ def content_security_policy(online_tiles: bool) -> str:
     images = "'self' data: blob:" + ("".join(f" {host}" for host in TILE_HOSTS) if online_tiles else "")
     return "; ".join((
         "default-src 'self'",
-        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",  # Gradio's page and Folium maps run inline scripts
+        # Gradio's page and Folium maps run inline scripts, and the maps do not draw without eval (checked
+        # in headless Chromium: tests/ui/test_browser.py).
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
         "style-src 'self' 'unsafe-inline'",
         f"img-src {images}",
         "font-src 'self' data:",
