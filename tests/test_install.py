@@ -49,3 +49,10 @@ def test_editable_install_runs_from_any_folder(tmp_path):
         result = subprocess.run([str(c) for c in command], cwd=elsewhere, env=env, capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, f"{command}: {result.stderr[-2000:]}"
+
+
+def test_readme_set_up_uses_the_install_and_warns_of_its_size():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme.count("pip install -e .") >= 2  # the app's and the tests' set-up
+    assert "pip install -r requirements.txt" not in readme
+    assert "7 GB" in readme and "--index-url https://download.pytorch.org/whl/cpu" in readme

@@ -30,9 +30,12 @@ TILE_HOSTS = ("https://tile.openstreetmap.org", "https://server.arcgisonline.com
 LOGIN_PATHS = ("/login", "/login/")
 
 
-def content_security_policy(online_tiles: bool) -> str:
-    """The CSP for the app's pages (also inherited by the map iframes, which are ``srcdoc``)."""
-    images = "'self' data: blob:" + ("".join(f" {host}" for host in TILE_HOSTS) if online_tiles else "")
+def content_security_policy(online_tiles: bool, tile_origins: tuple[str, ...] = ()) -> str:
+    """The CSP for the app's pages (also inherited by the map iframes, which are ``srcdoc``).
+
+    ``tile_origins``: further tile servers (``https://host``) the app was configured to use."""
+    hosts = (*TILE_HOSTS, *tile_origins) if online_tiles else ()
+    images = "'self' data: blob:" + "".join(f" {host}" for host in hosts)
     return "; ".join((
         "default-src 'self'",
         # Gradio's page and Folium maps run inline scripts, and the maps do not draw without eval (checked
@@ -52,9 +55,9 @@ def content_security_policy(online_tiles: bool) -> str:
     ))
 
 
-def security_headers(online_tiles: bool) -> dict[str, str]:
+def security_headers(online_tiles: bool, tile_origins: tuple[str, ...] = ()) -> dict[str, str]:
     return {
-        "content-security-policy": content_security_policy(online_tiles),
+        "content-security-policy": content_security_policy(online_tiles, tile_origins),
         "x-frame-options": "SAMEORIGIN",
         "x-content-type-options": "nosniff",
         "referrer-policy": "no-referrer",
@@ -94,6 +97,7 @@ class _TooLarge(Exception):
 @dataclass
 class GuardPolicy:
     online_tiles: bool = True
+    tile_origins: tuple[str, ...] = ()  # tile servers beyond OpenStreetMap and Esri, when configured
     allowed_origins: frozenset[str] = frozenset()
     max_request_bytes: int = 300 * 1024 * 1024
     login: LoginBackoff = field(default_factory=LoginBackoff)
@@ -110,7 +114,8 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, policy: GuardPolicy | None = None) -> None:
         self.app = app
         self.policy = policy or GuardPolicy()
-        self.headers = [(k.encode(), v.encode()) for k, v in security_headers(self.policy.online_tiles).items()]
+        headers = security_headers(self.policy.online_tiles, self.policy.tile_origins)
+        self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
         self._header_names = {k for k, _ in self.headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -52,6 +52,8 @@ def test_every_response_carries_the_security_headers():
     assert "frame-ancestors 'self'" in csp and "default-src 'self'" in csp and "openstreetmap" not in csp
     assert "tile.openstreetmap.org" in content_security_policy(online_tiles=True)
     assert "arcgisonline" in content_security_policy(online_tiles=True)
+    assert "https://tiles.example" in content_security_policy(True, ("https://tiles.example",))
+    assert "tiles.example" not in content_security_policy(False, ("https://tiles.example",))
 
 
 def test_cross_origin_calls_are_refused_unless_allowed():
