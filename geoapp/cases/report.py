@@ -23,7 +23,15 @@ from .dump import case_document, fingerprint
 from .errors import EvidenceIntegrityError
 from .models import Analysis, Case, Evidence
 from .service import CaseStore, IntegrityProblem
-from .svgmap import MAP_CSS, SERIES_SHAPES, WORLD, MapPoint, frame_around, render_map, series_letter
+from .svgmap import (
+    MAP_CSS,
+    SERIES_SHAPES,
+    WORLD,
+    MapPoint,
+    frame_around,
+    render_map,
+    series_letter,
+)
 
 PREVIEW_SIDE = 1024
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
