@@ -152,3 +152,11 @@ def test_report_map_tells_analyses_apart(store: CaseStore):
     assert "<rect " in page  # the second analysis' candidates are squares, the first's circles
 
 
+
+
+def test_the_ui_shows_direction_overrides():
+    from geoapp.maps import _text
+    from geoapp.ui.views import escape
+
+    assert "U+202E" in escape("photo\u202egpj.exe") and "\u202e" not in escape("photo\u202egpj.exe")
+    assert "[U+202E]" in _text("photo\u202egpj.exe")
