@@ -9,8 +9,9 @@
   cannot upload files or call the API. Clients that send no ``Origin`` (scripts,
   ``gradio_client``) are not browsers acting for another site and pass.
 - **Upload cap per request**: a body larger than ``max_request_bytes`` (all files together) is
-  answered 413, by ``Content-Length`` at once, or while streaming when the length is not given.
-  Gradio itself enforces the per-file limit (``max_file_size``).
+  answered 413, by ``Content-Length`` at once, or while streaming when the length is not given;
+  so is an upload of more than ``max_files`` files. Gradio itself enforces the per-file limit
+  (``max_file_size``).
 - **Login backoff**: after a few wrong passwords from one client address, ``/login`` answers 429
   for a delay that doubles with every further failure; a correct login resets it.
 """
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TILE_HOSTS = ("https://tile.openstreetmap.org", "https://server.arcgisonline.com")
 LOGIN_PATHS = ("/login", "/login/")
+FILE_PART_MARKER = b'; filename="'  # in each multipart part header that carries a file
 
 
 def content_security_policy(online_tiles: bool, tile_origins: tuple[str, ...] = ()) -> str:
@@ -100,6 +102,7 @@ class GuardPolicy:
     tile_origins: tuple[str, ...] = ()  # tile servers beyond OpenStreetMap and Esri, when configured
     allowed_origins: frozenset[str] = frozenset()
     max_request_bytes: int = 300 * 1024 * 1024
+    max_files: int = 100  # files in one upload request (Gradio's own limit is 1000)
     login: LoginBackoff = field(default_factory=LoginBackoff)
 
 
@@ -146,23 +149,32 @@ class RequestGuard:
                 message = {**message, "headers": kept + self.headers}
             await send(message)
 
-        received = 0
+        received, files, tail = 0, 0, b""
         limit = self.policy.max_request_bytes
+        is_upload = scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload")
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, files, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                body = message.get("body", b"")
+                received += len(body)
                 if received > limit:
-                    raise _TooLarge()
+                    raise _TooLarge(self._too_large_text())
+                if is_upload:  # count the parts that carry a file; a marker may straddle two chunks
+                    window = tail + body
+                    files += window.count(FILE_PART_MARKER)
+                    tail = window[-(len(FILE_PART_MARKER) - 1):]
+                    if files > self.policy.max_files:
+                        raise _TooLarge(f"Upload refused: more than {self.policy.max_files} files in one request; "
+                                        "send them in smaller batches.")
             return message
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except _TooLarge:
+        except _TooLarge as refusal:
             if not started:
-                await self._plain(send, 413, self._too_large_text(), {})
+                await self._plain(send, 413, str(refusal), {})
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, dict[str, str]] | None:
         origin = headers.get("origin")

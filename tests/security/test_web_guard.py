@@ -81,6 +81,24 @@ def test_request_size_is_capped_by_header_and_while_streaming():
     assert streamed.status_code == 413
 
 
+def test_files_per_upload_request_are_capped():
+    client = _client(max_files=3)
+
+    def form(count: int) -> bytes:
+        part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\nxx\r\n'
+        return part * count + b"--b--\r\n"
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    assert client.post("/upload", content=form(3), headers=headers).status_code == 200
+    refused = client.post("/upload", content=form(4), headers=headers)
+    assert refused.status_code == 413 and "more than 3 files" in refused.text
+
+    def one_byte_chunks():  # markers split across chunks are still counted
+        yield from (bytes([b]) for b in form(4))
+
+    assert client.post("/upload", content=one_byte_chunks(), headers=headers).status_code == 413
+
+
 def test_wrong_passwords_back_off_per_client():
     now = [0.0]
     backoff = LoginBackoff(free_failures=3, clock=lambda: now[0])
