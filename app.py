@@ -1,8 +1,9 @@
 """geoapp's analyst web UI: ``python app.py`` serves it on http://127.0.0.1:7860.
 
-Flags: ``--host`` (a non-loopback address needs ``--auth USER:PASSWORD``), ``--port``,
-``--share``, ``--auth``, ``--offline-map``, ``--backbone-weights random``, ``--device``.
-The model loads on first use, so the page is up in seconds. See ``python app.py --help``.
+Flags: ``--host`` (a non-loopback address needs a login: ``--auth-file``, ``$GEOAPP_AUTH`` or
+``--auth``), ``--port``, ``--share``, ``--offline-map``, ``--weights-dir``, ``--backbone-weights
+random``, ``--device``. The model loads on first use, so the page is up in seconds. See
+``python app.py --help``.
 """
 
 from __future__ import annotations
@@ -16,18 +17,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geoapp.ui.config import ConfigError, config_from_args
+    from geoapp.ui.launch import run_app
 
-    try:
-        config = config_from_args(argv)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from geoapp.ui.app import build_app
-
-    demo, launch_kwargs = build_app(config)
-    demo.launch(**launch_kwargs)
-    return 0
+    return run_app(argv)
 
 
 if __name__ == "__main__":

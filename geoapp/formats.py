@@ -7,6 +7,7 @@ import io
 import json
 
 from geoapp.prediction import Prediction
+from geoapp.textsafe import csv_cell, unicode_text
 
 CSV_FIELDS = (
     "source", "ok", "error", "rank", "lat", "lon", "probability", "place", "country_code",
@@ -17,7 +18,8 @@ CSV_FIELDS = (
 
 
 def to_json(predictions: list[Prediction], include_surface: bool = False) -> str:
-    return json.dumps([p.to_dict(include_surface=include_surface) for p in predictions], indent=2, ensure_ascii=False)
+    return unicode_text(json.dumps([p.to_dict(include_surface=include_surface) for p in predictions], indent=2,
+                                   ensure_ascii=False))
 
 
 def _exif_gps(prediction: Prediction) -> tuple[float | None, float | None]:
@@ -26,7 +28,8 @@ def _exif_gps(prediction: Prediction) -> tuple[float | None, float | None]:
 
 
 def to_csv(predictions: list[Prediction]) -> str:
-    """One row per candidate; an image that failed gets one row with its error."""
+    """One row per candidate; an image that failed gets one row with its error. Text cells are
+    guarded against spreadsheet formula injection (file names and places come from outside)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
     writer.writeheader()
@@ -41,14 +44,13 @@ def to_csv(predictions: list[Prediction]) -> str:
             "model": p.model.get("model", ""), "backbone_weights": p.model.get("backbone_weights", ""),
             "random_weights": p.random_weights, "warnings": " | ".join(p.warnings),
         }
-        if not p.candidates:
-            writer.writerow(common)
-        for c in p.candidates:
-            writer.writerow({
-                **common, "rank": c.rank, "lat": round(c.lat, 6), "lon": round(c.lon, 6),
-                "probability": f"{c.probability:.6g}", "place": c.place_label, "country_code": c.country_code,
-                "distance_to_top_km": round(c.distance_to_top_km, 3), "merged_points": c.merged_points,
-            })
+        rows = [common] if not p.candidates else [{
+            **common, "rank": c.rank, "lat": round(c.lat, 6), "lon": round(c.lon, 6),
+            "probability": f"{c.probability:.6g}", "place": c.place_label, "country_code": c.country_code,
+            "distance_to_top_km": round(c.distance_to_top_km, 3), "merged_points": c.merged_points,
+        } for c in p.candidates]
+        for row in rows:
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return buffer.getvalue()
 
 
@@ -74,8 +76,8 @@ def to_geojson(predictions: list[Prediction]) -> str:
                 "properties": {"kind": "exif_gps", "source": p.source},
             })
     errors = [{"source": p.source, "error": p.error} for p in predictions if not p.ok]
-    return json.dumps({"type": "FeatureCollection", "features": features, "errors": errors}, indent=2,
-                      ensure_ascii=False)
+    return unicode_text(json.dumps({"type": "FeatureCollection", "features": features, "errors": errors}, indent=2,
+                                   ensure_ascii=False))
 
 
 WRITERS = {"json": to_json, "csv": to_csv, "geojson": to_geojson}

@@ -28,6 +28,7 @@ from folium.map import Layer
 from folium.template import Template
 
 from geoapp.prediction import Prediction
+from geoapp.textsafe import display_text
 
 # File names inside a local asset folder (see geoapp/ui/assets.py, which fills it).
 LEAFLET_JS = "leaflet.js"
@@ -146,7 +147,7 @@ class _Bounds:
 # ---------------------------------------------------------------------------- text safety
 def _text(value: object) -> str:
     """User text -> HTML-safe text (also safe inside JS template literals: no ` or $)."""
-    return html.escape(str(value), quote=True).replace("`", "&#96;").replace("$", "&#36;")
+    return html.escape(display_text(value), quote=True).replace("`", "&#96;").replace("$", "&#36;")
 
 
 def _percent(probability: float) -> str:

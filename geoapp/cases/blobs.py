@@ -124,13 +124,18 @@ class BlobStore:
         self._atomic_write(digest, (data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK)), what)
         return digest
 
-    def put_stream(self, stream: BinaryIO, expected_sha256: str, max_bytes: int, what: str = "the file") -> int:
+    def put_stream(self, stream: BinaryIO, expected_sha256: str, max_bytes: int, what: str = "the file", *,
+                   verify_existing: bool = False) -> int:
         """Copy ``stream`` (at most ``max_bytes``) into the store, refusing a hash mismatch.
 
         Returns the number of bytes.  The file only becomes visible once its hash checked
-        out, so a corrupt or oversized member never lands under a valid name.
+        out, so a corrupt or oversized member never lands under a valid name.  When the store
+        already holds the hash, nothing is written; with ``verify_existing`` the stream is still
+        read and checked (an untrusted source must not pass just because the hash is known).
         """
         if self.has_valid(expected_sha256):
+            if verify_existing:
+                self._verify_stream(stream, expected_sha256, max_bytes, what)
             return self.path_for(expected_sha256).stat().st_size
         state = {"size": 0, "hash": hashlib.sha256()}
 
@@ -151,6 +156,17 @@ class BlobStore:
 
         self._atomic_write(expected_sha256, chunks(), what, before_rename=check)
         return int(state["size"])
+
+    @staticmethod
+    def _verify_stream(stream: BinaryIO, expected_sha256: str, max_bytes: int, what: str) -> None:
+        digest, size = hashlib.sha256(), 0
+        while chunk := stream.read(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise BundleError(f"{what} is larger than the limit of {max_bytes} bytes; refused")
+            digest.update(chunk)
+        if digest.hexdigest() != expected_sha256:
+            raise EvidenceIntegrityError(f"{what}: content does not match its SHA-256 {expected_sha256}")
 
     def _atomic_write(self, digest: str, chunks: Iterable[bytes], what: str, before_rename=None) -> None:
         def write(handle: BinaryIO) -> None:

@@ -10,7 +10,10 @@ Import treats the zip as hostile: member names must match the layout exactly (so
 ``..``, absolute paths, backslashes or drive letters), symlinks and duplicate names are
 refused, sizes are checked from the headers *and* enforced while streaming (a lying
 header or a zip bomb hits the cap), every member must match the manifest's SHA-256, and
-objects are verified against their names before they are stored.  Files are written to
+objects are verified against their names before they are stored, also when the store
+already holds that hash.  A bundle carries exactly the files its case refers to: an
+unreferenced object is refused (it would only fill the disk), and an evidence file must
+have the size its evidence record states, so the bundle's total is bounded by the case.  Files are written to
 the store first; then the whole case (new ids, original content and timestamps) is
 inserted in one transaction with an ``case.import`` event.  A case whose origin id is
 already in the store is refused unless ``as_new=True`` (it then gets a new origin too).
@@ -42,6 +45,7 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_OBJECT_BYTES = 512 * 1024 * 1024  # the image loader's own limit
 MAX_TOTAL_BYTES = 8 * 1024 * 1024 * 1024
 MAX_MEMBERS = 20_000
+MAX_GRADCAM_BYTES = 64 * 1024 * 1024  # a Grad-CAM is a PNG of one photo's size
 _OBJECT_RE = re.compile(r"^objects/([0-9a-f]{64})$")
 _CHUNK = 1024 * 1024
 
@@ -264,6 +268,7 @@ def import_bundle(store: CaseStore, path: str | os.PathLike, *, actor: str | Non
             missing = sorted(sha for sha in needed if f"objects/{sha}" not in members)
             if missing:
                 raise BundleError(f"The bundle lacks the file with SHA-256 {missing[0][:12]}… that the case refers to")
+            _check_objects_referenced(members, doc)
             origin = doc["case"]["origin_id"]
             existing = _existing_origin(store, origin)
             if existing and not as_new:
@@ -273,8 +278,10 @@ def import_bundle(store: CaseStore, path: str | os.PathLike, *, actor: str | Non
                 if name.startswith("objects/"):
                     info = by_name[name]
                     with archive.open(info) as handle:
+                        # verify_existing: deduplication must not skip the check of what the bundle holds
                         store.blobs.put_stream(_CappedReader(handle, info.file_size, name), entry["sha256"],
-                                               min(info.file_size, MAX_OBJECT_BYTES), what=f"bundle member {name}")
+                                               min(info.file_size, MAX_OBJECT_BYTES), what=f"bundle member {name}",
+                                               verify_existing=True)
         except EvidenceIntegrityError as error:
             raise BundleError(f"{error} (damaged or altered bundle; nothing imported)") from error
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
@@ -282,6 +289,25 @@ def import_bundle(store: CaseStore, path: str | os.PathLike, *, actor: str | Non
         except OSError as error:  # reading the zip (store write failures arrive as StoreWriteError)
             raise BundleError(f"Cannot read the bundle: {error}") from error
     return _insert(store, doc, actor, bundle_sha, manifest, as_new)
+
+
+def _check_objects_referenced(members: dict[str, dict[str, Any]], doc: dict[str, Any]) -> None:
+    """Every object is a file the case refers to, of the size the case says (evidence) or plausible (Grad-CAM)."""
+    sizes = {row["sha256"]: row["file_size"] for row in doc["evidence"]}
+    gradcams = {row["gradcam_sha256"] for row in doc["analyses"] if row["gradcam_sha256"]}
+    for name, entry in members.items():
+        if not name.startswith("objects/"):
+            continue
+        sha = entry["sha256"]
+        if sha not in sizes and sha not in gradcams:
+            raise BundleError(f"The bundle carries a file ({sha[:12]}…, {entry['size']} bytes) that the case does "
+                              "not refer to; a genuine export has none (refused, nothing imported)")
+        if sha in sizes and sizes[sha] is not None and entry["size"] != sizes[sha]:
+            raise BundleError(f"The evidence file {sha[:12]}… is {entry['size']} bytes in the bundle but "
+                              f"{sizes[sha]} bytes in its record (refused, nothing imported)")
+        if sha not in sizes and entry["size"] > MAX_GRADCAM_BYTES:
+            raise BundleError(f"The Grad-CAM image {sha[:12]}… declares {entry['size']} bytes; the limit is "
+                              f"{MAX_GRADCAM_BYTES} (refused, nothing imported)")
 
 
 def _existing_origin(store: CaseStore, origin: str) -> str | None:

@@ -90,10 +90,12 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
     export.add_argument("format", choices=EXPORT_FORMATS)
     export.add_argument("--output", "-o", default=None, help="file to write (required for bundle; else stdout)")
 
-    imp = add("import", "import a case bundle (verifies every hash; the case gets new ids)", _cmd_import)
+    imp = add("import", "import a case bundle (verifies every hash). The imported case keeps its origin, so a "
+                        "bundle of a case already in the store is refused unless --new-id is given", _cmd_import)
     imp.add_argument("bundle", metavar="BUNDLE")
     imp.add_argument("--new-id", action="store_true",
-                     help="import even if this case is already in the store, as a separate copy")
+                     help="import even if this case (same origin) is already in the store, as a separate copy "
+                          "with a new origin")
 
 
 # ---------------------------------------------------------------------------- plumbing
@@ -105,15 +107,15 @@ def _wrap(handler: Callable[[argparse.Namespace, Any], int]) -> Callable[[argpar
         try:
             store = CaseStore.open(database_url=args.database_url, store_dir=args.case_store)
         except CaseError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {_t(error)}", file=sys.stderr)
             return EXIT_FAILED
         try:
             return handler(args, store)
         except CaseInputError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {_t(error)}", file=sys.stderr)
             return EXIT_USAGE
         except CaseError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {_t(error)}", file=sys.stderr)
             return EXIT_FAILED
         finally:
             store.close()
@@ -121,11 +123,20 @@ def _wrap(handler: Callable[[argparse.Namespace, Any], int]) -> Callable[[argpar
 
 
 def _emit(args: argparse.Namespace, plain: str, record: Any) -> None:
-    print(json.dumps(record, indent=2, ensure_ascii=False, default=str) if args.json else plain)
+    from geoapp.textsafe import terminal_json
+
+    print(terminal_json(json.dumps(record, indent=2, ensure_ascii=False, default=str)) if args.json else plain)
 
 
 def _info(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def _t(value: Any) -> str:
+    """Stored text (titles, names, notes: possibly imported) for the terminal: controls shown, not run."""
+    from geoapp.textsafe import terminal_text
+
+    return terminal_text(value)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -141,7 +152,8 @@ def _cmd_list(args: argparse.Namespace, store: Any) -> int:
         _emit(args, "", [c.to_dict() for c in cases])
     else:
         for c in cases:
-            print(f"{c.id}\t{c.status}\t{c.evidence} evidence\t{c.analyses} analyses\t{c.verdict or '-'}\t{c.title}")
+            print(f"{c.id}\t{c.status}\t{c.evidence} evidence\t{c.analyses} analyses\t{c.verdict or '-'}\t"
+                  f"{_t(c.title)}")
     return EXIT_OK
 
 
@@ -154,27 +166,28 @@ def _cmd_show(args: argparse.Namespace, store: Any) -> int:
     if args.json:
         _emit(args, "", {**doc, "fingerprint": fingerprint(doc), "problems": [p.to_dict() for p in opened.problems]})
     else:
-        print(f"{case.id}  {case.title}  [{case.status}]")
-        print(f"  created {case.created_at:%Y-%m-%d %H:%M} UTC by {case.created_by}; fingerprint {fingerprint(doc)[:16]}")
+        print(f"{case.id}  {_t(case.title)}  [{case.status}]")
+        print(f"  created {case.created_at:%Y-%m-%d %H:%M} UTC by {_t(case.created_by)}; "
+              f"fingerprint {fingerprint(doc)[:16]}")
         for c in case.claims:
-            print(f"  claim {c.id}: {c.label}" + (f", time {c.claimed_time}" if c.claimed_time else ""))
+            print(f"  claim {c.id}: {_t(c.label)}" + (f", time {_t(c.claimed_time)}" if c.claimed_time else ""))
         for e in case.evidence:
             gps = f", EXIF GPS {e.gps[0]:.5f},{e.gps[1]:.5f}" if e.gps else ""
-            print(f"  evidence {e.id}: {e.original_name} sha256 {e.sha256[:16]}… {e.width}x{e.height}{gps}")
+            print(f"  evidence {e.id}: {_t(e.original_name)} sha256 {e.sha256[:16]}… {e.width}x{e.height}{gps}")
         for a in case.analyses:
             top = a.candidates[0] if a.candidates else {}
             flag = " RANDOM WEIGHTS" if a.random_weights else ""
-            print(f"  analysis {a.id}: {a.model}/{a.backbone} top {top.get('place', '?')} "
+            print(f"  analysis {a.id}: {_t(a.model)}/{_t(a.backbone)} top {_t(top.get('place', '?'))} "
                   f"({top.get('probability', 0):.1%}){flag}")
         for n in case.notes:
-            print(f"  note {n.id} ({n.created_by}): {n.text[:80]}")
+            print(f"  note {n.id} ({_t(n.created_by)}): {_t(n.text[:80])}")
         if case.verdict:
             v = case.verdict
-            print(f"  verdict {v.id}: {v.verdict.upper()} — {v.rationale[:80]}")
+            print(f"  verdict {v.id}: {v.verdict.upper()} — {_t(v.rationale[:80])}")
         for p in opened.problems:
-            print(f"  INTEGRITY PROBLEM: {p.message}")
+            print(f"  INTEGRITY PROBLEM: {_t(p.message)}")
     for p in opened.problems:
-        _info(f"warning: {p.message}")
+        _info(f"warning: {_t(p.message)}")
     return EXIT_FAILED if opened.problems else EXIT_OK
 
 
@@ -189,14 +202,14 @@ def _cmd_add(args: argparse.Namespace, store: Any) -> int:
         try:
             ev = store.add_evidence_file(case_id, path, actor=args.actor)
             record = {"path": str(path), "status": "added", "evidence_id": ev.id, "sha256": ev.sha256}
-            line = f"added\t{ev.id}\t{path}"
+            line = f"added\t{ev.id}\t{_t(path)}"
         except DuplicateEvidenceError as error:
             record = {"path": str(path), "status": "duplicate", "evidence_id": error.existing_id}
-            line = f"duplicate\t{error.existing_id}\t{path}"
+            line = f"duplicate\t{error.existing_id}\t{_t(path)}"
         except CaseError as error:
             failed += 1
             record = {"path": str(path), "status": "error", "error": str(error)}
-            line = f"error\t-\t{path}\t{error}"
+            line = f"error\t-\t{_t(path)}\t{_t(error)}"
         records.append(record)
         if not args.json:
             print(line, flush=True)
@@ -215,7 +228,7 @@ def _cmd_claim(args: argparse.Namespace, store: Any) -> int:
     claim = store.add_claim(case_id, args.place, radius_km=args.radius_km, claimed_time=args.time,
                             source=args.source, actor=args.actor)
     if not args.json:
-        _info(f"claim: {claim.label} ({claim.region_key})")
+        _info(f"claim: {_t(claim.label)} ({_t(claim.region_key)})")
     _emit(args, claim.id, {"id": claim.id, "label": claim.label, "kind": claim.kind, "region": claim.region_key,
                            "lat": claim.lat, "lon": claim.lon, "radius_km": claim.radius_km,
                            "country_code": claim.country_code, "claimed_time": claim.claimed_time})
@@ -251,13 +264,13 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
             failed += 1
             records.append({"evidence_id": evidence_id, "status": "error", "error": str(error)})
             if not args.json:
-                print(f"error\t{evidence_id}\t{error}", flush=True)
+                print(f"error\t{evidence_id}\t{_t(error)}", flush=True)
             continue
         top = a.candidates[0] if a.candidates else {}
         records.append({"evidence_id": evidence_id, "status": "ok", "analysis_id": a.id, "top": top,
                         "random_weights": a.random_weights})
         if not args.json:
-            print(f"{a.id}\t{evidence_id}\t{top.get('place', '?')}\t{top.get('probability', 0):.4f}", flush=True)
+            print(f"{a.id}\t{evidence_id}\t{_t(top.get('place', '?'))}\t{top.get('probability', 0):.4f}", flush=True)
     if args.json:
         _emit(args, "", records)
     if locator.random_weights:
@@ -276,15 +289,37 @@ def _cmd_verdict(args: argparse.Namespace, store: Any) -> int:
     case_id = store.resolve_case_id(args.case_id)
     v = store.set_verdict(case_id, args.verdict, args.rationale, claim_id=args.claim, analysis_id=args.analysis,
                           actor=args.actor)
-    summary = v.figures.get("summary", {})
     if not args.json:
-        _info(f"verdict {v.verdict}: distance claim→top {summary.get('distance_km')} km, mass in claim "
-              f"{summary.get('mass_in_claim')}, claim rank {summary.get('claim_rank')}, EXIF GPS→claim "
-              f"{summary.get('exif_distance_km')} km")
-        for note in v.figures.get("notes", []):
-            _info(f"note: {note}")
+        for line in verdict_lines(v.verdict, v.figures, store.get_case(case_id)):
+            _info(line)
     _emit(args, v.id, {"id": v.id, "verdict": v.verdict, "figures": v.figures})
     return EXIT_OK
+
+
+def _km(value: Any) -> str:
+    return "—" if value is None else f"{float(value):,.1f} km"
+
+
+def verdict_lines(verdict: str, figures: dict[str, Any], case: Any) -> list[str]:
+    """The verdict and its figures for a person: which analysis they come from, units, percentages."""
+    summary = figures.get("summary", {})
+    analysis = next((a for a in case.analyses if a.id == figures.get("analysis_id")), None)
+    names = {e.id: e.original_name for e in case.evidence}
+    if analysis is not None:
+        source = (f"analysis {analysis.id} ({_t(analysis.model)} on {_t(names.get(analysis.evidence_id, '?'))}, "
+                  f"{analysis.finished_at:%Y-%m-%d %H:%M} UTC)")
+    else:
+        source = "no analysis"
+    mass, rank = summary.get("mass_in_claim"), summary.get("claim_rank")
+    claim = (figures.get("claim") or {}).get("label")
+    lines = [f"verdict: {verdict.upper()}" + (f" on the claim {_t(claim)!r}" if claim else ""),
+             f"  figures from {source}:",
+             f"  distance from the claim to the top candidate: {_km(summary.get('distance_km'))}",
+             "  probability mass inside the claimed area: " + ("—" if mass is None else f"{float(mass):.3%}"),
+             "  first candidate inside the claimed area: " + ("none" if rank is None else f"#{rank}"),
+             f"  distance from the EXIF GPS position to the claim: {_km(summary.get('exif_distance_km'))}"]
+    lines += [f"  note: {_t(note)}" for note in figures.get("notes", [])]
+    return lines
 
 
 def _cmd_export(args: argparse.Namespace, store: Any) -> int:
@@ -309,7 +344,7 @@ def _cmd_import(args: argparse.Namespace, store: Any) -> int:
 
     result = import_bundle(store, args.bundle, actor=args.actor, as_new=args.new_id)
     if not args.json:
-        _info(f"imported {result.title!r}: {result.evidence} evidence, {result.analyses} analyses "
+        _info(f"imported {_t(result.title)!r}: {result.evidence} evidence, {result.analyses} analyses "
               f"(bundle sha256 {result.bundle_sha256[:16]}…)")
     _emit(args, result.case_id, {"id": result.case_id, "origin_id": result.origin_id, "title": result.title,
                                  "bundle_sha256": result.bundle_sha256, "evidence": result.evidence,

@@ -177,4 +177,4 @@ def canonical_dump(doc: dict[str, Any], include_events: bool = False) -> dict[st
 def fingerprint(doc: dict[str, Any]) -> str:
     """SHA-256 of the canonical dump (events excluded): equal for a case and its imported copy."""
     text = json.dumps(canonical_dump(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # stays defined for any text

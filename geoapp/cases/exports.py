@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoapp.textsafe import unicode_text
+
 from .blobs import write_file_atomically
 from .errors import CaseInputError
 from .service import CaseStore
@@ -50,7 +52,7 @@ def render(store: CaseStore, case_id: str, fmt: str) -> bytes:
         text = geoexport.to_csv(store, case_id)
     else:
         raise CaseInputError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return text.encode("utf-8")
+    return unicode_text(text).encode("utf-8")  # imported text may hold lone surrogates
 
 
 def write_atomically(path: Path, data: bytes) -> None:

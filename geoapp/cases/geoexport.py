@@ -2,7 +2,8 @@
 
 Coordinates are WGS84; GeoJSON and KML write longitude first, as their specs require.
 The CSV has one row per candidate of every analysis, and guards text cells against
-spreadsheet formula injection (a leading ``=``, ``+``, ``-`` or ``@`` gets a quote).
+spreadsheet formula injection (:func:`geoapp.textsafe.csv_cell`); KML text goes through
+:func:`geoapp.textsafe.xml_text` (characters XML forbids would make the file unreadable).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import shapely
+
+from geoapp.textsafe import csv_cell, xml_text
 
 from .claims import claim_region
 from .figures import analysis_caveats
@@ -80,7 +83,7 @@ def _kml(tag: str) -> str:
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     element = ET.SubElement(parent, _kml(tag))
     if text is not None:
-        element.text = text
+        element.text = xml_text(text)
     return element
 
 
@@ -132,7 +135,7 @@ def to_kml(store: CaseStore, case_id: str) -> str:
         extended = _sub(placemark, "ExtendedData")
         for key, value in props.items():
             data = _sub(extended, "Data")
-            data.set("name", key)
+            data.set("name", xml_text(key))
             _sub(data, "value", "" if value is None else str(value))
         geometry = feature["geometry"]
         if geometry["type"] == "Point":
@@ -147,12 +150,6 @@ CSV_COLUMNS = ("case_id", "analysis_id", "started_at", "finished_at", "evidence_
                "evidence_name", "model", "backbone", "backbone_weights", "weights_sha256", "random_weights",
                "app_version", "top_k", "tencrop", "region", "rank", "lat", "lon", "probability", "place",
                "country_code", "distance_to_top_km", "actor", "caveats")
-
-
-def _safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def to_csv(store: CaseStore, case_id: str) -> str:
@@ -171,5 +168,5 @@ def to_csv(store: CaseStore, case_id: str) -> str:
             row = base + [c["rank"], c["lat"], c["lon"], c["probability"], c.get("place", ""),
                           c.get("country_code", ""), c.get("distance_to_top_km"), a.created_by,
                           " | ".join(analysis_caveats(a))]
-            writer.writerow([_safe_cell(v) for v in row])
+            writer.writerow([csv_cell(v) for v in row])
     return out.getvalue()

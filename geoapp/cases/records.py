@@ -11,10 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from geoapp.textsafe import unicode_text
+
 from .errors import CaseInputError
 from .models import Case, Event
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NONCHARACTER_RE = re.compile("[\ufffe\uffff]")
+_ESCAPED_BYTE_RE = re.compile("[\udc80-\udcff]")  # bytes of a non-UTF-8 file name (surrogateescape)
 
 
 def default_actor() -> str:
@@ -35,6 +39,10 @@ def clean_text(value: Any, what: str, max_len: int, required: bool = False, mult
     if not isinstance(value, str):
         raise CaseInputError(f"{what} must be text")
     text = value.replace("\x00", "")
+    # A name read from a non-UTF-8 file system keeps its odd bytes as %NN; other lone surrogates and
+    # U+FFFE/U+FFFF cannot be stored as UTF-8 or written to XML, so they become U+FFFD.
+    text = _ESCAPED_BYTE_RE.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", text)
+    text = _NONCHARACTER_RE.sub("\ufffd", unicode_text(text))
     if not multiline:
         text = " ".join(text.split())
     text = _CONTROL_RE.sub("", text).strip()

@@ -4,7 +4,8 @@ Images are embedded as ``data:`` URIs (evidence as downscaled JPEG previews, wit
 original file's SHA-256 alongside), maps are inline SVG (:mod:`geoapp.cases.svgmap`),
 styles are inline, and there is no script at all.  A Content-Security-Policy meta tag
 forbids every external load, so even a mistake cannot make the report phone home.
-Every piece of user or file text goes through :func:`html.escape`.
+Every piece of user or file text goes through :func:`e`: characters XML forbids replaced,
+Unicode direction overrides shown as ``[U+202E]`` (a name reads as it is stored), then escaped.
 """
 
 from __future__ import annotations
@@ -16,11 +17,21 @@ import io
 import json
 from typing import Any
 
+from geoapp.textsafe import display_text
+
 from .dump import case_document, fingerprint
 from .errors import EvidenceIntegrityError
 from .models import Analysis, Case, Evidence
 from .service import CaseStore, IntegrityProblem
-from .svgmap import MAP_CSS, WORLD, MapPoint, frame_around, render_map
+from .svgmap import (
+    MAP_CSS,
+    SERIES_SHAPES,
+    WORLD,
+    MapPoint,
+    frame_around,
+    render_map,
+    series_letter,
+)
 
 PREVIEW_SIDE = 1024
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -56,7 +67,7 @@ section, figure, table, .evidence, .analysis { break-inside: avoid-page; }
 
 def e(value: Any) -> str:
     """Escape anything for HTML text and attribute values."""
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(display_text(value), quote=True)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -161,11 +172,13 @@ def _maps(case: Case) -> str:
         if item.gps:
             points.append(MapPoint(item.gps[0], item.gps[1], "exif_gps", f"EXIF GPS of {item.original_name}"))
     names = {x.id: x.original_name for x in case.evidence}
-    for a in case.analyses:
+    for series, a in enumerate(case.analyses):
+        letter = series_letter(series) if len(case.analyses) > 1 else ""
         for cand in a.candidates or []:
             points.append(MapPoint(cand["lat"], cand["lon"], "candidate",
-                                   f"#{cand['rank']} {cand.get('place', '')} {cand['probability']:.1%} "
-                                   f"({names.get(a.evidence_id, '')})", cand["probability"], cand["rank"]))
+                                   f"{letter}#{cand['rank']} {cand.get('place', '')} {cand['probability']:.1%} "
+                                   f"({names.get(a.evidence_id, '')}, {a.model})", cand["probability"], cand["rank"],
+                                   series))
     heat = case.analyses[-1].surface if case.analyses else None
     out = [render_map(WORLD, points, areas, heat, "World map: claim, EXIF GPS and candidates")]
     if case.claims:
@@ -180,6 +193,13 @@ def _maps(case: Case) -> str:
               '<span style="color:#2563eb">▲ EXIF GPS</span><span style="color:#dc2626">● model candidates '
               '(size ~ probability, numbers = rank)</span><span style="color:#7c3aed">· probability surface of the '
               'latest analysis</span></p>')
+    if len(case.analyses) > 1:
+        shapes = {"circle": "●", "square": "■", "diamond": "◆", "triangle": "▼"}
+        keys = "".join(
+            f"<span>{shapes[SERIES_SHAPES[i % len(SERIES_SHAPES)]]} {series_letter(i)}1, {series_letter(i)}2 …: "
+            f"{e(names.get(a.evidence_id, '?'))}, {e(a.model)} ({e(a.id[:8])})</span>"
+            for i, a in enumerate(case.analyses))
+        legend += f'<p class="legend muted">Candidates by analysis: {keys}</p>'
     return "".join(f"<figure>{m}</figure>" for m in out) + legend
 
 

@@ -20,6 +20,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from geoapp.geo.countries import get_country_index
+from geoapp.textsafe import display_text
 
 WORLD = (-90.0, -180.0, 90.0, 180.0)  # south, west, north, east
 COLOURS = {"claim": "#d97706", "exif_gps": "#2563eb", "candidate": "#dc2626", "top": "#991b1b"}
@@ -33,6 +34,35 @@ class MapPoint:
     label: str
     weight: float = 0.0  # candidates: probability
     rank: int | None = None
+    series: int = 0  # candidates: which analysis (its own marker shape and letter: A1, B1 ...)
+
+
+SERIES_SHAPES = ("circle", "square", "diamond", "triangle")
+
+
+def series_letter(series: int) -> str:
+    """A, B, ... Z, AA, AB ...: the label of an analysis on the map and in its legend."""
+    letters = ""
+    series += 1
+    while series:
+        series, rest = divmod(series - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def _candidate_marker(x: float, y: float, radius: float, shape: str, attrs: str, tip: str) -> str:
+    if shape == "square":
+        side = 2 * radius
+        return f'<rect x="{x - radius:.1f}" y="{y - radius:.1f}" width="{side:.1f}" height="{side:.1f}" {attrs}>{tip}</rect>'
+    if shape == "diamond":
+        r = radius * 1.3
+        return (f'<path d="M{x:.1f} {y - r:.1f}L{x + r:.1f} {y:.1f}L{x:.1f} {y + r:.1f}L{x - r:.1f} {y:.1f}Z" '
+                f"{attrs}>{tip}</path>")
+    if shape == "triangle":
+        r = radius * 1.3
+        return (f'<path d="M{x:.1f} {y + r:.1f}L{x + r:.1f} {y - r * 0.7:.1f}L{x - r:.1f} {y - r * 0.7:.1f}Z" '
+                f"{attrs}>{tip}</path>")
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" {attrs}>{tip}</circle>'
 
 
 @dataclass(frozen=True)
@@ -132,11 +162,12 @@ def render_map(frame_bounds: tuple[float, float, float, float], points: list[Map
                 x, y = frame.xy(lat, lon)
                 dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill-opacity="{0.1 + 0.8 * p / top:.2f}"/>')
         body.append(f'<g class="heat">{"".join(dots)}</g>')
-    for point in sorted(points, key=lambda p: (p.kind == "candidate", -(p.rank or 0))):
+    several = len({p.series for p in points if p.kind == "candidate"}) > 1
+    for point in sorted(points, key=lambda p: (p.kind == "candidate", -(p.rank or 0), p.series)):
         if not frame.contains(point.lat, point.lon):
             continue
         x, y = frame.xy(point.lat, point.lon)
-        tip = f"<title>{html.escape(point.label)}</title>"
+        tip = f"<title>{html.escape(display_text(point.label))}</title>"
         colour = COLOURS["top"] if point.kind == "candidate" and point.rank == 1 else COLOURS.get(point.kind, "#000")
         if point.kind == "exif_gps":
             body.append(f'<path d="M{x:.1f} {y - 8:.1f}L{x + 7:.1f} {y + 5:.1f}L{x - 7:.1f} {y + 5:.1f}Z" '
@@ -146,11 +177,14 @@ def render_map(frame_bounds: tuple[float, float, float, float], points: list[Map
                         f'stroke="{colour}" stroke-width="3">{tip}</path>')
         else:
             radius = 3 + 9 * math.sqrt(max(point.weight, 0.0))
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{colour}" fill-opacity="0.75" '
-                        f'stroke="#fff" stroke-width="1">{tip}</circle>')
+            shape = SERIES_SHAPES[point.series % len(SERIES_SHAPES)]
+            attrs = f'fill="{colour}" fill-opacity="0.75" stroke="#fff" stroke-width="1"'
+            body.append(_candidate_marker(x, y, radius, shape, attrs, tip))
             if point.rank is not None and point.rank <= 3:
-                body.append(f'<text x="{x + radius + 2:.1f}" y="{y + 4:.1f}">{point.rank}</text>')
-    label = html.escape(caption)
+                # With several analyses each rank says whose it is: A1 is analysis A's top candidate.
+                rank = f"{series_letter(point.series)}{point.rank}" if several else str(point.rank)
+                body.append(f'<text x="{x + radius + 2:.1f}" y="{y + 4:.1f}">{rank}</text>')
+    label = html.escape(display_text(caption))
     # No xmlns: inline SVG in HTML5 does not need one, and the report then names no URL at all.
     return (f'<svg class="map" role="img" aria-label="{label}" '
             f'viewBox="0 0 {frame.width:.1f} {frame.height:.1f}" width="{frame.width:.0f}" height="{frame.height:.0f}">'

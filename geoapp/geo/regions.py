@@ -560,9 +560,14 @@ class PolygonRegion(Region):
                 obj = json.loads(obj)
             except json.JSONDecodeError as exc:
                 raise RegionError(f"Invalid GeoJSON text: {exc}. {ACCEPTED_FORMS}") from exc
+            except RecursionError as exc:
+                raise RegionError(TOO_DEEP) from exc
         if not isinstance(obj, dict):
             raise RegionError(f"GeoJSON must be a JSON object, got {type(obj).__name__}.")
-        geometry, found_label = _geojson_to_shape(obj)
+        try:
+            geometry, found_label = _geojson_to_shape(obj)
+        except RecursionError as exc:  # collections inside collections, thousands deep
+            raise RegionError(TOO_DEEP) from exc
         return cls(geometry, label or found_label or "Custom polygon")
 
     @cached_property
@@ -577,6 +582,10 @@ class PolygonRegion(Region):
 
     def _build_geometry(self) -> BaseGeometry:
         return self._geometry
+
+
+TOO_DEEP = ("the GeoJSON is nested too deeply to be a region; give a Polygon, MultiPolygon, Feature or "
+            "FeatureCollection of those")
 
 
 def _geojson_to_shape(obj: dict) -> tuple[BaseGeometry, str | None]:
@@ -643,14 +652,17 @@ def _floats(text: str, count: int, form: str) -> list[float]:
 
 def _load_geojson_file(path_text: str) -> PolygonRegion:
     path = Path(path_text).expanduser()
+    # Messages name the file only: an uploaded file's folder is the server's business (/tmp/gradio/...).
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise RegionError(f"Cannot read GeoJSON file {str(path)!r}: {exc.strerror or exc}") from exc
+        raise RegionError(f"Cannot read the GeoJSON file {path.name!r}: {exc.strerror or exc}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RegionError(f"File {str(path)!r} is not valid JSON: {exc}") from exc
+        raise RegionError(f"The file {path.name!r} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RegionError(f"The file {path.name!r}: {TOO_DEEP}") from exc
     if not isinstance(data, dict):
-        raise RegionError(f"File {str(path)!r} does not hold a GeoJSON object.")
+        raise RegionError(f"The file {path.name!r} does not hold a GeoJSON object.")
     return PolygonRegion.from_geojson(data, label=None if _has_label(data) else path.stem)
 
 

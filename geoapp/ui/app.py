@@ -11,11 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from geoapp.ui.assets import map_asset_dir
 from geoapp.ui.cases_tab import build_cases_tab
 from geoapp.ui.common import UiContext
-from geoapp.ui.config import AppConfig
+from geoapp.ui.config import MB, AppConfig
+from geoapp.ui.guard import GuardPolicy, RequestGuard, normalised_origins
 from geoapp.ui.locate_tab import build_locate_tab
 from geoapp.ui.models_tab import build_models_tab
 from geoapp.ui.satellite import build_tile_source_setting, tile_routes
@@ -86,11 +88,12 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
     with gr.Blocks(title="geoapp", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         _header(ctx)
         with gr.Accordion("Map settings", open=False):
+            # With --offline-map the page's security policy forbids tile servers, so the box stays off.
             online_tiles = gr.Checkbox(
-                value=not config.offline_map,
+                value=not config.offline_map, interactive=not config.offline_map,
                 label="Online map tiles (OpenStreetMap streets, Esri satellite imagery)",
                 info="Off: the page contacts nothing but this app (country outlines as the basemap). "
-                     + ("Started with --offline-map." if config.offline_map else ""))
+                     + ("Started with --offline-map: restart without it for online tiles." if config.offline_map else ""))
             tile_source = build_tile_source_setting()
         shared = SharedWidgets(online_tiles=online_tiles, tile_source=tile_source)
         with gr.Tabs():
@@ -98,12 +101,21 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
                 with gr.Tab(spec.label, elem_id=spec.elem_id):
                     spec.build(ctx, shared)
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.queue_max_size)
-    launch = dict(
-        server_name=config.host, server_port=config.port, share=config.share, auth=config.auth,
-        theme=build_theme(), css=CSS, max_file_size=config.max_file_size, show_error=True,
-        footer_links=["api", "settings"],
-        run_history=False,  # results would be kept in the browser; analysts' material stays on the server
-        enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
-        app_kwargs={"routes": tile_routes()},  # the offline pyramid's tiles, from this server only
-    )
+    launch = {
+        "server_name": config.host, "server_port": config.port, "share": config.share, "auth": config.auth,
+        "theme": build_theme(), "css": CSS, "max_file_size": config.max_file_size, "show_error": True,
+        "footer_links": ["api", "settings"],
+        "run_history": False,  # results would be kept in the browser; analysts' material stays on the server
+        "enable_monitoring": False, "mcp_server": False, "ssr_mode": False, "pwa": False,
+        # Per-session state (results, open case) is kept for this many sessions at most (and SESSION_TTL_S).
+        "state_session_capacity": config.max_sessions,
+        "app_kwargs": {"routes": tile_routes(),  # the offline pyramid's tiles, from this server only
+                       "middleware": [Middleware(RequestGuard, policy=guard_policy(config))]},
+    }
     return demo, launch
+
+
+def guard_policy(config: AppConfig) -> GuardPolicy:
+    """Headers, origin, upload and login rules for this configuration (see geoapp.ui.guard)."""
+    return GuardPolicy(online_tiles=not config.offline_map, allowed_origins=normalised_origins(config.allowed_origins),
+                       max_request_bytes=config.max_request_mb * MB)

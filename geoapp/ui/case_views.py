@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from geoapp.maps import ClaimArea, MapOptions, ReferencePoint, case_map_html
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.textsafe import display_text
 from geoapp.ui.case_service import stored_prediction
 from geoapp.ui.service import CLAIM_COLOUR, EXIF_COLOUR
 from geoapp.ui.views import escape, percent
@@ -87,14 +88,14 @@ def evidence_rows(case) -> list[list]:
     rows = []
     for e in case.evidence:
         gps = e.gps
-        rows.append([e.original_name, f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
+        rows.append([display_text(e.original_name), f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
                      (e.exif or {}).get("capture_time") or "—", f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
                      e.sha256[:12] + "…", e.added_by, _short(e.id)])
     return rows
 
 
 def evidence_choices(case) -> list[tuple[str, str]]:
-    return [(f"{e.original_name} ({_short(e.id)})", e.id) for e in case.evidence]
+    return [(f"{display_text(e.original_name)} ({_short(e.id)})", e.id) for e in case.evidence]
 
 
 def claim_rows(case) -> list[list]:
@@ -106,7 +107,7 @@ def claim_choices(case) -> list[tuple[str, str]]:
 
 
 def _names(case) -> dict[str, str]:
-    return {e.id: e.original_name for e in case.evidence}
+    return {e.id: display_text(e.original_name) for e in case.evidence}
 
 
 def _settings(parameters: dict) -> str:

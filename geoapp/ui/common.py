@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import gradio as gr
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError
 from geoapp.maps import MapAssets, MapOptions
+from geoapp.textsafe import message_text
 from geoapp.ui.config import AppConfig
 from geoapp.ui.forms import FormError
 from geoapp.ui.satellite import offline_tile_layer
@@ -53,14 +53,15 @@ def user_errors(handler: F) -> F:
         try:
             return handler(*args, **kwargs)
         except USER_ERRORS as error:
-            # gr.Error renders HTML: escape, file names and region labels come from users.
-            raise gr.Error(html.escape(str(error)), duration=None, title="Cannot do that",
+            # gr.Error renders HTML, and API clients get the same string: no markup, no entities.
+            raise gr.Error(message_text(str(error)), duration=None, title="Cannot do that",
                            print_exception=False) from error
         except gr.Error:
             raise
         except Exception as error:  # noqa: BLE001 - last resort: log it, tell the analyst, keep serving
             log.exception("unexpected error in %s", handler.__name__)
-            raise gr.Error(html.escape(f"Unexpected error ({type(error).__name__}): {error}. The details are in the server log."),
+            raise gr.Error(message_text(f"Unexpected error ({type(error).__name__}): {error}. "
+                                        "The details are in the server log."),
                            duration=None, title="Something went wrong") from error
 
     return wrapper  # type: ignore[return-value]

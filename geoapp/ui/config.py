@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
+AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
+MB = 1024 * 1024
+DEFAULT_MAX_SESSIONS = 12
 
 
 class ConfigError(ValueError):
@@ -36,6 +41,37 @@ def parse_auth(text: str) -> tuple[str, str]:
     return user, password
 
 
+def read_auth_file(path: str) -> tuple[str, str]:
+    """The first line of ``path`` that is not blank or a ``#`` comment, as USER:PASSWORD."""
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--auth-file {path}: cannot read it ({error.__class__.__name__}); "
+                          "give a text file with one line USER:PASSWORD") from error
+    for line in lines:
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                return parse_auth(line.strip())
+            except ConfigError as error:
+                raise ConfigError(f"--auth-file {path}: the line must be USER:PASSWORD, both non-empty") from error
+    raise ConfigError(f"--auth-file {path} is empty; write one line USER:PASSWORD into it")
+
+
+def _auth_from(args: argparse.Namespace) -> tuple[str, str] | None:
+    """--auth, --auth-file or $GEOAPP_AUTH (at most one of them)."""
+    given = [name for name, value in (("--auth", args.auth), ("--auth-file", args.auth_file),
+                                      (f"${AUTH_ENV}", os.environ.get(AUTH_ENV))) if value]
+    if len(given) > 1:
+        raise ConfigError(f"Credentials come from {' and '.join(given)}; give only one of them")
+    if args.auth:
+        return parse_auth(args.auth)
+    if args.auth_file:
+        return read_auth_file(args.auth_file)
+    if os.environ.get(AUTH_ENV):
+        return parse_auth(os.environ[AUTH_ENV])
+    return None
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.py`` needs to build and launch the UI."""
@@ -51,13 +87,24 @@ class AppConfig:
     device: str | None = None
     concurrency_limit: int = 2  # model jobs running at once (they share one model and one lock)
     queue_max_size: int = 32  # waiting jobs beyond this are refused with a "queue full" message
-    max_file_size: str = "200mb"  # per uploaded file
+    max_file_mb: int = 100  # per uploaded file (photos; the image loader refuses more anyway)
+    max_request_mb: int = 300  # per upload request, all files together
+    # Sessions (browser tabs, API clients) whose state the server keeps; the least recently used is
+    # dropped first. A session holds its results (surfaces, photos: a few MB), so 12 bound it to well under 100 MB.
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    weights_dir: Path | None = None  # an extra folder searched first for weights ($GEOAPP_WEIGHTS_DIR)
+    allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
+
+    @property
+    def max_file_size(self) -> str:
+        """Gradio's per-file limit."""
+        return f"{self.max_file_mb}mb"
 
     @property
     def random_weights(self) -> bool:
         return self.backbone_weights == "random"
 
-    def validate(self) -> "AppConfig":
+    def validate(self) -> AppConfig:
         """Raise :class:`ConfigError` for unsafe or inconsistent flags; return self."""
         if not is_loopback(self.host) and self.auth is None:
             raise ConfigError(
@@ -72,6 +119,16 @@ class AppConfig:
             raise ConfigError(f"--port must be between 1 and 65535, not {self.port}")
         if self.backbone_weights not in (None, "random") and not self.backbone_weights:
             raise ConfigError("--backbone-weights must be 'random' or a checkpoint path")
+        if self.weights_dir is not None and not self.weights_dir.is_dir():
+            raise ConfigError(f"--weights-dir {self.weights_dir} is not a folder; give the folder that "
+                              "`python -m geoapp weights download --weights-dir DIR` filled")
+        for name, value in (("--max-file-mb", self.max_file_mb), ("--max-upload-mb", self.max_request_mb),
+                            ("--max-sessions", self.max_sessions)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, not {value}")
+        for origin in self.allowed_origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(f"--allowed-origin {origin!r} must look like https://host[:port] (no path)")
         return self
 
 
@@ -84,7 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default 127.0.0.1: this machine only; any other needs --auth)")
     parser.add_argument("--port", type=int, default=None, help="port (default: first free from 7860)")
     parser.add_argument("--share", action="store_true", help="also create a public gradio.live link (needs --auth)")
-    parser.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="require this login")
+    parser.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                        help=f"require this login (visible in the process list: prefer --auth-file or ${AUTH_ENV})")
+    parser.add_argument("--auth-file", default=None, metavar="FILE",
+                        help="require the login written in FILE as one line USER:PASSWORD")
+    parser.add_argument("--weights-dir", default=None, metavar="DIR",
+                        help="extra folder searched first for model weights (as the CLI's; or $GEOAPP_WEIGHTS_DIR)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
+                        help="also accept uploads and API calls from pages on this origin (https://host[:port]); "
+                             "by default only the app's own pages and non-browser clients may call it")
+    parser.add_argument("--max-file-mb", type=int, default=100, help="largest uploaded file in MB (default 100)")
+    parser.add_argument("--max-upload-mb", type=int, default=300,
+                        help="largest upload request (all its files together) in MB (default 300)")
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                        help="sessions (browser tabs, API clients) whose results the server keeps in memory, "
+                             f"a few MB each; the least recently used is dropped first (default {DEFAULT_MAX_SESSIONS})")
     parser.add_argument("--offline-map", action="store_true",
                         help="no online map tiles: the page makes no request outside this app "
                              "(country outlines as basemap; tiles can be switched on in Settings)")
@@ -101,7 +172,10 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     args = build_parser().parse_args(argv)
     return AppConfig(
         host=args.host, port=args.port, share=args.share,
-        auth=parse_auth(args.auth) if args.auth else None,
+        auth=_auth_from(args),
         offline_map=args.offline_map, backbone=args.backbone, backbone_weights=args.backbone_weights,
         device=args.device, concurrency_limit=max(1, args.concurrency),
+        weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
+        allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
+        max_file_mb=args.max_file_mb, max_request_mb=args.max_upload_mb, max_sessions=args.max_sessions,
     ).validate()

@@ -140,6 +140,9 @@ class LocateForm:
                    claimed=parse_latlon(claimed_text), extras=dict(extras or {}))
 
 
+MAX_QUERY_CHARS = 300  # what Geolocator.text_map accepts
+
+
 @dataclass(frozen=True)
 class TextMapForm:
     """A text -> map query, optionally compared with a second query."""
@@ -158,6 +161,10 @@ class TextMapForm:
         if not first:
             raise FormError("Type a description of a place in 'Query A' (e.g. 'a sandy beach with palm trees').")
         second = (query_b or "").strip() or None
+        for name, text in (("Query A", first), ("Query B", second or "")):
+            if len(text) > MAX_QUERY_CHARS:
+                raise FormError(f"{name} is {len(text)} characters long; describe the place in at most "
+                                f"{MAX_QUERY_CHARS} (the text model reads a sentence or two).")
         mode = compare or COMPARE_SIDE_BY_SIDE
         if mode not in COMPARE_MODES:
             raise FormError(f"Unknown comparison {mode!r}; choose one of: {', '.join(COMPARE_MODES)}")

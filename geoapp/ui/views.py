@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from geoapp.geo.distance import haversine_km
 from geoapp.maps import ReferencePoint
 from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction
+from geoapp.textsafe import display_text
 
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country", "km from #1"]
 PLACE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country"]
@@ -33,7 +34,7 @@ _ORIENTATIONS = {
 
 def escape(value: object) -> str:
     """Text for Markdown/HTML output: HTML-escaped, Markdown emphasis/table characters neutralised."""
-    text = html.escape(str(value), quote=True)
+    text = html.escape(display_text(value), quote=True)  # direction overrides shown, not obeyed
     for char, entity in (("|", "&#124;"), ("*", "&#42;"), ("_", "&#95;"), ("`", "&#96;"), ("[", "&#91;"),
                          ("]", "&#93;"), ("$", "&#36;"), ("@", "&#64;"), (":", "&#58;")):
         text = text.replace(char, entity)

@@ -162,6 +162,6 @@ def test_lying_size_header_is_caught(other_store, exported, tmp_path):
                 struct.pack_into("<I", raw, start + size_offset, real - 100)
             start += 4
     (tmp_path / "lie.zip").write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match="damaged|larger than"):
+    with pytest.raises(BundleError, match="damaged|larger than|bytes in its record"):
         import_bundle(other_store, tmp_path / "lie.zip", actor="x")
     _assert_nothing_imported(other_store, tmp_path)

@@ -75,6 +75,8 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             context.on("request", lambda request: requests.append(request.url))
             page = context.new_page()
+            console: list[str] = []  # the app's Content-Security-Policy must not block anything it needs
+            page.on("console", lambda message: console.append(message.text))
             page.goto(running_app.url, wait_until="domcontentloaded")
             page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
             page.locator("#geoapp-photos input[type=file]").set_input_files(photos)
@@ -105,6 +107,7 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir):
             page.screenshot(path=str(artifacts_dir / "locate_offline_exif_gps.png"), full_page=True)
         finally:
             browser.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
     assert requests, "no request was recorded"
     outside = _external(requests)
     assert outside == [], f"offline mode contacted other hosts: {outside}"
