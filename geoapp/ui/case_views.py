@@ -23,6 +23,7 @@ EVIDENCE_COLUMN_WIDTHS = ["20%", "17%", "15%", "10%", "9%", "13%", "9%", "7%"]
 CLAIM_COLUMNS = ["Claimed place", "Kind", "Claimed time", "Source", "By", "Id"]
 CLAIM_COLUMN_WIDTHS = ["30%", "9%", "16%", "26%", "10%", "9%"]
 ANALYSIS_COLUMNS = ["Id", "Evidence", "Model", "Settings", "Top candidate", "Probability", "Weights", "By", "At"]
+ANALYSIS_COLUMN_WIDTHS = ["7%", "13%", "13%", "12%", "16%", "9%", "12%", "7%", "11%"]  # 100 %: nothing cut off
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "km from #1"]
 EVENT_COLUMNS = ["At", "Who", "Action", "What", "Details"]
 VERDICT_HELP = {"supported": "the evidence supports the claim", "contradicted": "the evidence contradicts the claim",

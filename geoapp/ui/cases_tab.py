@@ -239,7 +239,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                 as_new = gr.Checkbox(label="Import as a separate copy (when the case is already here)")
                 import_button = gr.Button("Import")
             with gr.Accordion("All cases", open=False):
-                case_table = gr.Dataframe(headers=cv.CASE_COLUMNS, interactive=False, wrap=True)
+                case_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CASE_COLUMNS, interactive=False, wrap=True)
             store_info = gr.Markdown()
         with gr.Column(scale=3, min_width=480):
             header = gr.Markdown(NO_CASE, elem_id="geoapp-case-header")
@@ -247,14 +247,14 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
             analysis_choice = gr.Dropdown(label="Candidates shown on the map (analysis)", choices=[], interactive=True)
             map_view = gr.HTML(embed_html(placeholder_html(NO_CASE, ctx.map_options(not ctx.config.offline_map)),
                                           title="Case map"), elem_id="geoapp-case-map")
-            candidates = gr.Dataframe(headers=cv.CANDIDATE_COLUMNS, label="Candidates of that analysis",
+            candidates = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CANDIDATE_COLUMNS, label="Candidates of that analysis",
                                       interactive=False, wrap=True)
     with gr.Row(equal_height=False):
         with gr.Column():
             evidence_files = gr.File(label="Evidence — drop photos here", file_count="multiple",
                                      file_types=PHOTO_TYPES, height=120, elem_id="geoapp-case-evidence")
             evidence_button = gr.Button("Add evidence")
-            evidence_table = gr.Dataframe(headers=cv.EVIDENCE_COLUMNS, label="Evidence (SHA-256 verified on open)",
+            evidence_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.EVIDENCE_COLUMNS, label="Evidence (SHA-256 verified on open)",
                                           interactive=False, wrap=True, column_widths=cv.EVIDENCE_COLUMN_WIDTHS)
         with gr.Column():
             place = gr.Textbox(label="Claimed place", max_lines=1,
@@ -264,7 +264,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                 claimed_time = gr.Textbox(label="Claimed time (optional)", placeholder="2024-03-01 or 2024-03-01T14:30")
             source = gr.Textbox(label="Source of the claim (optional)", placeholder="URL or description", max_lines=2)
             claim_button = gr.Button("Record claim")
-            claims_table = gr.Dataframe(headers=cv.CLAIM_COLUMNS, label="Claims", interactive=False, wrap=True,
+            claims_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CLAIM_COLUMNS, label="Claims", interactive=False, wrap=True,
                                         column_widths=cv.CLAIM_COLUMN_WIDTHS)
     with gr.Accordion("Analyse evidence (same settings as Locate)", open=True):
         with gr.Row(equal_height=False):
@@ -280,7 +280,8 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                 with gr.Accordion("Restrict the search region", open=False):
                     region = build_region_picker()
                 analyse_button = gr.Button("Run analysis", variant="primary", elem_id="geoapp-case-analyse")
-        analyses_table = gr.Dataframe(headers=cv.ANALYSIS_COLUMNS, label="Analyses", interactive=False, wrap=True)
+        analyses_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.ANALYSIS_COLUMNS, label="Analyses",
+                                      interactive=False, wrap=True, column_widths=cv.ANALYSIS_COLUMN_WIDTHS)
     with gr.Row(equal_height=False):
         with gr.Column():
             note = gr.Textbox(label="Note", lines=3, placeholder="What you checked, what you saw …")
@@ -303,7 +304,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
             export_buttons = {fmt: gr.Button(label, size="sm") for fmt, label in EXPORT_LABELS.items()}
         download = gr.File(label="Exported file (download)", interactive=False, elem_id="geoapp-case-download")
     with gr.Accordion("Audit trail", open=False):
-        audit = gr.Dataframe(headers=cv.EVENT_COLUMNS, interactive=False, wrap=True)
+        audit = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.EVENT_COLUMNS, interactive=False, wrap=True)
 
     listed = [case_table, picker, store_info]
     shown = [header, banner, evidence_table, evidence_pick, claims_table, analyses_table, analysis_choice, notes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ class UiContext:
         return self.config.random_weights
 
 
+ERROR_TOAST_S = 30  # long enough to read and copy a command; then it goes (it has a close button too)
+
+
+def toast_text(error: object) -> str:
+    """An error for the toast and the API: `command` quotes become typographic ones (the toast shows no
+    Markdown, and literal backticks read as noise), then the look-alike escaping of message_text."""
+    return message_text(re.sub(r"`([^`]+)`", "\u201c\\1\u201d", str(error)))
+
+
 def user_errors(handler: F) -> F:
     """Turn analyst-facing errors into ``gr.Error`` popups (message kept, no traceback)."""
 
@@ -54,15 +64,15 @@ def user_errors(handler: F) -> F:
             return handler(*args, **kwargs)
         except USER_ERRORS as error:
             # gr.Error renders HTML, and API clients get the same string: no markup, no entities.
-            raise gr.Error(message_text(str(error)), duration=None, title="Cannot do that",
+            raise gr.Error(toast_text(error), duration=ERROR_TOAST_S, title="Cannot do that",
                            print_exception=False) from error
         except gr.Error:
             raise
         except Exception as error:  # noqa: BLE001 - last resort: log it, tell the analyst, keep serving
             log.exception("unexpected error in %s", handler.__name__)
-            raise gr.Error(message_text(f"Unexpected error ({type(error).__name__}): {error}. "
-                                        "The details are in the server log."),
-                           duration=None, title="Something went wrong") from error
+            raise gr.Error(toast_text(f"Unexpected error ({type(error).__name__}): {error}. "
+                                      "The details are in the server log."),
+                           duration=ERROR_TOAST_S, title="Something went wrong") from error
 
     return wrapper  # type: ignore[return-value]
 

@@ -93,6 +93,7 @@ class AppConfig:
     # dropped first. A session holds its results (surfaces, photos: a few MB), so 12 bound it to well under 100 MB.
     max_sessions: int = DEFAULT_MAX_SESSIONS
     weights_dir: Path | None = None  # an extra folder searched first for weights ($GEOAPP_WEIGHTS_DIR)
+    gallery: Path | None = None  # candidate GPS points (CSV LAT,LON) for retrieval models; None: GeoCLIP's 100K
     allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
 
     @property
@@ -119,6 +120,8 @@ class AppConfig:
             raise ConfigError(f"--port must be between 1 and 65535, not {self.port}")
         if self.backbone_weights not in (None, "random") and not self.backbone_weights:
             raise ConfigError("--backbone-weights must be 'random' or a checkpoint path")
+        if self.gallery is not None and not self.gallery.is_file():
+            raise ConfigError(f"--gallery {self.gallery} is not a file; give a CSV with LAT,LON columns")
         if self.weights_dir is not None and not self.weights_dir.is_dir():
             raise ConfigError(f"--weights-dir {self.weights_dir} is not a folder; give the folder that "
                               "`python -m geoapp weights download --weights-dir DIR` filled")
@@ -147,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="require the login written in FILE as one line USER:PASSWORD")
     parser.add_argument("--weights-dir", default=None, metavar="DIR",
                         help="extra folder searched first for model weights (as the CLI's; or $GEOAPP_WEIGHTS_DIR)")
+    parser.add_argument("--gallery", default=None, metavar="CSV",
+                        help="candidate GPS points (CSV with LAT,LON) for retrieval models; default: GeoCLIP's 100K")
     parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
                         help="also accept uploads and API calls from pages on this origin (https://host[:port]); "
                              "by default only the app's own pages and non-browser clients may call it")
@@ -176,6 +181,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         offline_map=args.offline_map, backbone=args.backbone, backbone_weights=args.backbone_weights,
         device=args.device, concurrency_limit=max(1, args.concurrency),
         weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
+        gallery=Path(args.gallery).expanduser() if args.gallery else None,
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
         max_file_mb=args.max_file_mb, max_request_mb=args.max_upload_mb, max_sessions=args.max_sessions,
     ).validate()

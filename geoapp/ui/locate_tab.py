@@ -152,7 +152,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
         with gr.Column(scale=1, min_width=320):
             photos = gr.File(label="Photos — drop one or several (JPEG, PNG, WebP, HEIC, TIFF …)",
                              file_count="multiple", file_types=PHOTO_TYPES, height=150, elem_id="geoapp-photos")
-            locate_button = gr.Button("Locate", variant="primary", size="lg")
+            locate_button = gr.Button("Locate", variant="primary", size="lg", elem_id="geoapp-locate-button")
             with gr.Accordion("Options", open=True):
                 default_model = ctx.service.default_model()
                 model = gr.Dropdown(ctx.service.model_choices(), value=default_model, label="Model",
@@ -179,7 +179,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
             summary = gr.Markdown("Drop photos on the left and press **Locate**.")
             map_view = gr.HTML(embed_html(placeholder_html("Candidates will appear here", ctx.map_options(not ctx.config.offline_map)),
                                           title="Map of candidates"), elem_id="geoapp-locate-map")
-            table = gr.Dataframe(headers=views.CANDIDATE_COLUMNS, label="Candidates", interactive=False, wrap=True,
+            table = gr.Dataframe(elem_classes=["geoapp-table"], headers=views.CANDIDATE_COLUMNS, label="Candidates", interactive=False, wrap=True,
                                  elem_id="geoapp-candidates",
                                  column_widths=views.candidate_column_widths())
     with gr.Row(equal_height=False):

@@ -84,7 +84,7 @@ def build_models_tab(ctx: UiContext) -> None:
                              elem_id="geoapp-models-choice")
         load = gr.Button("Load the chosen model now", variant="secondary", elem_id="geoapp-models-load")
         refresh = gr.Button("Refresh")
-    table = gr.Dataframe(weights_table(status), label="Weight files of every model (checked on this machine, no network)",
+    table = gr.Dataframe(weights_table(status), elem_classes=["geoapp-table"], label="Weight files of every model (checked on this machine, no network)",
                          interactive=False, wrap=True, column_widths=["24%", "14%", "14%", "8%", "7%", "33%"])
 
     def refresh_status():

@@ -48,6 +48,7 @@ class ModelSettings:
     backbone: str = "ViT-L-14"
     backbone_weights: str | None = None
     device: str | None = None
+    gallery: str | None = None  # CSV of candidate points for retrieval families (None: their default)
 
     @property
     def random_weights(self) -> bool:
@@ -55,6 +56,8 @@ class ModelSettings:
 
     def load_options(self) -> LoadOptions:
         extras = {} if self.backbone == "ViT-L-14" else {"backbone": self.backbone}
+        if self.gallery:
+            extras["gallery"] = self.gallery
         return LoadOptions(device=self.device, backbone_weights=self.backbone_weights or None, extras=extras)
 
 

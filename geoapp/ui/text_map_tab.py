@@ -124,11 +124,11 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                 with gr.Column():
                     map_a = gr.HTML(embed_html(placeholder_html("Query A", ctx.map_options(not ctx.config.offline_map)),
                                                title="Map for query A"))
-                    places_a = gr.Dataframe(headers=views.PLACE_COLUMNS, label="Top places for A", interactive=False,
+                    places_a = gr.Dataframe(elem_classes=["geoapp-table"], headers=views.PLACE_COLUMNS, label="Top places for A", interactive=False,
                                             wrap=True, column_widths=views.PLACE_COLUMN_WIDTHS)
                 with gr.Column(visible=False) as column_b:
                     map_b = gr.HTML(visible=False)
-                    places_b = gr.Dataframe(headers=views.PLACE_COLUMNS, label="Top places for B", interactive=False,
+                    places_b = gr.Dataframe(elem_classes=["geoapp-table"], headers=views.PLACE_COLUMNS, label="Top places for B", interactive=False,
                                             wrap=True, visible=False, column_widths=views.PLACE_COLUMN_WIDTHS)
             difference = gr.HTML(visible=False)
     with gr.Accordion("Raw result (JSON, as returned by the /text_map API)", open=False):

@@ -45,10 +45,11 @@ class RunningApp:
         return self.log_path.read_text(errors="replace")
 
 
-def start_app(args: list[str], log_path: Path, timeout_s: float = 60.0) -> RunningApp:
+def start_app(args: list[str], log_path: Path, timeout_s: float = 60.0, env_extra: dict | None = None) -> RunningApp:
     """Start app.py and wait until it answers HTTP 200 (or fail with its log)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("GEOAPP_DATABASE_URL", "GEOAPP_CASE_STORE")}
+    env.update(env_extra or {})
     # Cases created by browser tests go to a throw-away store, never the user's (~/.local/share/geoapp).
     env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GEOAPP_DATA_DIR=str(log_path.parent / "data"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
