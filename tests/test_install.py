@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 CHECK = """
 from geoapp.cases.db import MIGRATIONS_DIR
-from geoapp.models.satworld import ASSET_PATH
+from geoapp.families.satworld.model import ASSET_PATH
 from geoapp.ui.assets import map_asset_dir
 assert (MIGRATIONS_DIR / "env.py").is_file() and (MIGRATIONS_DIR / "script.py.mako").is_file(), MIGRATIONS_DIR
 assert ASSET_PATH.is_file(), ASSET_PATH
