@@ -53,8 +53,8 @@ class EncoderConfig:
 
 PRESETS: dict[str, EncoderConfig] = {
     "clip-vit-b32": EncoderConfig("clip-vit-b32"),
-    "crossview-small": EncoderConfig("crossview-small", image_size=64, patch_size=8, width=128, layers=4, heads=4,
-                                     embed_dim=128, quick_gelu=False, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    "crossview-small": EncoderConfig("crossview-small", image_size=32, patch_size=8, width=96, layers=4, heads=4,
+                                     embed_dim=96, quick_gelu=False, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
     "tiny": EncoderConfig("tiny", image_size=32, patch_size=16, width=32, layers=3, heads=2, embed_dim=32,
                           quick_gelu=False, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
 }
@@ -143,14 +143,28 @@ class MapTileModel(nn.Module):
 
     def encode_tiles(self, pixels: torch.Tensor, zoom: int) -> torch.Tensor:
         """Unnormalised tile embeddings [B, D] with zoom ``zoom``'s map encoder."""
+        return self.encode_from_trunk(self._trunk(pixels), zoom)
+
+    def trunk_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Tokens after the frozen shared blocks: a trainer computes them once per tile."""
+        return self._trunk(pixels)
+
+    def encode_from_trunk(self, tokens: torch.Tensor, zoom: int) -> torch.Tensor:
+        """Zoom ``zoom``'s trainable part on trunk tokens -> unnormalised tile embeddings [B, D]."""
         head = self.head(zoom)
-        x = self._trunk(pixels)
+        x = tokens
         for block in head.blocks:
             x = block(x)
         return head.ln_post(x[:, 0]) @ head.proj
 
     def logit_scale(self, zoom: int) -> torch.Tensor:
         return self.head(zoom).logit_scale.exp().clamp(max=100.0)
+
+    def init_level_from_tower(self, zoom: int) -> None:
+        """Start level ``zoom`` from the tower's own last blocks (the finest level's start)."""
+        fresh = LevelHead(self.tower, self.config.trainable_blocks).to(next(self.tower.parameters()).device)
+        fresh.logit_scale.data.copy_(self.head(zoom).logit_scale.data)
+        self.head(zoom).load_state_dict(fresh.state_dict())
 
     def copy_level(self, source: int, target: int) -> None:
         """Start level ``target`` from the weights of level ``source`` (finest -> coarsest training)."""
@@ -175,13 +189,19 @@ def similarities(photo: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta, *, include_tower: bool) -> Path:
-    """Write the trained parts (per-level heads; the tower too when it was trained here)."""
+def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta, *, include_tower: bool,
+                    half: bool = False) -> Path:
+    """Write the trained parts (per-level heads; the tower too when it was trained here).
+
+    ``half``: float16 on disk (shipped assets); loading turns them back into float32.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"levels.{k}": v for k, v in model.levels.state_dict().items()}
     if include_tower:
         state.update({f"tower.{k}": v for k, v in model.tower.state_dict().items()})
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in state.items()}
     payload = {"format": "geoapp-maptiles-1", "config": model.config.to_dict(), "meta": asdict(meta), "state": state}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -206,7 +226,7 @@ def model_from_checkpoint(payload: dict, tower: nn.Module | None = None) -> tupl
     config = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
     meta_data = dict(payload["meta"])
     meta = CheckpointMeta(**{**meta_data, "zooms": tuple(meta_data["zooms"])})
-    state = payload["state"]
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()}
     has_tower = any(k.startswith("tower.") for k in state)
     if not has_tower and tower is None:
         raise ValueError("this checkpoint holds only the map-encoder levels: the pretrained tower "
