@@ -99,3 +99,33 @@ def _box(west, south, east, north):
     from shapely.geometry import box
 
     return box(west, south, east, north)
+
+
+def test_geoclip_seeds_join_the_beam(family, photo, monkeypatch):
+    """GeoCLIP's candidates' tiles join every level (a stand-in GeoCLIP answers a point the beam left)."""
+    from geoapp.geo.tiles import tile_center
+    from geoapp.prediction import build_prediction
+
+    kept = family.predict(photo, top_k=2, beam_k=1).evidence[0].to_dict()["levels"][0]["kept"][0]
+    lat, lon = (float(v) for v in tile_center(1, 1 - kept["x"], 1 - kept["y"]))  # the opposite quarter
+
+    class FakeGeoclip:
+        def predict_batch(self, images, top_k, region):
+            return [build_prediction("x", [lat], [lon], [1.0], top_k=1, merge_km=25, place_names=False)
+                    for _ in images]
+
+    monkeypatch.setattr(family, "_geoclip", FakeGeoclip())
+    result = family.predict(photo, top_k=2, beam_k=1, seed_geoclip=1)
+    assert result.parameters["seeded_tiles"] >= 1
+    scored = {(t["z"], t["x"], t["y"]) for level in result.evidence[0].to_dict()["levels"] for t in level["kept"]}
+    assert result.parameters["seed_geoclip"] == 1 and scored
+
+
+def test_geoclip_seeding_failure_is_a_warning(family, photo, monkeypatch):
+    class Broken:
+        def predict_batch(self, *args, **kwargs):
+            raise FileNotFoundError("Missing weights: open_clip_model.safetensors")
+
+    monkeypatch.setattr(family, "_geoclip", Broken())
+    result = family.predict(photo, top_k=2, beam_k=2, seed_geoclip=3)
+    assert result.ok and any("GeoCLIP-seeded search skipped" in w for w in result.warnings)
