@@ -88,7 +88,7 @@ class Problem:
                                  f"{max(config.zooms)}: `python -m geoapp tiles build-offline --max-zoom "
                                  f"{max(config.zooms)}`")
             self.levels: dict[int, LevelTiles] = {z: read_level(source, z, size) for z in config.zooms}
-            self.tile_source = source.info.name
+            self.tile_source = config.tiles  # the name as given ("offline"), not where it is on this machine
         prep = model_config.preprocess()
         from PIL import Image
 

@@ -16,7 +16,7 @@ from geoapp.models import weights as w
 
 TRAIN_COMMAND = "python -m training.maptiles.train --preset crossview-small --out runs/maptiles"
 CROSSVIEW_CAVEAT = ("Map-tile model shipped as an OFFLINE CROSS-VIEW DEMONSTRATION: trained here from scratch to match "
-                    "renderings of NASA shaded relief / ETOPO rasters with Blue Marble map tiles. It is not a "
+                    "renderings of the NASA shaded-relief raster with Blue Marble map tiles. It is not a "
                     "ground-photo model: for a ground-level photo its answer says nothing about where it was taken.")
 CHECKPOINT = w.WeightFile(
     key="maptiles/checkpoint",

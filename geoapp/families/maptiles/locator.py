@@ -268,14 +268,20 @@ class _PhotoEncoder(torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def open_tiles(name: str | None, notes: list[str]) -> TileSource:
-    """The tile source by name (``synthetic`` for tests; offline pyramids are built when missing)."""
+def open_tiles(name: str | None, notes: list[str], deepest: int) -> TileSource:
+    """The tile source by name (``synthetic`` for tests). A missing offline pyramid is built first, down to
+    the model's deepest zoom (at most 6: zoom 0-5 is ~30 s of one core)."""
     if name == "synthetic":
         from geoapp.families.maptiles.synthetic import SyntheticTileSource
 
         return SyntheticTileSource()
-    from geoapp.tiles.registry import open_source
+    from geoapp.tiles.registry import default_pyramid_path, ensure_offline_pyramid, offline_layer, open_source
 
+    layer = offline_layer(name)
+    if layer is not None and not default_pyramid_path(layer).is_file():
+        zoom = max(4, min(6, deepest))
+        notes.append(f"built the offline {layer} pyramid (zoom 0-{zoom}) at {default_pyramid_path(layer)}")
+        ensure_offline_pyramid(layer, max_zoom=zoom)
     return open_source(name, build_missing=True, notice=notes.append)
 
 
@@ -322,7 +328,7 @@ def load(spec, options) -> MapTileLocator:
             torch.manual_seed(0)
             model.tower.load_state_dict(MapTileModel(model.config, model.zooms).tower.state_dict())
         weights, sha = f"{meta.preset} map encoders ({path.name})", _sha256(path)
-    source = open_tiles(extras.get("tiles") or meta.training.get("tile_source"), notes)
+    source = open_tiles(extras.get("tiles") or meta.training.get("tile_source"), notes, max(model.zooms))
     if "cache_dir" in extras:
         cache_dir = None if extras["cache_dir"] is None else Path(extras["cache_dir"])
     else:
