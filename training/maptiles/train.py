@@ -33,12 +33,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from geoapp.families.maptiles.model import CheckpointMeta, MapTileModel, preset, save_checkpoint
+from geoapp.families.maptiles.model import CheckpointMeta, MapTileModel, clip_vit_b32_tower, preset, save_checkpoint
 from geoapp.models.preprocess import centre_crop_tensor
 from training.distributed import DistEnv, init_distributed, pick_device, shutdown_distributed
 from training.maptiles.data import LevelTiles, read_level, render_queries, splits
 
 log = logging.getLogger("training.maptiles")
+PRETRAINED_PRESETS = ("clip-vit-b32",)  # the paper: CLIP ViT-B/32 with OpenAI weights, no pretraining stage here
 
 
 @dataclass
@@ -61,7 +62,12 @@ class TrainConfig:
     threads: int = 1
     eval_k: tuple[int, ...] = (4, 16, 64)
     device: str | None = None
+    backbone_weights: str = "pretrained"  # pretrained presets: "pretrained" (the weight file), a path, or "random"
     extra: dict = field(default_factory=dict)
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.preset not in PRETRAINED_PRESETS
 
 
 def level_order(zooms: tuple[int, ...]) -> list[tuple[int, int | None]]:
@@ -71,7 +77,8 @@ def level_order(zooms: tuple[int, ...]) -> list[tuple[int, int | None]]:
 
 
 def stages(config: TrainConfig) -> list[str]:
-    return (["pretrain"] if config.pretrain_steps > 0 else []) + [f"level-{z}" for z, _ in level_order(config.zooms)]
+    pretrain = config.from_scratch and config.pretrain_steps > 0
+    return (["pretrain"] if pretrain else []) + [f"level-{z}" for z, _ in level_order(config.zooms)]
 
 
 class Problem:
@@ -259,7 +266,8 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> 
     started = time.perf_counter()
     model_config = preset(config.preset)
     torch.manual_seed(config.seed)
-    model = MapTileModel(model_config, tuple(config.zooms)).to(device)
+    tower = None if config.from_scratch else clip_vit_b32_tower(config.backbone_weights)  # fails fast when missing
+    model = MapTileModel(model_config, tuple(config.zooms), tower=tower).to(device)
     problem = Problem(config, model_config, Gallery.default().coords if gallery is None else gallery)
     log.info("%d training locations, %d test; zooms %s", len(problem.train), len(problem.test), config.zooms)
     trainer = Trainer(config, problem, model, out, env, device)
@@ -268,12 +276,13 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> 
     if env.is_main:
         train_seconds = time.perf_counter() - started
         metrics = evaluate(config, model, problem)
-        meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=True,
+        meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=config.from_scratch,
                               description="offline cross-view demonstration: shaded-relief renderings -> Blue Marble "
                                           "tiles (NASA rasters), trained from scratch",
                               training={"tile_source": problem.tile_source, "config": asdict(config),
                                         "train_locations": int(len(problem.train)), "metrics": metrics["summary"]})
-        path = save_checkpoint(model, out / "model.pt", meta, include_tower=config.pretrain_steps > 0, half=True)
+        path = save_checkpoint(model, out / "model.pt", meta, include_tower="pretrain" in stages(config),
+                               half=config.from_scratch)
         manifest = {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                     "config": asdict(config), "stage_order": stages(config), "level_order": level_order(config.zooms),
                     "history": trainer.history, "train_seconds": round(train_seconds, 1),
@@ -298,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
                  "threads"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--device", default=None)
+    parser.add_argument("--backbone-weights", default=defaults.backbone_weights,
+                        help="clip-vit-b32: 'pretrained' (python -m geoapp weights download vit-b-32) or a path")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = replace(defaults, **{k: v for k, v in vars(args).items() if k not in ("out", "zooms")},

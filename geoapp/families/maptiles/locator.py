@@ -339,13 +339,9 @@ def load(spec, options) -> MapTileLocator:
 
 
 def _clip_tower(options) -> torch.nn.Module:
-    from geoapp.models.backbones import BackboneSpec, build_clip_backbone
-    from geoapp.models.weights import CLIP_VIT_B32_OPENAI
+    from geoapp.families.maptiles.model import clip_vit_b32_tower
 
-    spec = BackboneSpec("ViT-B-32", "ViT-B-32-quickgelu", CLIP_VIT_B32_OPENAI)
-    weights = "random" if options.random else (options.backbone_weights or "pretrained")
-    backbone, _ = build_clip_backbone(spec, weights)
-    return backbone.clip.visual
+    return clip_vit_b32_tower("random" if options.random else (options.backbone_weights or "pretrained"))
 
 
 def _sha256(path: Path) -> str:

@@ -75,6 +75,16 @@ def build_tower(config: EncoderConfig) -> nn.Module:
     return _build_vision_tower(config.embed_dim, vision, quick_gelu=config.quick_gelu)
 
 
+def clip_vit_b32_tower(weights: str | Path = "pretrained") -> nn.Module:
+    """The paper's photo encoder / map-encoder trunk: CLIP ViT-B/32's vision tower ("pretrained": the OpenAI
+    weight file, found locally or a WeightsMissingError naming the download command; "random"; or a path)."""
+    from geoapp.models.backbones import BackboneSpec, build_clip_backbone
+    from geoapp.models.weights import CLIP_VIT_B32_OPENAI
+
+    backbone, _ = build_clip_backbone(BackboneSpec("ViT-B-32", "ViT-B-32-quickgelu", CLIP_VIT_B32_OPENAI), weights)
+    return backbone.clip.visual
+
+
 class LevelHead(nn.Module):
     """What one zoom level trains: the last blocks, the final norm, the projection and a logit scale."""
 

@@ -18,6 +18,17 @@ def test_levels_train_finest_first_each_from_the_previous():
     assert level_order((4, 6, 8, 10)) == [(10, None), (8, 10), (6, 8), (4, 6)]
     assert stages(TrainConfig(zooms=(1, 3, 5))) == ["pretrain", "level-5", "level-3", "level-1"]
     assert stages(TrainConfig(zooms=(4, 6), pretrain_steps=0)) == ["level-6", "level-4"]
+    # The paper's preset starts from CLIP: no pretraining stage, levels only.
+    assert stages(TrainConfig(preset="clip-vit-b32", zooms=(4, 6, 8))) == ["level-8", "level-6", "level-4"]
+
+
+def test_the_paper_preset_needs_the_clip_weights_and_says_how(tmp_path, monkeypatch):
+    from geoapp.models.weights import WeightsMissingError
+
+    monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(WeightsMissingError, match="vit-b-32"):
+        train(TrainConfig(preset="clip-vit-b32", zooms=(4, 6)), tmp_path / "out", gallery=np.zeros((10, 2)))
 
 
 @pytest.fixture(scope="module")
