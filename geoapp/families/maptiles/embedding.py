@@ -85,7 +85,7 @@ class TileEmbedder:
         self.store: EmbeddingStore | None = None
         if cache_dir is not None:
             combined = hashlib.sha256("".join(self.digests[z] for z in model.zooms).encode()).hexdigest()[:16]
-            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source.info.name)[-40:]
+            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.info.name).name or source.info.name)[-40:]
             source_hash = hashlib.sha256(source_key(source).encode()).hexdigest()[:10]
             self.store = EmbeddingStore(Path(cache_dir) / f"{slug}-{source_hash}-{combined}.sqlite")
         self._levels: dict[int, dict[tuple[int, int], np.ndarray | None]] = {}
