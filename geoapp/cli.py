@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from geoapp.cases.cli import add_case_parser as _add_case
 from geoapp.cli_family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.families.maptiles.commands import add_embed_command as _add_tile_embed
 from geoapp.tiles.cli import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_weights(sub)
     _add_case(sub)
-    _add_tiles(sub)
+    _add_tile_embed(_add_tiles(sub))
     return parser
 
 

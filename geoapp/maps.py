@@ -443,6 +443,27 @@ def _add_region(fmap: folium.Map, region: object | None, bounds: _Bounds) -> Non
         add(north, east)
 
 
+def _add_evidence_layers(fmap: folium.Map, prediction: Prediction) -> None:
+    """Shapes the family's evidence items contribute (``EvidenceItem.map_layers()``), drawn as given."""
+    for item in getattr(prediction, "evidence", None) or []:
+        for layer in getattr(item, "map_layers", lambda: [])():
+            features = []
+            for feature in layer.features:
+                props = dict(feature.get("properties") or {})
+                props["tooltip"] = _text(props.get("tooltip", ""))  # escaped: GeoJsonTooltip renders HTML
+                features.append({**feature, "properties": props})
+            if not features:
+                continue
+            shapes = folium.GeoJson(
+                {"type": "FeatureCollection", "features": features}, name=_text(layer.name), show=layer.show,
+                style_function=lambda f: {"color": f["properties"].get("stroke", "#1565c0"),
+                                          "weight": f["properties"].get("weight", 1.5),
+                                          "fillColor": f["properties"].get("fill", "#1565c0"),
+                                          "fillOpacity": f["properties"].get("fill_opacity", 0.1)},
+                tooltip=folium.GeoJsonTooltip(fields=["tooltip"], labels=False))
+            shapes.add_to(fmap)
+
+
 def _finish(fmap: folium.Map, bounds: _Bounds, *, title: str | None, random_weights: bool,
             legend_html: str | None, caveats: Sequence[str] = ()) -> folium.Map:
     root = fmap.get_root()
@@ -481,6 +502,7 @@ def prediction_map(prediction: Prediction, options: MapOptions, *, references: S
     if heat is not None:
         heat.add_to(fmap)
     _add_region(fmap, prediction.region, bounds)
+    _add_evidence_layers(fmap, prediction)
     _add_candidates(fmap, prediction, references, bounds, selected_rank)
     _add_references(fmap, prediction, references, bounds)
     return _finish(fmap, bounds, title=title, random_weights=prediction.random_weights, caveats=prediction.caveats,

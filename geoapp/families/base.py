@@ -35,7 +35,7 @@ from geoapp.prediction import DEFAULT_MERGE_KM, GradCamResult, Prediction
 
 __all__ = [  # DEFAULT_MERGE_KM and GradCamResult live in geoapp.prediction (torch-free) and are part of the contract
     "AERIAL_IMAGE", "DEFAULT_MERGE_KM", "GROUND_PHOTO", "REGION_EXTRA_POINTS", "CandidateSpace", "Capabilities",
-    "CapabilityError", "EvidenceItem", "Family", "FamilyIdentity", "GradCamResult", "PredictOptions",
+    "CapabilityError", "EvidenceItem", "Family", "FamilyIdentity", "GradCamResult", "MapLayer", "PredictOptions",
     "cams_side_by_side", "evidence_html", "png_data_uri",
 ]
 
@@ -170,6 +170,22 @@ def cams_side_by_side(maps: Mapping[str, GradCamResult]) -> Image.Image:
     return canvas
 
 
+@dataclass(frozen=True)
+class MapLayer:
+    """Shapes an evidence item adds to the prediction map, as GeoJSON features (family-agnostic).
+
+    Each feature's ``properties`` may set ``stroke`` / ``fill`` (CSS colours), ``fill_opacity``,
+    ``weight`` (line width, px) and ``tooltip`` (plain text); the map draws them as they are.
+    """
+
+    name: str  # the layer's name in the map's layer control
+    features: tuple[dict, ...]
+    show: bool = True
+
+    def to_geojson(self) -> dict:
+        return {"type": "FeatureCollection", "features": list(self.features)}
+
+
 class EvidenceItem(ABC):
     """Family-specific evidence attached to a prediction (segmentation map, scene, search path ...)."""
 
@@ -187,6 +203,10 @@ class EvidenceItem(ABC):
     def images(self) -> dict[str, Image.Image]:
         """Named images that go with the evidence (for reports and galleries)."""
         return {}
+
+    def map_layers(self) -> list[MapLayer]:
+        """Shapes to draw on the prediction map (a search path, areas ...); none by default."""
+        return []
 
 
 def png_data_uri(image: Image.Image, max_side: int = 512) -> str:

@@ -35,6 +35,7 @@ BUILTIN_PACKAGES = (
     "geoapp.families.translocator",
     "geoapp.families.ensemble",
     "geoapp.families.regional",
+    "geoapp.families.maptiles",
 )
 PLUGINS_ENV = "GEOAPP_FAMILY_PACKAGES"
 AUTO = "auto"

@@ -146,6 +146,20 @@ CLIP_VIT_L14_OPENAI = WeightFile(
 )
 
 
+# The map-tile family's photo encoder (and the frozen trunk of its map encoders), as the paper uses it.
+CLIP_VIT_B32_OPENAI = WeightFile(
+    key="clip/ViT-B-32/openai",
+    description="CLIP ViT-B/32 image encoder, OpenAI weights (open_clip format, ~600 MB): the map-tile family's "
+                "photo encoder and map-encoder trunk",
+    filename="open_clip_model.safetensors",
+    source="hf-hub:timm/vit_base_patch32_clip_224.openai",
+    licence="MIT (OpenAI CLIP)",
+    alternatives=("open_clip_pytorch_model.bin",),
+    download_target="vit-b-32",
+    optional=True,  # the shipped cross-view checkpoint carries its own small encoder
+)
+
+
 # ADE20K semantic segmenters (TransLocator's second input), as segmentation_models_pytorch
 # publishes them on its `smp-hub` org: config.json + model.safetensors, loaded with
 # `smp.from_pretrained`. Revisions are not pinned (no full commit id is recorded for them);

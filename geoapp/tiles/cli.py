@@ -45,8 +45,9 @@ def _notice(message: str) -> None:
     print(f"NOTE: {message}", file=sys.stderr)
 
 
-def add_tiles_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``tiles`` and its sub-commands to the top-level parser's subparsers."""
+def add_tiles_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``tiles`` and its sub-commands to the top-level parser's subparsers; returns the ``tiles`` subparsers
+    (model code adds its own there, e.g. ``embed``, without this torch-free module importing it)."""
     from geoapp.tiles.pyramid import DEFAULT_MAX_ZOOM, LAYERS
 
     p = sub.add_parser("tiles", help="map tiles: offline pyramid, archives, online providers",
@@ -87,6 +88,7 @@ def add_tiles_commands(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--size", type=int, default=0, help="a SIZE×SIZE mosaic centred on the point instead of one tile")
     show.add_argument("--offline", action="store_true", help="never contact a server")
     show.set_defaults(handler=_guarded(_cmd_show))
+    return tsub
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -170,3 +170,23 @@ def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
     assert overlay is not None and "RANDOM WEIGHTS" in caption
     # TransLocator explains both branches; the ensemble explains the GeoCLIP re-ranking (photo only).
     assert others["visible"] == (model == "translocator")
+
+
+def test_locate_tab_shows_the_map_tile_search_path_and_tiles(ctx):
+    """Map tiles in the Locate tab: the search path drawn on the map, the best tiles beside the photo, Grad-CAM."""
+    from geoapp.families import LoadOptions, registry
+
+    spec = registry.get("maptiles")
+    if "maptiles" not in ctx.service._locators:
+        ctx.service.adopt("maptiles", spec.load(LoadOptions(device="cpu", backbone_weights="random",
+                                                            extras=dict(spec.test_options))))
+    handlers = LocateHandlers(ctx)
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    session, payload = handlers.locate([photo], 3, False, "maptiles", progress=no_progress)
+    record = payload["results"][0]
+    assert record["model"]["model"] == "maptiles" and record["search_path"]["levels"]
+    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view = handlers.show(session, 0, False)
+    assert "Map-tile search path" in map_html and "geoapp-pin" in map_html
+    assert evidence["visible"] is True and "Best map tiles" in evidence_view and "data:image/png;base64," in evidence_view
+    crop, overlay, caption, _ = handlers.gradcam(session, 0, 1, progress=no_progress)
+    assert overlay is not None

@@ -1,0 +1,1 @@
+"""Training the map-tile family (``python -m training.maptiles.train``); see training/README.md."""
