@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 
 from geoapp.cases.cli import add_case_parser as _add_case
 from geoapp.cli_family import add_family_options, add_model_arguments, family_extras, load_family_from_args
-from geoapp.families.maptiles.commands import add_embed_command as _add_tile_embed
 from geoapp.tiles.cli import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -282,8 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_weights(sub)
     _add_case(sub)
-    _add_tile_embed(_add_tiles(sub))
+    groups = {"root": sub, "tiles": _add_tiles(sub)}
+    _add_family_commands(groups)
     return parser
+
+
+def _add_family_commands(groups: dict) -> None:
+    """Commands a family brings along (e.g. `tiles embed` of the map-tile family), from its spec."""
+    import importlib
+
+    from geoapp.families import registry
+
+    for spec in registry.families(include_variants=False):
+        if spec.cli_commands:
+            module_name, _, function = spec.cli_commands.partition(":")
+            getattr(importlib.import_module(module_name), function)(groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,9 @@ class FamilySpec:
     auto_priority: int | None = None  # `auto` picks the highest ready family; None: never
     options: tuple[FamilyOption, ...] = ()
     builder: FamilyBuilder | None = None  # analysts can build variants from their photos (Models tab)
+    # "module:function" adding the family's own commands, called as function(groups) with the CLI's subparser
+    # groups by name ({"root": ..., "tiles": ...}); imported only when the CLI parser is built.
+    cli_commands: str | None = None
     test_options: Mapping[str, Any] = field(default_factory=dict)  # LoadOptions extras for a tiny random instance
     paper: str = ""
     variant: Variant | None = None

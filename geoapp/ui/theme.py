@@ -18,9 +18,10 @@ CSS = """
 .geoapp-notice {background:#e8f0fe; color:#0b2a5b; border:1px solid #b6ccf5; padding:10px 14px; border-radius:6px;}
 .geoapp-notice code {white-space:nowrap;}
 #geoapp-header h1 {margin-bottom:0;}
-/* Tables: headers stay on one line and numbers never break mid-digit; column widths leave them room. */
-.geoapp-table th, .geoapp-table th * {white-space:nowrap !important;}
-.geoapp-table td, .geoapp-table td * {overflow-wrap:normal !important; word-break:normal !important;}
+/* Tables: text wraps between words only, so headers and numbers never break mid-word or mid-digit;
+   the column widths leave each column room for its longest word. */
+.geoapp-table th, .geoapp-table th *, .geoapp-table td, .geoapp-table td * {
+  overflow-wrap:normal !important; word-break:keep-all !important; hyphens:none !important;}
 .geoapp-table td {font-variant-numeric:tabular-nums;}
 """
 

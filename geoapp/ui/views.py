@@ -16,12 +16,12 @@ from geoapp.textsafe import display_text
 
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country", "km from #1"]
 PLACE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country"]
-PLACE_COLUMN_WIDTHS = ["7%", "13%", "14%", "15%", "33%", "18%"]
+PLACE_COLUMN_WIDTHS = ["7%", "15%", "14%", "15%", "31%", "18%"]
 
 
 def candidate_column_widths(references: Sequence[ReferencePoint] = ()) -> list[str]:
     """Widths that always add up to 100 %, so no column (distances last) falls off the right edge."""
-    fixed = [6, 11, 11, 12, 0, 13, 10] + [11] * len(references)
+    fixed = [6, 13, 11, 12, 0, 12, 9] + [11] * len(references)
     fixed[4] = max(18, 100 - sum(fixed))
     return [f"{width}%" for width in fixed]
 

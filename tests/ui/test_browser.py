@@ -188,3 +188,34 @@ def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir):
             browser.close()
     assert errors == [], f"console errors on the Cases tab: {errors}"
     assert _external(requests) == [], f"offline mode contacted other hosts: {_external(requests)}"
+
+
+def test_maptiles_search_path_and_tile_thumbnails_in_the_browser(running_app, artifacts_dir):
+    """The map-tile family in Locate: candidates, the search path drawn on the map, thumbnails of the best tiles."""
+    sync_api = _playwright()
+    photo = str(shared_path("im2gps3k-dev", IM2GPS_PHOTO))
+    requests: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.on("request", lambda request: requests.append(request.url))
+            page = context.new_page()
+            page.goto(running_app.url, wait_until="domcontentloaded")
+            page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
+            page.locator("#geoapp-photos input[type=file]").set_input_files([photo])
+            page.wait_for_selector(f"text={IM2GPS_PHOTO[:12]}", timeout=30_000)
+            page.locator("#geoapp-model input").click()
+            page.get_by_role("option", name="Map tiles (hierarchical beam search)", exact=True).click()
+            page.get_by_role("button", name="Locate", exact=True).click()
+            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            markers = _wait_in_map(map_frame, ".geoapp-candidate", timeout_s=300)
+            assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
+            assert _wait_in_map(map_frame, "text=Map-tile search path") >= 1  # the search path's map layer
+            page.wait_for_selector("#geoapp-evidence img", timeout=60_000)  # thumbnails of the best final tiles
+            assert page.locator("#geoapp-evidence img").count() >= 2
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(artifacts_dir / "locate_maptiles.png"), full_page=True)
+        finally:
+            browser.close()
+    assert _external(requests) == [], f"offline mode contacted other hosts: {_external(requests)}"

@@ -44,6 +44,7 @@ SPEC = register(FamilySpec(
         FamilyOption("seed_geoclip", int, 0, "GeoCLIP-seeded search: the tiles of GeoCLIP's top N candidates join "
                                              "the beam at every level (0 = off; needs GeoCLIP's weights)"),
     ),
+    cli_commands="geoapp.families.maptiles.commands:add_commands",  # python -m geoapp tiles embed
     test_options={"preset": "tiny", "levels": "1,3", "tiles": "synthetic"},
     paper="Hierarchical Image Geolocalization Using ViT-based Encoders and Satellite Map Images (Kim, Jang, Kim)",
 ))

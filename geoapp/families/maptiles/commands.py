@@ -10,6 +10,11 @@ import sys
 import time
 
 
+def add_commands(groups: dict) -> None:
+    """The family's CLI hook (FamilySpec.cli_commands): `python -m geoapp tiles embed`."""
+    add_embed_command(groups["tiles"])
+
+
 def add_embed_command(tiles_sub: argparse._SubParsersAction) -> None:
     embed = tiles_sub.add_parser(
         "embed", help="pre-compute map-tile embeddings (map-tile family) for whole zoom levels",
