@@ -92,6 +92,21 @@ def source_name(image, loaded: LoadedImage | None) -> str:
     return loaded.name if loaded is not None else f"<{type(image).__name__}>"
 
 
+def record_parameters(top_k: int, tencrop: bool, candidates, merge_km: float | None, **extra) -> dict:
+    """The parameters every record carries (``candidates``: anything with ``region``, ``coords``,
+    ``gallery_points`` and ``extra_points``); family-specific ones are added as keywords."""
+    return {
+        "top_k": int(top_k),
+        "tencrop": bool(tencrop),
+        "region": candidates.region.key if candidates.region is not None else None,
+        "merge_km": merge_km,
+        "candidate_points": int(len(candidates.coords)),
+        "gallery_points": int(candidates.gallery_points),
+        "extra_region_points": int(getattr(candidates, "extra_points", 0) or 0),
+        **extra,
+    }
+
+
 def failed_record(image, message: str, parameters: dict | None = None) -> Prediction:
     """The record of an input that could not be read (the family adds its identity)."""
     return Prediction(source=source_name(image, None), error=message, parameters=dict(parameters or {}))

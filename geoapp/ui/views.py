@@ -175,38 +175,3 @@ def result_choices(names: Sequence[str], predictions: Sequence[Prediction]) -> l
             label = f"{index + 1}. {name} — could not be analysed"
         choices.append((label, index))
     return choices
-
-
-def scene_evidence_html(prediction: Prediction) -> str:
-    """TransLocator's extra evidence: predicted scene, segmentation legend with class shares, branch weights.
-
-    Empty for predictions without it (GeoCLIP, SatWorld). The legend colours are the ones of the
-    colourised map shown beside it.
-    """
-    segmentation = getattr(prediction, "segmentation", None)
-    scene = getattr(prediction, "scene", None)
-    branches = getattr(prediction, "branch_weights", None) or {}
-    if segmentation is None and scene is None:
-        return ""
-    parts = []
-    if scene is not None:
-        top5 = ", ".join(f"{html.escape(name)} {percent(p)}" for name, p in scene.top5)
-        parts.append(
-            f'<p><b>Scene (the model\'s scene heads):</b> {html.escape(scene.label3)} ({percent(scene.probability3)}) › '
-            f"{html.escape(scene.label16)} ({percent(scene.probability16)}) › <b>{html.escape(scene.label365)}</b> "
-            f"({percent(scene.probability)})<br><small>Top 5 scene categories: {top5}</small></p>")
-    if segmentation is not None:
-        rows = "".join(
-            f'<tr><td><span style="display:inline-block;width:14px;height:14px;border:1px solid #888;'
-            f'background:rgb({r},{g},{b})"></span></td><td>{html.escape(name)}</td><td style="text-align:right">'
-            f"{percent(share)}</td></tr>"
-            for name, (r, g, b), share in segmentation.legend)
-        segmenter = segmentation.segmenter.get("name") or "segmenter"
-        parts.append(f"<p><b>Segmentation</b> (ADE20K classes by {html.escape(str(segmenter))}; share of the analysed "
-                     f'crop):</p><table class="geoapp-legend">{rows}</table>')
-        if segmentation.random_weights:
-            parts.append('<p class="geoapp-random"><b>RANDOM SEGMENTER WEIGHTS — this map is meaningless.</b></p>')
-    if branches:
-        weights = ", ".join(f"{html.escape(name)} {percent(value)}" for name, value in branches.items())
-        parts.append(f"<p><b>Attentive fusion weights</b> (how much each branch counted): {weights}</p>")
-    return "".join(parts)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -51,6 +52,18 @@ def _wait_in_map(frame, selector: str, timeout_s: float = 90.0) -> int:
             return count
         time.sleep(0.25)
     return 0
+
+
+def _locate_with_model(page, url: str, photo: str, model_label: str):
+    """Open the app, drop one photo, choose a model by its label, press Locate; the map's frame."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
+    page.locator("#geoapp-photos input[type=file]").set_input_files([photo])
+    page.wait_for_selector(f"text={Path(photo).name[:12]}", timeout=30_000)
+    page.locator("#geoapp-model input").click()
+    page.get_by_role("option", name=model_label, exact=True).click()
+    page.get_by_role("button", name="Locate", exact=True).click()
+    return page.frame_locator("#geoapp-locate-map iframe")
 
 
 def _check_satellite_view(page, map_frame) -> None:
@@ -122,14 +135,7 @@ def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifac
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.goto(running_app.url, wait_until="domcontentloaded")
-            page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
-            page.locator("#geoapp-photos input[type=file]").set_input_files([photo])
-            page.wait_for_selector(f"text={IM2GPS_PHOTO[:12]}", timeout=30_000)
-            page.locator("#geoapp-model input").click()
-            page.get_by_role("option", name="TransLocator", exact=True).click()
-            page.get_by_role("button", name="Locate", exact=True).click()
-            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            map_frame = _locate_with_model(page, running_app.url, photo, "TransLocator")
             markers = _wait_in_map(map_frame, ".geoapp-candidate", timeout_s=240)
             assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
             page.wait_for_selector("#geoapp-evidence img", timeout=60_000)  # the segmentation map (evidence item)
@@ -201,14 +207,7 @@ def test_maptiles_search_path_and_tile_thumbnails_in_the_browser(running_app, ar
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             context.on("request", lambda request: requests.append(request.url))
             page = context.new_page()
-            page.goto(running_app.url, wait_until="domcontentloaded")
-            page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=60_000)
-            page.locator("#geoapp-photos input[type=file]").set_input_files([photo])
-            page.wait_for_selector(f"text={IM2GPS_PHOTO[:12]}", timeout=30_000)
-            page.locator("#geoapp-model input").click()
-            page.get_by_role("option", name="Map tiles (hierarchical beam search)", exact=True).click()
-            page.get_by_role("button", name="Locate", exact=True).click()
-            map_frame = page.frame_locator("#geoapp-locate-map iframe")
+            map_frame = _locate_with_model(page, running_app.url, photo, "Map tiles (hierarchical beam search)")
             markers = _wait_in_map(map_frame, ".geoapp-candidate", timeout_s=300)
             assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
             assert _wait_in_map(map_frame, "text=Map-tile search path") >= 1  # the search path's map layer

@@ -27,7 +27,8 @@ from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity
 from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
 from geoapp.prediction import Prediction, build_prediction
-from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
+from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
+                                  run_batched, source_name)
 
 _ENCODE_CHUNK = 8192
 
@@ -274,15 +275,7 @@ class GeoCLIPLocator(Family):
 
     # ------------------------------------------------------------------ helpers
     def _parameters(self, top_k: int, tencrop: bool, candidates: CandidateSet, merge_km: float | None) -> dict:
-        return {
-            "top_k": int(top_k),
-            "tencrop": bool(tencrop),
-            "region": candidates.region.key if candidates.region is not None else None,
-            "merge_km": merge_km,
-            "candidate_points": int(len(candidates.coords)),
-            "gallery_points": candidates.gallery_points,
-            "extra_region_points": candidates.extra_points,
-        }
+        return record_parameters(top_k, tencrop, candidates, merge_km)
 
 
 class _ImageEmbeddingModel(torch.nn.Module):

@@ -40,7 +40,8 @@ from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD
                                         build_translocator, load_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
 from geoapp.prediction import Prediction, build_prediction
-from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
+from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
+                                  run_batched, source_name)
 from geoapp.settings import get_settings
 
 
@@ -317,16 +318,8 @@ class TransLocatorGeolocator(Family):
                            probability16=float(p16[i16]), probability3=float(p3[i3]))
 
     def _parameters(self, top_k: int, tencrop: bool, candidates: CellCandidates, merge_km: float | None) -> dict:
-        return {
-            "top_k": int(top_k),
-            "tencrop": bool(tencrop),
-            "region": candidates.region.key if candidates.region is not None else None,
-            "merge_km": merge_km,
-            "candidate_points": int(len(candidates.coords)),
-            "gallery_points": candidates.gallery_points,
-            "extra_region_points": 0,
-            "candidates_are": "fine geocells (mean photo position of each cell)",
-        }
+        return record_parameters(top_k, tencrop, candidates, merge_km,
+                                 candidates_are="fine geocells (mean photo position of each cell)")
 
 
 def _resolve_segmenter(segmenter, model_is_random: bool, device: torch.device):
