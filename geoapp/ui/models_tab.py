@@ -68,8 +68,9 @@ def status_markdown(ctx: UiContext, status: ModelStatus) -> str:
     lines.append(f"- Weights: {_weights_mode(settings)}")
     lines.append(f"- Requested device: `{settings.device or 'auto (CUDA when available, else CPU)'}`")
     lines.append(f"- `auto` uses: **{html.escape(status.active)}**")
-    tiles = ("offline: country outlines only (online tiles can be switched on in Map settings)" if ctx.config.offline_map
-             else "online (OpenStreetMap, Esri imagery) over the offline country outlines")
+    tiles = ("offline: the app's own NASA imagery pyramid and country outlines, nothing from tile servers"
+             if ctx.config.offline_map else
+             "online (OpenStreetMap, Esri imagery) over the app's own NASA imagery pyramid and country outlines")
     lines.append(f"- Map tiles: {tiles}")
     if status.problem and not settings.random_weights:
         lines += ["", f"**The best model cannot run here yet.** {html.escape(status.problem)}"]
@@ -84,7 +85,7 @@ def build_models_tab(ctx: UiContext) -> None:
                              elem_id="geoapp-models-choice")
         load = gr.Button("Load the chosen model now", variant="secondary", elem_id="geoapp-models-load")
         refresh = gr.Button("Refresh")
-    table = gr.Dataframe(weights_table(status), elem_classes=["geoapp-table"], label="Weight files of every model (checked on this machine, no network)",
+    table = gr.Dataframe(weights_table(status), label="Weight files of every model (checked on this machine, no network)",
                          interactive=False, wrap=True, column_widths=["24%", "14%", "14%", "8%", "7%", "33%"])
 
     def refresh_status():

@@ -136,10 +136,15 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
 
     outputs = [banner, map_a, places_a, map_b, places_b, difference, column_b]
     inputs = [query_a, query_b, compare, top_k, *region.inputs(), model]
+    # Progress shows on the map (the outputs themselves are hidden); the button is off while a query runs.
+    run_button.click(lambda: gr.update(interactive=False), outputs=run_button, api_visibility="private", queue=False,
+                     show_progress="hidden")
     run = run_button.click(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_name="text_map",
-                           concurrency_id="model")
+                           concurrency_id="model", show_progress_on=[map_a])
+    run.then(lambda: gr.update(interactive=unavailable is None), outputs=run_button, api_visibility="private",
+             queue=False, show_progress="hidden")
     query_a.submit(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_visibility="private",
-                   concurrency_id="model").success(user_errors(handlers.show), inputs=[state, online_tiles],
+                   concurrency_id="model", show_progress_on=[map_a]).success(user_errors(handlers.show), inputs=[state, online_tiles],
                                                    outputs=outputs, api_visibility="private")
     run.success(user_errors(handlers.show), inputs=[state, online_tiles], outputs=outputs, api_visibility="private")
 
