@@ -46,6 +46,30 @@ def read_level(source: TileSource, zoom: int, size: int) -> LevelTiles:
     return LevelTiles(zoom, tiles, pixels, available)
 
 
+def photo_queries(paths: list, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, S, S, 3] uint8 centre crops of real photos (shorter side to S) and a mask of the readable ones.
+
+    The same array format as :func:`render_queries`, so the trainer and the evaluation treat photos and
+    renderings alike; an unreadable photo is skipped (mask False) and counted by the caller.
+    """
+    from geoapp.imaging import ImageLoadError, load_image
+
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    for row, path in enumerate(paths):
+        try:
+            image = load_image(path, min_side=size).image.convert("RGB")
+        except ImageLoadError:
+            continue
+        scale = size / min(image.size)
+        image = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
+                             Image.BICUBIC)
+        left, top = (image.width - size) // 2, (image.height - size) // 2
+        out[row] = np.asarray(image.crop((left, top, left + size, top + size)))
+        ok[row] = True
+    return out, ok
+
+
 def render_queries(coords: np.ndarray, window_km: float, size: int, raster: str = "relief",
                    chunk: int = 512) -> np.ndarray:
     """[N, S, S, 3] uint8 renderings centred on each location (north up)."""

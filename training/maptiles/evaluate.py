@@ -47,7 +47,8 @@ def _summary(pred: np.ndarray, truth: np.ndarray, seconds: float | None = None) 
 def evaluate(config, model: MapTileModel, problem) -> dict:
     model.eval()
     truth = problem.test
-    queries = render_queries(truth, config.window_km, model.config.image_size, config.raster)
+    queries = problem.test_queries if getattr(problem, "test_queries", None) is not None else \
+        render_queries(truth, config.window_km, model.config.image_size, config.raster)
     begin = time.perf_counter()
     with torch.no_grad():
         photos = F.normalize(model.encode_photo(problem.query_pixels(queries)).float(), dim=-1).numpy()

@@ -63,6 +63,11 @@ class TrainConfig:
     eval_k: tuple[int, ...] = (4, 16, 64)
     device: str | None = None
     backbone_weights: str = "pretrained"  # pretrained presets: "pretrained" (the weight file), a path, or "random"
+    # Ground-level photos with GPS instead of the cross-view renderings (the paper's setting): a dataset CSV in
+    # any layout training.data reads (MP-16, Im2GPS, YFCC, path,lat,lon ...) and the folder its images are in.
+    photos: str | None = None
+    photo_root: str | None = None
+    holdout: float = 0.1  # share of the photos kept for the evaluation
     extra: dict = field(default_factory=dict)
 
     @property
@@ -87,8 +92,13 @@ class Problem:
     def __init__(self, config: TrainConfig, model_config, gallery: np.ndarray) -> None:
         from geoapp.tiles.registry import open_source
 
-        self.splits = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
         size = model_config.image_size
+        self.test_queries: np.ndarray | None = None  # photos: their crops; renderings: made at evaluation
+        if config.photos:
+            train_coords, self.train_queries, self.test, self.test_queries = _photo_split(config, size)
+        else:
+            self.splits = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
+            train_coords, self.train_queries, self.test = self.splits.train, None, self.splits.test
         with open_source(config.tiles, build_missing=True) as source:
             if source.info.max_zoom < max(config.zooms):
                 raise ValueError(f"tile source {config.tiles!r} stops at zoom {source.info.max_zoom}; build it to zoom "
@@ -101,12 +111,14 @@ class Problem:
 
         self.tile_pixels = {z: torch.cat([centre_crop_tensor(Image.fromarray(p), prep) for p in lv.pixels])
                             for z, lv in self.levels.items()}
-        keep = np.ones(len(self.splits.train), bool)
+        keep = np.ones(len(train_coords), bool)
         for lv in self.levels.values():
-            keep &= lv.available[lv.index_of(self.splits.train)]
-        self.train = self.splits.train[keep]
-        self.test = self.splits.test
-        self.train_queries = render_queries(self.train, config.window_km, size, config.raster)
+            keep &= lv.available[lv.index_of(train_coords)]
+        self.train = train_coords[keep]
+        if self.train_queries is None:
+            self.train_queries = render_queries(self.train, config.window_km, size, config.raster)
+        else:
+            self.train_queries = self.train_queries[keep]
         self.mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(prep.std).view(1, 3, 1, 1)
         self.rows = {z: lv.index_of(self.train) for z, lv in self.levels.items()}
@@ -114,6 +126,26 @@ class Problem:
     def query_pixels(self, images: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
         return (pixels - self.mean) / self.std
+
+
+def _photo_split(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train coords, train crops, test coords, test crops) from a photo dataset, split by ``holdout``."""
+    from training.data import DatasetSpec, read_records
+    from training.maptiles.data import photo_queries
+
+    csv = Path(config.photos)
+    records = read_records(DatasetSpec(csv, Path(config.photo_root) if config.photo_root else csv.parent),
+                           require_images=True)
+    crops, ok = photo_queries(records.paths, size)
+    if (~ok).any():
+        log.warning("%d of %d photos could not be read and are left out", int((~ok).sum()), len(ok))
+    coords, crops = records.coords[ok], crops[ok]
+    if len(coords) < 4:
+        raise ValueError(f"{csv}: only {len(coords)} readable photos with GPS; a map-tile model needs more")
+    order = np.random.default_rng(config.seed).permutation(len(coords))
+    held = max(1, round(config.holdout * len(coords)))
+    test, train = np.sort(order[:held]), np.sort(order[held:])
+    return coords[train], crops[train], coords[test], crops[test]
 
 
 def _average_gradients(parameters) -> None:
@@ -276,9 +308,12 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> 
     if env.is_main:
         train_seconds = time.perf_counter() - started
         metrics = evaluate(config, model, problem)
-        meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=config.from_scratch,
+        demo = config.from_scratch and not config.photos
+        meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=demo,
                               description="offline cross-view demonstration: shaded-relief renderings -> Blue Marble "
-                                          "tiles (NASA rasters), trained from scratch",
+                                          "tiles (NASA rasters), trained from scratch" if demo else
+                                          f"ground-level photos of {Path(config.photos).name} -> {config.tiles} tiles"
+                                          if config.photos else f"{config.preset} map encoders",
                               training={"tile_source": problem.tile_source, "config": asdict(config),
                                         "train_locations": int(len(problem.train)), "metrics": metrics["summary"]})
         path = save_checkpoint(model, out / "model.pt", meta, include_tower="pretrain" in stages(config),
@@ -307,6 +342,12 @@ def main(argv: list[str] | None = None) -> None:
                  "threads"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--device", default=None)
+    parser.add_argument("--photos", default=None,
+                        help="train on ground-level photos with GPS (the paper's setting): a dataset CSV (MP-16, Im2GPS, "
+                             "YFCC or path,lat,lon); default: the offline cross-view renderings")
+    parser.add_argument("--photo-root", default=None, help="folder the CSV's image names are relative to (default: "
+                                                           "the CSV's folder)")
+    parser.add_argument("--holdout", type=float, default=defaults.holdout, help="share of photos kept for evaluation")
     parser.add_argument("--backbone-weights", default=defaults.backbone_weights,
                         help="clip-vit-b32: 'pretrained' (python -m geoapp weights download vit-b-32) or a path")
     args = parser.parse_args(argv)

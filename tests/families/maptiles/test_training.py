@@ -65,3 +65,17 @@ def test_finished_run_resumes_without_training_and_loads_in_the_app(tiny_run):
     family = registry.get("maptiles").load(LoadOptions(device="cpu", checkpoint=out / "model.pt"))
     result = family.predict(photo_path, top_k=3, beam_k=4)
     assert result.ok and not result.random_weights and family.spec.caveat in result.warnings
+
+
+def test_trains_on_ground_level_photos_with_gps(offline_pyramid, tmp_path):
+    """The paper's setting: real photos with GPS (the Im2GPS3k sample in ../shared) against map tiles."""
+    csv = shared_path("im2gps3k-dev", "ground_truth.csv")
+    config = TrainConfig(zooms=(1, 3), photos=str(csv), pretrain_steps=30, epochs=1, batch_size=16, save_every=1000,
+                         eval_k=(4,), holdout=0.2)
+    manifest = train(config, tmp_path / "photos-run")
+    assert manifest["train_locations"] >= 80 and manifest["test_locations"] >= 20
+    assert manifest["stage_order"] == ["pretrain", "level-3", "level-1"]
+    from geoapp.families.maptiles.model import read_checkpoint
+
+    meta = read_checkpoint(tmp_path / "photos-run" / "model.pt")["meta"]
+    assert "ground-level photos of ground_truth.csv" in str(meta)  # not labelled as the cross-view demo
