@@ -28,6 +28,7 @@ from folium.map import Layer
 from folium.template import Template
 
 from geoapp.prediction import Prediction
+from geoapp.prediction import percent as _percent
 from geoapp.textsafe import display_text
 
 # File names inside a local asset folder (see geoapp/ui/assets.py, which fills it).
@@ -148,11 +149,6 @@ class _Bounds:
 def _text(value: object) -> str:
     """User text -> HTML-safe text (also safe inside JS template literals: no ` or $)."""
     return html.escape(display_text(value), quote=True).replace("`", "&#96;").replace("$", "&#36;")
-
-
-def _percent(probability: float) -> str:
-    value = 100.0 * float(probability)
-    return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
 
 
 # ---------------------------------------------------------------------------- small elements

@@ -23,6 +23,12 @@ RANDOM_WEIGHTS_WARNING = (
 )
 
 
+def percent(probability: float) -> str:
+    """A probability as analysts read it: one decimal, two significant digits below 0.1 %."""
+    value = 100.0 * float(probability)
+    return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
+
+
 @dataclass
 class GradCamResult:
     """One Grad-CAM map: where in the analysed crop the match with a candidate came from."""

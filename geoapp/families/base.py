@@ -296,19 +296,20 @@ class Family(ABC):
         if opts.region is not None and not self.spec.capabilities.region:
             raise CapabilityError(f"{self.spec.label} cannot restrict its search to a region")
         predictions = self._predict(list(images), opts, on_error, progress)
+        identity = self.describe()  # once per batch: the same for every record
         for prediction in predictions:
-            self.finish(prediction)
+            self.finish(prediction, identity)
         return predictions
 
     def predict(self, image: Any, options: PredictOptions | None = None, **overrides: Any) -> Prediction:
         """Predict one input; an unreadable image raises ImageLoadError, a bad region RegionError."""
         return self.predict_batch([image], options, on_error="raise", **overrides)[0]
 
-    def finish(self, prediction: Prediction) -> Prediction:
+    def finish(self, prediction: Prediction, identity: FamilyIdentity | None = None) -> Prediction:
         """Identity, caveat and random-weights warning on a result (written once for every family)."""
         from geoapp.prediction import RANDOM_WEIGHTS_WARNING
 
-        identity = self.describe()
+        identity = identity or self.describe()
         prediction.model = identity.to_dict()
         if not prediction.ok:
             return prediction

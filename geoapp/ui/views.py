@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from geoapp.geo.distance import haversine_km
 from geoapp.maps import ReferencePoint
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction
+from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, percent
 from geoapp.textsafe import display_text
 
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country", "km from #1"]
@@ -39,11 +39,6 @@ def escape(value: object) -> str:
                          ("]", "&#93;"), ("$", "&#36;"), ("@", "&#64;"), (":", "&#58;")):
         text = text.replace(char, entity)
     return text
-
-
-def percent(probability: float) -> str:
-    value = 100.0 * float(probability)
-    return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
 
 
 def _km(value: float) -> str:

@@ -58,6 +58,7 @@ class GeoCLIPLocator(Family):
         self.model = model.to(device).eval()
         self.identity = identity
         self.gallery = gallery
+        self._gallery_digest = gallery.digest  # hashes every coordinate: once, not per described result
         self.device = device
         self.embedding_cache = LocationEmbeddingCache(cache_dir, f"geoclip:{identity.heads_sha256}")
         self._lock = threading.RLock()
@@ -78,7 +79,7 @@ class GeoCLIPLocator(Family):
             candidates=f"{len(self.gallery):,} gallery points ({self.gallery.name}) + a dense grid inside a region",
             input_domain=self.spec.input_domain, caveat=self.spec.caveat,
             details={"backbone": self.identity.backbone, "gallery": self.gallery.name,
-                     "gallery_points": len(self.gallery), "gallery_sha256": self.gallery.digest})
+                     "gallery_points": len(self.gallery), "gallery_sha256": self._gallery_digest})
 
     def prepare(self, progress=None) -> CandidateSpace:
         """Encode (or read from the disk cache) the gallery's location embeddings, with a running count."""

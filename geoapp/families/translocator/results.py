@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from geoapp.families.base import EvidenceItem, png_data_uri
-from geoapp.prediction import Prediction
+from geoapp.prediction import Prediction, percent
 
 if TYPE_CHECKING:
     from geoapp.models.scenes import SceneResult
@@ -135,11 +135,6 @@ class BranchWeightsEvidence(EvidenceItem):
     def html(self) -> str:
         weights = ", ".join(f"{html.escape(name)} {percent(value)}" for name, value in self.weights.items())
         return f"<p>How much each branch counted: {weights}</p>"
-
-
-def percent(probability: float) -> str:
-    value = 100.0 * float(probability)
-    return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
 
 
 @dataclass
