@@ -5,6 +5,7 @@ A new family is picked up here by registering it: nothing else to write for the 
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -117,5 +118,5 @@ def test_describe_renders_in_the_models_tab(family):
     status = service.status()
     text = family_markdown(status)
     assert f"(`{family.spec.key}`)" in text and "loaded —" in text
-    assert family.describe().summary() in text.replace("&#x27;", "'").replace("&amp;", "&") or "loaded" in text
+    assert html.escape(family.describe().summary()) in text  # the identity formats without knowing the family
     assert len(weights_table(status)) >= 1
