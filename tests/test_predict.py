@@ -181,8 +181,8 @@ def test_custom_gallery_and_cache_reuse(tmp_path, photo, tiny_locator):
     second = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(GeoCLIPLocator, "_normalised_embeddings", counting)
-        a = first.predict(photo, top_k=4, merge_km=0)
-        b = second.predict(photo, top_k=4, merge_km=0)
+        a = first.predict(photo, top_k=4, merge_km=0, refine_km=0)  # refinement encodes new points by design
+        b = second.predict(photo, top_k=4, merge_km=0, refine_km=0)
     assert calls == [4]  # the second geolocator read the embeddings from disk
     assert len(a.candidates) == 4 and [c.probability for c in a.candidates] == [c.probability for c in b.candidates]
 
@@ -192,3 +192,33 @@ def test_unknown_model_and_backbone():
         Geolocator.load(model="nope")
     with pytest.raises(ValueError, match="ViT-L-14"):
         Geolocator.load(backbone="nope")
+
+
+def test_refinement_moves_top_places_off_the_gallery_and_records_it(tiny_locator, photo):
+    plain = tiny_locator.predict(photo, top_k=5, refine_km=0)
+    refined = tiny_locator.predict(photo, top_k=5)  # on by default (see geoapp/families/geoclip/options.py)
+    gallery = {(float(a), float(b)) for a, b in tiny_locator.gallery.coords}
+    assert all((c.lat, c.lon) in gallery for c in plain.candidates)
+    assert "refinement" not in plain.parameters and "refine" not in plain.timings_ms
+    info = refined.parameters["refinement"]
+    assert info["radius_km"] == 15 and info["top_n"] == 5 and len(info["moved_km"]) == 5
+    assert info["points_scored"] == 5 * 55 and refined.timings_ms["refine"] > 0
+    assert any((c.lat, c.lon) not in gallery for c in refined.candidates)
+    # probabilities are the gallery's: a place moves, its mass does not
+    assert [c.probability for c in refined.candidates] == pytest.approx([c.probability for c in plain.candidates])
+    for before, after in zip(plain.candidates, refined.candidates):
+        assert haversine_km(before.lat, before.lon, after.lat, after.lon) <= 15 + 2.9
+    # the moved place scores at least as well as the gallery point it came from
+    embedding = tiny_locator.image_embeddings(tiny_locator.pixels(tiny_locator.load_image(photo)))
+    top_before = [[plain.candidates[0].lat, plain.candidates[0].lon]]
+    top_after = [[refined.candidates[0].lat, refined.candidates[0].lon]]
+    assert float(tiny_locator.location_logits(embedding, top_after)) >= float(tiny_locator.location_logits(embedding, top_before)) - 1e-4
+
+
+def test_refinement_stays_inside_the_region_and_tencrop_works(tiny_locator, photo):
+    prediction = tiny_locator.predict(photo, top_k=8, region="CH", tencrop=True, refine_top=16)
+    assert prediction.parameters["refinement"]["top_n"] == 16
+    lat, lon = np.array([[c.lat, c.lon] for c in prediction.candidates]).T
+    assert set(get_country_index().lookup(lat, lon)) == {"CH"}
+    with pytest.raises(ValueError, match="radius"):
+        tiny_locator.predict(photo, refine_km=-3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from geoapp.families.base import Capabilities
 from geoapp.families.registry import FamilySpec, register
+from geoapp.families.geoclip.options import REFINE_OPTIONS
 from geoapp.models import weights as w
 
 SPEC = register(FamilySpec(
@@ -19,6 +20,7 @@ SPEC = register(FamilySpec(
     weight_files=(w.GEOCLIP_LOCATION_ENCODER, w.GEOCLIP_IMAGE_HEAD, w.GEOCLIP_LOGIT_SCALE, w.GEOCLIP_GALLERY,
                   w.CLIP_VIT_L14_OPENAI),
     auto_priority=100,
+    options=REFINE_OPTIONS,
     test_options={"backbone": "tiny-test"},
     paper="GeoCLIP: Clip-Inspired Alignment between Locations and Images for Effective Worldwide Geo-localization",
 ))

@@ -22,11 +22,12 @@ from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, F
                                   PredictOptions)
 from geoapp.gallery import Gallery, LocationEmbeddingCache
 from geoapp.geo.distance import validate_latlon
+from geoapp.geo.refine import RefineSpec, refine_places
 from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity
 from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.prediction import Prediction, build_prediction, merge_candidates
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
 
@@ -195,7 +196,10 @@ class GeoCLIPLocator(Family):
         merge = options.merge_km if options.merge_km is not None else auto_merge_km(candidates.region)
         tencrop, top_k = options.tencrop, int(options.top_k)
         crops = 10 if tencrop else 1
+        refine = self.refine_spec(options)
         parameters = self._parameters(top_k, tencrop, candidates, merge)
+        if refine.enabled:
+            parameters["refinement"] = refine.to_dict()
 
         def prepare(image) -> tuple[LoadedImage, torch.Tensor]:
             loaded = self.load_image(image, tencrop)
@@ -208,15 +212,24 @@ class GeoCLIPLocator(Family):
             start = time.perf_counter()
             probabilities = self._probabilities(embeddings, crops, candidates)
             score_ms = (time.perf_counter() - start) * 1000 / len(pending)
+            start = time.perf_counter()
+            coords = [candidates.coords] * len(pending)
+            refined: list[dict] = [{}] * len(pending)
+            if refine.enabled:
+                coords, refined = self._refine(embeddings, crops, candidates, probabilities, refine, merge)
+            refine_ms = (time.perf_counter() - start) * 1000 / len(pending)
             predictions = []
-            for item, probs in zip(pending, probabilities):
+            for item, probs, points, moved in zip(pending, probabilities, coords, refined):
                 start = time.perf_counter()
-                prediction = build_prediction(source_name(item.image, item.loaded), candidates.coords[:, 0],
-                                              candidates.coords[:, 1], probs, top_k=top_k, merge_km=merge)
+                prediction = build_prediction(source_name(item.image, item.loaded), points[:, 0], points[:, 1], probs,
+                                              top_k=top_k, merge_km=merge)
                 prediction.parameters = dict(parameters)
+                if moved:
+                    prediction.parameters["refinement"] = {**parameters["refinement"], **moved}
                 prediction.image = item.loaded.to_dict()
                 prediction.region = candidates.region
                 prediction.timings_ms = {"load": item.load_ms, "forward": forward_ms, "score": score_ms,
+                                         **({"refine": refine_ms} if refine.enabled else {}),
                                          "postprocess": (time.perf_counter() - start) * 1000}
                 predictions.append(prediction)
             return predictions
@@ -224,6 +237,63 @@ class GeoCLIPLocator(Family):
         return run_batched(images, prepare, predict_pending,
                            lambda image, message: failed_record(image, message, parameters),
                            on_error, options.batch_size, progress)
+
+    # ------------------------------------------------------------------ refinement
+    def refine_spec(self, options: PredictOptions) -> RefineSpec:
+        """The fine-refinement settings of a prediction (``refine_km`` 0 turns it off)."""
+        defaults = {o.name: o.default for o in self.spec.options}
+        radius = options.extras.get("refine_km", defaults.get("refine_km", 0.0))
+        step = options.extras.get("refine_step_km", defaults.get("refine_step_km", 0.5))
+        # 0: refine the places the user is shown (top-k, at most 16); more costs ~55 location encodings each
+        top = int(options.extras.get("refine_top", defaults.get("refine_top", 0)) or min(int(options.top_k), 16))
+        return RefineSpec(radius_km=float(radius or 0.0), step_km=float(step or 0.5), top_n=top)
+
+    @torch.inference_mode()
+    def _refine(self, embeddings: torch.Tensor, crops: int, candidates: CandidateSet, probabilities: np.ndarray,
+                spec: RefineSpec, merge_km: float) -> tuple[list[np.ndarray], list[dict]]:
+        """Move each image's top ``spec.top_n`` distinct places to the best point of a fine local grid.
+
+        The location encoder is continuous, so points between gallery points score like gallery
+        points. A place keeps its probability (the gallery's mass around it); only its most
+        probable point moves, so the heat map and the merging stay as they were.
+        """
+        coords = candidates.coords.astype(np.float64)
+        seeds, rows = [], []
+        for probs in probabilities:
+            places = merge_candidates(coords[:, 0], coords[:, 1], probs, spec.top_n, merge_km)
+            index = [self._representative(coords, probs, lat, lon) for lat, lon, _, _ in places]
+            rows.append(np.asarray(index, dtype=np.int64))
+            seeds.append(coords[rows[-1]])
+        per_image = embeddings.view(len(probabilities), crops, -1)
+
+        def score(grids: list[np.ndarray]) -> list[np.ndarray]:
+            locations = torch.from_numpy(self._normalised_embeddings(np.concatenate(grids).astype(np.float32)))
+            locations = locations.to(self.device)
+            scores, start = [], 0
+            for image, grid in zip(per_image, grids):
+                logits = self.model.logits(image, locations[start:start + len(grid)]).mean(dim=0)
+                scores.append(logits.double().cpu().numpy())
+                start += len(grid)
+            return scores
+
+        region = candidates.region
+        inside = None if region is None else (
+            lambda points: np.asarray(region.contains(points[:, 0], points[:, 1]), dtype=bool))
+        results = refine_places(seeds, score, spec, inside)
+        moved_coords, notes = [], []
+        for index, result in zip(rows, results):
+            points = coords.copy()
+            points[index] = result.points
+            moved_coords.append(points)
+            notes.append({"points_scored": int(result.points_scored),
+                          "moved_km": [round(float(m), 3) for m in result.moved_km]})
+        return moved_coords, notes
+
+    @staticmethod
+    def _representative(coords: np.ndarray, probs: np.ndarray, lat: float, lon: float) -> int:
+        """Row of the most probable point at (lat, lon): a merged place sits on its most probable point."""
+        rows = np.flatnonzero((coords[:, 0] == lat) & (coords[:, 1] == lon))
+        return int(rows[np.argmax(probs[rows])])
 
     # ------------------------------------------------------------------ text -> map
     @torch.inference_mode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from geoapp.families.base import AERIAL_IMAGE, Capabilities
 from geoapp.families.registry import FamilySpec, register
+from geoapp.families.geoclip.options import REFINE_OPTIONS
 from geoapp.models import weights as w
 
 CAVEAT = ("SatWorld model: trained on satellite/aerial imagery (NASA Blue Marble crops); it is not made for "
@@ -31,5 +32,6 @@ SPEC = register(FamilySpec(
     capabilities=Capabilities(text=False, tencrop=True, region=True, gradcam=True),
     weight_files=(w.GEOCLIP_LOCATION_ENCODER, w.GEOCLIP_GALLERY, CHECKPOINT),
     auto_priority=10,
+    options=REFINE_OPTIONS,
     test_options={},
 ))

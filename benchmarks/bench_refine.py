@@ -1,0 +1,90 @@
+"""Cost of fine refinement per prediction: GeoCLIP with and without it, in the same run.
+
+The rule for the default (issue 18): refinement is on by default only if it slows a CPU
+prediction by at most 20 %. This script measures that ratio on the real architecture (CLIP
+ViT-L/14, random backbone weights unless the real ones are cached; the real GeoCLIP heads and
+100K gallery), alternating refinement off/on on the same photos so both see the same machine load.
+
+    python benchmarks/bench_refine.py --device cpu [--radius 15 --radius 25] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2gps3k-dev"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backbone-weights", default="random", help='"random" (default) or an open_clip checkpoint')
+    p.add_argument("--radius", type=float, action="append", default=None, help="refinement radius km (repeatable)")
+    p.add_argument("--step", type=float, default=0.5)
+    p.add_argument("--top", type=int, action="append", default=None,
+                   help="places refined (repeatable; 0 = the top-k shown, 5 by default)")
+    p.add_argument("--photos", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    settings = [(r, t) for r in (args.radius or [15.0]) for t in (args.top or [0, 16])]
+    labels = [f"{r:g} km, top {t or 'k=5'}" for r, t in settings]
+
+    from geoapp.predict import Geolocator
+
+    photos = sorted(SHARED.glob("*.jpg"))[: args.photos]
+    if not photos:
+        raise SystemExit(f"no photos in {SHARED}")
+    locator = Geolocator.load("geoclip", args.device, args.backbone_weights)
+    locator.prepare()
+    locator.predict(str(photos[0]), refine_km=0)  # warm-up (first forward, allocator)
+    locator.predict(str(photos[0]), refine_km=settings[0][0])
+
+    times: dict[str, list[float]] = {"off": [], **{label: [] for label in labels}}
+    cpu: dict[str, list[float]] = {"off": [], **{label: [] for label in labels}}
+    refine_ms: dict[str, list[float]] = {label: [] for label in labels}
+    points: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for photo in photos:
+            for label, (radius, top) in [("off", (0.0, 0)), *zip(labels, settings)]:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                prediction = locator.predict(str(photo), top_k=5, refine_km=radius, refine_step_km=args.step,
+                                             refine_top=top)
+                times[label].append((time.perf_counter() - start) * 1000)
+                # CPU time of this process: the fair ratio when other jobs share the machine
+                cpu[label].append((time.process_time() - start_cpu) * 1000)
+                if radius:
+                    refine_ms[label].append(prediction.timings_ms["refine"])
+                    points[label] = prediction.parameters["refinement"]["points_scored"]
+    base = statistics.median(times["off"])
+    base_cpu = statistics.median(cpu["off"])
+    rows = []
+    for label, (r, top) in zip(labels, settings):
+        median = statistics.median(times[label])
+        rows.append({"setting": label, "radius_km": r, "top": top or 5, "step_km": args.step,
+                     "points_scored": points[label],
+                     "predict_ms": round(median, 1), "refine_ms": round(statistics.median(refine_ms[label]), 1),
+                     "slowdown_pct": round((median / base - 1) * 100, 1),
+                     "cpu_ms": round(statistics.median(cpu[label]), 1),
+                     "cpu_slowdown_pct": round((statistics.median(cpu[label]) / base_cpu - 1) * 100, 1)})
+    result = {"machine": f"{platform.processor() or platform.machine()}, {args.device}", "device": args.device,
+              "off_ms": round(base, 1), "off_cpu_ms": round(base_cpu, 1), "rows": rows, "photos": len(photos), "repeats": args.repeats,
+              "random_backbone": args.backbone_weights == "random"}
+    print(f"prediction without refinement: {base:.0f} ms wall, {base_cpu:.0f} ms CPU (median of {len(times['off'])})")
+    for row in rows:
+        print(f"refine {row['setting']} @ {row['step_km']:g} km: {row['points_scored']} points, "
+              f"predict {row['predict_ms']:.0f} ms, refinement {row['refine_ms']:.0f} ms, "
+              f"slowdown {row['slowdown_pct']:+.1f} % wall, {row['cpu_slowdown_pct']:+.1f} % CPU time "
+              "(rule: on by default only if ≤ 20 % on CPU)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
