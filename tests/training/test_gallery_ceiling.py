@@ -60,3 +60,27 @@ def test_cli_on_a_benchmark_csv(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gallery ceiling (gallery, 2 points)" in out and "| im2gps_places365 | 237 |" in out
     assert (tmp_path / "out" / "ceiling.md").is_file() and (tmp_path / "out" / "ceiling.csv").is_file()
+
+
+def test_refinement_ceiling_is_never_lower_and_reaches_the_lattice():
+    from geoapp.geo.refine import RefineSpec, offset_points
+
+    from training.gallery_ceiling import refined_distances
+
+    rng = np.random.default_rng(3)
+    gallery = np.stack([rng.uniform(-50, 50, 400), rng.uniform(-170, 170, 400)], axis=1)
+    nearest = NearestGallery(gallery)
+    # truths 0-14 km from a gallery point (inside a 15 km refinement) and some far from all
+    near = np.array([offset_points(g[0], g[1], [[rng.uniform(-10, 10), rng.uniform(-10, 10)]])[0] for g in gallery[:50]])
+    far = np.stack([rng.uniform(-50, 50, 50), rng.uniform(-170, 170, 50)], axis=1)
+    truths = np.concatenate([near, far])
+    spec = RefineSpec(radius_km=15, step_km=0.5)
+    plain, _ = nearest.query(truths)
+    refined = refined_distances(truths, nearest, spec)
+    assert np.all(refined <= plain + 1e-9)
+    assert refined[:50].max() <= 0.5 / np.sqrt(2) + 0.01
+    plain_row = ceiling_row("toy", truths, nearest, "toy")
+    refined_row = ceiling_row("toy", truths, nearest, "toy", spec)
+    assert "refinement 15 km at 0.5 km" in refined_row.method
+    assert all(refined_row.accuracy[t] >= plain_row.accuracy[t] for t in plain_row.accuracy)
+    assert refined_row.accuracy[1.0] >= 50.0
