@@ -160,7 +160,7 @@ def main() -> None:
         "this_node_img_s": node_rate, "this_node_hours": node_hours, "gpu_ms_per_image": gpu_ms,
         "gpu_note": gpu_note, "one_gpu_hours": gpu_hours, "gpus": args.gpus, "n_gpu_hours": gpu_hours / args.gpus,
     }
-    print(f"\nProjection, 10 M images with GeoCLIP ViT-L/14 (cost per image, no start-up):")
+    print("\nProjection, 10 M images with GeoCLIP ViT-L/14 (cost per image, no start-up):")
     print(f"  this CPU node ({machine}): {node_rate:.3f} images/s -> {node_hours:,.0f} h "
           f"({node_hours / 24:,.0f} days)")
     print(f"  one GPU: {gpu_ms:.1f} ms/image ({gpu_note}) -> {gpu_hours:,.1f} h, "
