@@ -30,7 +30,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                               "written as results arrive; rerunning the same command skips inputs already there "
                               "(resume). Read them with pandas.read_parquet('results.parquet') or "
                               "geoapp.engine.output.read_records('results.jsonl'). --engine ray runs on a Ray "
-                              "cluster (a local one on 127.0.0.1 by default; Ray's usage statistics are off).")
+                              "cluster (a local one for the run by default; Ray's usage statistics are off).")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5, help="distinct candidate places per image (default 5)")
     p.add_argument("--region", default=None,
@@ -56,8 +56,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         help="local (default): this process; ray: a Ray cluster, one model per worker "
                              "(needs --output .parquet/.jsonl)")
     engine.add_argument("--address", default=None,
-                        help="Ray cluster to join: auto, ray://HOST:10001 ... (default: start a local one on "
-                             "127.0.0.1 for this run)")
+                        help="Ray cluster to join: auto, ray://HOST:10001 ... (default: start a local one for "
+                             "this run, stopped at the end)")
     engine.add_argument("--workers", type=int, default=None,
                         help="Ray workers, each holding one model (default: CPU cores / --cpus-per-worker; "
                              "1 with --device cuda)")
@@ -181,7 +181,7 @@ def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, 
     job = ray_engine.RayJob(family=spec.key, load=load_options, predict=options, workers=workers,
                             cpus_per_worker=cpus, gpus_per_worker=gpus, batch_size=max(1, args.batch_size))
     weights = "RANDOM backbone weights" if load_options.random else "pretrained"
-    where = args.address or "a local Ray cluster on 127.0.0.1"
+    where = args.address or "a local Ray cluster"
     print(f"Ray: {workers} worker(s) x {cpus} CPU{f' + {gpus:g} GPU' if gpus else ''} on {where}, "
           f"each loading {spec.key} ({weights})...", file=sys.stderr)
     started = ray_engine.connect(args.address, num_cpus=None if args.address else max(os.cpu_count() or 1,

@@ -10,8 +10,11 @@ batch inference: a callable class per worker holds one loaded model (:class:`Pre
 * A worker that dies is restarted and its batch retried (Ray Data's actor-pool defaults
   ``max_restarts=-1`` / ``max_task_retries=-1``);
   a retried batch can never duplicate a record because the driver writes each input once.
-* Privacy: a local cluster binds 127.0.0.1, has no dashboard, and Ray's usage statistics are off
-  (``RAY_USAGE_STATS_ENABLED=0`` is set before ray is imported).
+* Privacy: Ray's usage statistics are off (``RAY_USAGE_STATS_ENABLED=0`` is set before ray is
+  imported) and a local cluster has no dashboard. Ray 2.60 cannot be told to listen on loopback only:
+  it turns 127.0.0.1 into the machine's address, so its gRPC ports listen on the machine's network
+  address; they require Ray's cluster token (token authentication, on by default). Firewall those ports
+  on an untrusted network.
 
 Only this module imports ray, and only ``--engine ray`` imports this module.
 """
@@ -92,8 +95,8 @@ class Predictor:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
-    """Join the cluster at ``address`` (``auto``, ``ray://host:10001`` ...) or start a local one on
-    127.0.0.1. Returns True when this call started/joined Ray (so :func:`disconnect` should end it);
+    """Join the cluster at ``address`` (``auto``, ``ray://host:10001`` ...) or start a local one for this
+    run (no dashboard, no usage statistics). Returns True when this call started/joined Ray (so :func:`disconnect` should end it);
     False when Ray was already initialised in this process."""
     import ray
 
@@ -108,8 +111,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level="WARNING", runtime_env={"env_vars": env})
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": env})
     return True
 
 
