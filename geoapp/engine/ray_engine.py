@@ -91,7 +91,8 @@ class Predictor:
                                      isolate_failures=True)
         finished = time.time()
         return {"input": keys, "record": [json.dumps(r, ensure_ascii=False) for r in to_records(predictions)],
-                "batch_started": [started] * len(keys), "batch_finished": [finished] * len(keys)}
+                "batch_started": [started] * len(keys), "batch_finished": [finished] * len(keys),
+                "worker": [os.getpid()] * len(keys)}
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
@@ -129,8 +130,10 @@ def run(keys: list[str], job: RayJob, output: PartsOutput, progress: Callable[[i
 
     done = output.done()
     todo = [(k, loc) for k, loc in zip(keys, locations or keys) if k not in done]
-    # busy_s: first batch start to last batch end on the workers (throughput without start-up and model loading)
-    summary = {"inputs": len(keys), "skipped": len(keys) - len(todo), "written": 0, "failed": 0, "busy_s": None}
+    # busy_s: first batch start to last batch end on the workers (without cluster start-up and model loading);
+    # batches: (worker pid, started, finished, images) of every batch, for benchmarks
+    summary = {"inputs": len(keys), "skipped": len(keys) - len(todo), "written": 0, "failed": 0, "busy_s": None,
+               "batches": []}
     if not todo:
         return summary
     context = ray.data.DataContext.get_current()
@@ -153,6 +156,10 @@ def run(keys: list[str], job: RayJob, output: PartsOutput, progress: Callable[[i
             records = [json.loads(text) for text in batch["record"]]
             output.add(records)
             summary["failed"] += sum(1 for r in records if not r["ok"])
+            for pid, begin, end in sorted(set(zip(batch["worker"].tolist(), batch["batch_started"].tolist(),
+                                                   batch["batch_finished"].tolist()))):
+                images = sum(1 for p, b in zip(batch["worker"], batch["batch_started"]) if p == pid and b == begin)
+                summary["batches"].append((int(pid), float(begin), float(end), images))
             first = min(first, float(min(batch["batch_started"])))
             last = max(last, float(max(batch["batch_finished"])))
             summary["busy_s"] = last - first
