@@ -98,14 +98,16 @@ class PartsOutput:
             self._done.add(key)
             self._pending.append({name: record.get(name) for name in RECORD_COLUMN_NAMES})
             new += 1
-        if len(self._pending) >= self.part_rows or (
-                self._pending and time.monotonic() - self._since >= self.part_seconds):
-            self.flush()
+        if self._pending and time.monotonic() - self._since >= self.part_seconds:
+            self.flush()  # slow runs: nothing waits longer than part_seconds in memory
+        else:
+            self.flush(full_only=True)
         return new
 
-    def flush(self) -> None:
-        """Write the queued records as one part (temporary file, then an atomic rename)."""
-        while self._pending:
+    def flush(self, full_only: bool = False) -> None:
+        """Write the queued records as parts of ``part_rows`` (each to a temporary file, then renamed
+        atomically); ``full_only`` keeps a last, partial part queued."""
+        while self._pending and (len(self._pending) >= self.part_rows or not full_only):
             rows, self._pending = self._pending[:self.part_rows], self._pending[self.part_rows:]
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"{PART_PREFIX}{self.run_id}-{self._parts:05d}.{self.format}"
