@@ -150,8 +150,9 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
         locator = load_family_from_args(args)
         with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
             try:
-                for start in range(0, len(todo), output.part_rows):
-                    chunk = todo[start:start + output.part_rows]
+                step = max(1, args.batch_size) * 4  # records reach the output (and its parts) as they come
+                for start in range(0, len(todo), step):
+                    chunk = todo[start:start + step]
                     records = formats.to_records(predict_inputs(locator, chunk, options, progress=bar.update))
                     output.add(records)
                     failed += sum(1 for r in records if not r["ok"])
