@@ -23,7 +23,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict where photos were taken",
                        description="Predict where photos were taken. PATHs are files, folders (searched "
-                                   "recursively for images) or glob patterns. Every input gets a record.")
+                                   "recursively for images), glob patterns, object-storage URLs (s3://, gs:// ...; "
+                                   "read with pyarrow.fs) or tables (.csv/.parquet) with a column of paths or URLs "
+                                   "(--input-column). Every input gets a record.",
+                       epilog="Record outputs (--output results.parquet or results.jsonl) are folders of parts, "
+                              "written as results arrive; rerunning the same command skips inputs already there "
+                              "(resume). Read them with pandas.read_parquet('results.parquet') or "
+                              "geoapp.engine.output.read_records('results.jsonl'). --engine ray runs on a Ray "
+                              "cluster (a local one for the run by default; Ray's usage statistics are off).")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5, help="distinct candidate places per image (default 5)")
     p.add_argument("--region", default=None,
@@ -35,35 +42,74 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-km", type=float, default=None,
                    help="merge candidates closer than this (default 25 km; finer inside small regions)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=("json", "csv", "geojson"), default="json")
+    p.add_argument("--format", choices=("json", "csv", "geojson", "parquet", "jsonl"), default=None,
+                   help="json (default), csv, geojson, or flat records: parquet, jsonl (default from the "
+                        "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
     p.add_argument("--surface", action="store_true", help="include the probability surface in JSON output")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
+    p.add_argument("--input-column", default=None,
+                   help="the column of paths/URLs in a .csv/.parquet input (default: path)")
+    p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
+    engine = p.add_argument_group("batch engine")
+    engine.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (default): this process; ray: a Ray cluster, one model per worker "
+                             "(needs --output .parquet/.jsonl)")
+    engine.add_argument("--address", default=None,
+                        help="Ray cluster to join: auto, ray://HOST:10001 ... (default: start a local one for "
+                             "this run, stopped at the end)")
+    engine.add_argument("--workers", type=int, default=None,
+                        help="Ray workers, each holding one model (default: CPU cores / --cpus-per-worker; "
+                             "1 with --device cuda)")
+    engine.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per Ray worker")
+    engine.add_argument("--gpus-per-worker", type=float, default=None,
+                        help="GPUs per Ray worker (default: 1 with --device cuda, else 0)")
     p.set_defaults(handler=_cmd_predict)
 
 
+def _output_format(args: argparse.Namespace) -> str:
+    from geoapp.engine.output import format_for
+
+    if args.format:
+        return args.format
+    return (format_for(args.output) if args.output else None) or "json"
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from geoapp import formats
+    from geoapp.engine.inputs import expand_inputs
     from geoapp.geo.regions import parse_region
-    from geoapp.imaging import iter_image_paths
 
-    paths = iter_image_paths(args.paths)
-    if not paths:
+    keys = expand_inputs(args.paths, args.input_column)
+    if not keys:
         print("error: no input files", file=sys.stderr)
         return EXIT_USAGE
     region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
+    fmt = _output_format(args)
+    if fmt in ("parquet", "jsonl"):
+        if not args.output:
+            raise ValueError(f"--format {fmt} writes a folder of parts: give --output (e.g. results.{fmt})")
+        return _predict_records(args, keys, fmt, region)
+    if args.engine == "ray":
+        raise ValueError("--engine ray writes records: give --output results.parquet (or results.jsonl)")
+    return _predict_text(args, keys, fmt, region)
+
+
+def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
+    from tqdm import tqdm
+
+    from geoapp import formats
+    from geoapp.engine.inputs import predict_inputs
+    from geoapp.families import PredictOptions
+
     locator = load_family_from_args(args)
-    with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
-        predictions = locator.predict_batch([str(p) for p in paths], top_k=args.top_k, region=region,
-                                            tencrop=args.tencrop, merge_km=args.merge_km,
-                                            batch_size=max(1, args.batch_size), progress=bar.update,
-                                            extras=family_extras(args))
-    text = formats.to_json(predictions, include_surface=args.surface) if args.format == "json" \
-        else formats.WRITERS[args.format](predictions)
+    options = PredictOptions.build(top_k=args.top_k, region=region, tencrop=args.tencrop, merge_km=args.merge_km,
+                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
+    with tqdm(total=len(keys), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
+        predictions = predict_inputs(locator, keys, options, progress=bar.update)
+    text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
+        else formats.WRITERS[fmt](predictions)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -73,6 +119,81 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for p in failed:
         print(f"  {p.error}", file=sys.stderr)
     return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+
+
+def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
+    """Flat records into a folder of parts (resumable), by the local engine or on Ray."""
+    import os
+
+    from tqdm import tqdm
+
+    from geoapp.engine.output import PartsOutput
+    from geoapp.families import PredictOptions
+
+    output = PartsOutput(args.output, fmt, part_rows=args.part_rows)
+    done = output.done()
+    todo = [k for k in keys if k not in done]
+    if output.resumed:
+        print(f"Resuming {args.output}: {len(keys) - len(todo)} of {len(keys)} inputs already have a record.",
+              file=sys.stderr)
+    options = PredictOptions.build(top_k=args.top_k, region=region,
+                                   tencrop=args.tencrop, merge_km=args.merge_km,
+                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
+    failed = 0
+    if todo and args.engine == "ray":
+        summary = _predict_on_ray(args, keys, output, options, len(todo))
+        failed = summary["failed"]
+    elif todo:
+        from geoapp import formats
+        from geoapp.engine.inputs import predict_inputs
+
+        locator = load_family_from_args(args)
+        with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
+            try:
+                step = max(1, args.batch_size) * 4  # records reach the output (and its parts) as they come
+                for start in range(0, len(todo), step):
+                    chunk = todo[start:start + step]
+                    records = formats.to_records(predict_inputs(locator, chunk, options, progress=bar.update))
+                    output.add(records)
+                    failed += sum(1 for r in records if not r["ok"])
+            finally:
+                output.flush()
+    total = len(output.done() & set(keys))
+    reader = "pandas.read_parquet" if fmt == "parquet" else "geoapp.engine.output.read_records"
+    print(f"{len(keys)} inputs: {total} have a record in {args.output} ({len(todo)} this run, {failed} of them "
+          f"failed). Read it with {reader}({os.fspath(args.output)!r}).", file=sys.stderr)
+    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+
+
+def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, todo: int) -> dict:
+    import os
+
+    from tqdm import tqdm
+
+    from geoapp.cli_family import resolve_family_from_args
+    from geoapp.engine import ray_engine
+    from geoapp.engine.inputs import is_url
+
+    spec, load_options = resolve_family_from_args(args)
+    cuda = str(args.device or "").startswith("cuda")
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cuda else 0.0)
+    cpus = max(1, args.cpus_per_worker)
+    workers = args.workers or (1 if gpus else max(1, (os.cpu_count() or 1) // cpus))
+    job = ray_engine.RayJob(family=spec.key, load=load_options, predict=options, workers=workers,
+                            cpus_per_worker=cpus, gpus_per_worker=gpus, batch_size=max(1, args.batch_size))
+    weights = "RANDOM backbone weights" if load_options.random else "pretrained"
+    where = args.address or "a local Ray cluster"
+    print(f"Ray: {workers} worker(s) x {cpus} CPU{f' + {gpus:g} GPU' if gpus else ''} on {where}, "
+          f"each loading {spec.key} ({weights})...", file=sys.stderr)
+    started = ray_engine.connect(args.address, num_cpus=None if args.address else max(os.cpu_count() or 1,
+                                                                                      workers * cpus))
+    locations = [k if is_url(k) or os.path.isabs(k) else os.path.abspath(k) for k in keys]
+    try:
+        with tqdm(total=todo, unit="img", file=sys.stderr, disable=None, desc="predict (ray)") as bar:
+            return ray_engine.run(keys, job, output, progress=bar.update, locations=locations)
+    finally:
+        if started:
+            ray_engine.disconnect()
 
 
 def _add_weights(sub: argparse._SubParsersAction) -> None:

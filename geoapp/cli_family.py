@@ -54,20 +54,36 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                                                    "default: GeoCLIP's 100K")
 
 
-def load_family_from_args(args: argparse.Namespace, info=None):
-    """Resolve --model (auto), say what is loaded, load it; the family (with its notice printed)."""
-    from geoapp.families import LoadOptions, registry
+def load_options_from_args(args: argparse.Namespace):
+    """The LoadOptions the model arguments describe."""
+    from geoapp.families import LoadOptions
+
+    extras = {k: v for k, v in (("backbone", args.backbone), ("gallery", args.gallery)) if v is not None}
+    return LoadOptions(device=args.device, backbone_weights=args.backbone_weights, checkpoint=args.checkpoint,
+                       extras=extras)
+
+
+def resolve_family_from_args(args: argparse.Namespace, info=None):
+    """Resolve --model (auto) without loading anything: (spec, LoadOptions), the notice printed."""
+    from geoapp.families import registry
 
     info = info or (lambda message: print(message, file=sys.stderr))
-    extras = {k: v for k, v in (("backbone", args.backbone), ("gallery", args.gallery)) if v is not None}
-    options = LoadOptions(device=args.device, backbone_weights=args.backbone_weights, checkpoint=args.checkpoint,
-                          extras=extras)
+    options = load_options_from_args(args)
     spec, notice = registry.choose(args.model, options)
     if notice:
         info(f"NOTE: {notice}")
+    return spec, options
+
+
+def load_family_from_args(args: argparse.Namespace, info=None):
+    """Resolve --model (auto), say what is loaded, load it; the family (with its notice printed)."""
+    from geoapp.engine.inputs import load_family
+
+    info = info or (lambda message: print(message, file=sys.stderr))
+    spec, options = resolve_family_from_args(args, info)
     weights = "RANDOM backbone weights" if options.random else "pretrained"
     info(f"Loading {spec.key} ({weights})...")
-    family = spec.load(options)
+    family = load_family(spec, options)
     if family.random_weights:
         info("WARNING: random weights — predictions are meaningless (test mode).")
     if spec.caveat:
