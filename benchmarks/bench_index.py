@@ -52,7 +52,7 @@ def random_land_points(n: int, seed: int) -> np.ndarray:
 
     countries = get_country_index()
     rng = np.random.default_rng(seed)
-    found, total = [], 0
+    found, total = [np.zeros((0, 2), np.float32)], 0
     while total < n:
         m = max(4 * (n - total), 10_000)
         lat = np.degrees(np.arcsin(rng.uniform(-1, 1, m)))
