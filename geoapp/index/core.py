@@ -230,8 +230,11 @@ class VectorIndex:
         """Approximate memory of the searchable structure (the vectors for exact; FAISS's own storage)."""
         if self.faiss_index is None:
             return int(self.vectors.nbytes) if self.vectors is not None else 0
-        faiss = require_faiss()
-        return int(faiss.serialize_index(self.faiss_index).nbytes)
+        index = self.faiss_index
+        if not self.spec.approximate:
+            return int(index.ntotal) * self.dim * 4
+        # codes + 8-byte ids per vector, plus the coarse centroids (no serialisation: that would copy it all)
+        return int(index.ntotal) * (int(index.code_size) + 8) + self.spec.nlist * self.dim * 4
 
     def attach_vectors(self, vectors: np.ndarray | None) -> VectorIndex:
         if vectors is not None and (len(vectors) != self.size or vectors.shape[1] != self.dim):
@@ -316,10 +319,20 @@ class VectorIndex:
         rows = rows[(rows >= 0) & (rows < self.size)]
         if len(rows) == 0:
             return (np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, np.int64))
-        if self.vectors is not None:  # exact over the region's rows: the filter costs nothing in recall
+        if self.vectors is not None and (len(rows) <= EXACT_MAX or not self.spec.approximate):
+            # exact over the region's rows: the filter costs nothing in recall
             return exact_search(self.vectors, queries, k, rows)
         faiss = require_faiss()
         selector = faiss.IDSelectorBatch(len(rows), faiss.swig_ptr(rows))
+        if self.spec.approximate and len(rows) > EXACT_MAX and self.vectors is not None:
+            # A huge region (over EXACT_MAX ids): the index itself, restricted by a selector, with nprobe scaled
+            # up by the share of the set outside the region; approximate like any IVF search, never outside it.
+            nprobe = min(self.spec.nlist, max(self.spec.nprobe,
+                                              math.ceil((nprobe or self.spec.nprobe) * self.size / len(rows))))
+            fetch = k * self.spec.refine if self.spec.kind == "ivf-pq" and self.spec.refine else k
+            scores, ids = self.faiss_index.search(queries, min(fetch, len(rows)) if fetch > k else k,
+                                                  params=self._params(nprobe, selector))
+            return self._finish(queries, scores, ids, k)
         if self.spec.approximate:
             # Without the vectors, a flat-coded IVF scan of every cell is exact over the subset; cells are
             # cheap to skip when few of their members are selected. IVF-PQ stays approximate.

@@ -186,3 +186,17 @@ def test_gpu_move_is_a_no_op_without_gpu_faiss(data):
     assert (index.gpu_index is not None) == (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
     np.testing.assert_array_equal(index.search(queries, 5)[1], before)
     assert build_index(vectors, IndexSpec("exact")).to_device("cuda").kind == "exact"
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq"])
+def test_huge_region_goes_through_the_selector(data, built, kind, monkeypatch):
+    """Regions above EXACT_MAX ids are searched by the index with an ID selector: never outside the region."""
+    from geoapp.index import core
+
+    monkeypatch.setattr(core, "EXACT_MAX", 100)  # a 5 000-id region counts as huge
+    vectors, queries = data
+    subset = np.random.default_rng(3).choice(N, size=5_000, replace=False)
+    _, ids = built[kind].search(queries, 10, subset=subset)
+    assert np.isin(ids[ids >= 0], subset).all()
+    _, truth = exact_search(vectors, queries, 10, subset=subset)
+    assert recall(ids, truth) >= 0.9
