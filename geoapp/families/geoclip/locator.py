@@ -178,6 +178,8 @@ class GeoCLIPLocator(Family):
             if index is None:
                 index = self.index_cache.get_or_build(index_key(self.encoder_id, self._gallery_digest),
                                                       self._gallery_embeddings, spec)
+                if index.vectors is None:  # memory-mapped: exact region search and re-ranking cost no memory
+                    index.attach_vectors(self._gallery_embeddings())
             index.to_device(self.device)
             self._indexes[tag] = index
             return index
