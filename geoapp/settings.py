@@ -3,7 +3,7 @@
 Everything here can be overridden with environment variables so that the CLI, the app,
 tests and CI agree without passing paths around:
 
-- ``GEOAPP_CACHE_DIR``   derived data (gallery embeddings, region candidates); default
+- ``GEOAPP_CACHE_DIR``   derived data (gallery embeddings, vector indexes, region candidates); default
   ``$XDG_CACHE_HOME/geoapp`` or ``~/.cache/geoapp``.
 - ``GEOAPP_WEIGHTS_DIR`` an extra folder searched first for model weights (and where
   ``geoapp weights download --weights-dir`` puts them); default: none, i.e. the standard
@@ -51,6 +51,11 @@ class Settings:
     def embeddings_dir(self) -> Path:
         """Cached location embeddings (galleries and region candidate sets)."""
         return self.cache_dir / "embeddings"
+
+    @property
+    def indexes_dir(self) -> Path:
+        """Built vector indexes (:mod:`geoapp.index`), next to the embeddings they index."""
+        return self.cache_dir / "indexes"
 
     @property
     def model_variants_dir(self) -> Path:
