@@ -8,6 +8,7 @@ probability to that candidate instead of becoming a new one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,12 +206,20 @@ def merge_candidates(lat: np.ndarray, lon: np.ndarray, prob: np.ndarray, top_k: 
 
 
 def build_prediction(source: str, lat: np.ndarray, lon: np.ndarray, prob: np.ndarray, *, top_k: int,
-                     merge_km: float, place_names: bool = True) -> Prediction:
-    """Distinct top-k candidates, distances, probability mass near the top, and the surface."""
+                     merge_km: float, place_names: bool = True,
+                     moved: Mapping[tuple[float, float], tuple[float, float]] | None = None) -> Prediction:
+    """Distinct top-k candidates, distances, probability mass near the top, and the surface.
+
+    ``moved`` relocates merged places after merging (fine refinement): a place whose most probable
+    point is a key sits at the value instead, with the same probability and merged points.
+    """
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
     prob = np.asarray(prob, dtype=np.float64)
     merged = merge_candidates(lat, lon, prob, top_k, merge_km)
+    if moved:
+        merged = _fold_close(
+            [(*moved.get((m[0], m[1]), (m[0], m[1])), m[2], m[3]) for m in merged], merge_km)
     candidates: list[Candidate] = []
     mass: dict[int, float] = {}
     if merged:
@@ -227,6 +236,19 @@ def build_prediction(source: str, lat: np.ndarray, lon: np.ndarray, prob: np.nda
         mass = {radius: min(1.0, float(prob[distances <= radius].sum())) for radius in MASS_RADII_KM}
     return Prediction(source=source, candidates=candidates, mass_within_km=mass,
                       surface=ProbabilitySurface(lat, lon, prob))
+
+
+def _fold_close(places: list[tuple[float, float, float, int]], merge_km: float) -> list[tuple[float, float, float, int]]:
+    """Places that moved within ``merge_km`` of a more probable one join it (they are one place now)."""
+    kept: list[list] = []
+    for lat, lon, prob, count in places:
+        near = [k for k in kept if merge_km > 0 and haversine_km(k[0], k[1], lat, lon) <= merge_km]
+        if near:
+            near[0][2] += prob
+            near[0][3] += count
+        else:
+            kept.append([lat, lon, prob, count])
+    return sorted((tuple(k) for k in kept), key=lambda c: -c[2])
 
 
 def _place_names(lats: list[float], lons: list[float]) -> list[object | None]:

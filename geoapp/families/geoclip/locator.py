@@ -355,18 +355,19 @@ class GeoCLIPLocator(Family):
             scored = self._scored(embeddings, crops, candidates)
             score_ms = (time.perf_counter() - start) * 1000 / len(pending)
             start = time.perf_counter()
-            refined: list[dict] = [{}] * len(pending)
+            moves: list[dict] = [{}] * len(pending)
+            notes: list[dict] = [{}] * len(pending)
             if refine.enabled:
-                scored, refined = self._refine(embeddings, crops, candidates, scored, refine, merge)
+                moves, notes = self._refine(embeddings, crops, candidates, scored, refine, merge)
             refine_ms = (time.perf_counter() - start) * 1000 / len(pending)
             predictions = []
-            for item, (coords, probs), moved in zip(pending, scored, refined):
+            for item, (coords, probs), moved, note in zip(pending, scored, moves, notes):
                 start = time.perf_counter()
                 prediction = build_prediction(source_name(item.image, item.loaded), coords[:, 0],
-                                              coords[:, 1], probs, top_k=top_k, merge_km=merge)
+                                              coords[:, 1], probs, top_k=top_k, merge_km=merge, moved=moved)
                 prediction.parameters = dict(parameters)
-                if moved:
-                    prediction.parameters["refinement"] = {**parameters["refinement"], **moved}
+                if note:
+                    prediction.parameters["refinement"] = {**parameters["refinement"], **note}
                 self._note_index(prediction, candidates)
                 prediction.image = item.loaded.to_dict()
                 prediction.region = candidates.region
@@ -393,21 +394,20 @@ class GeoCLIPLocator(Family):
     @torch.inference_mode()
     def _refine(self, embeddings: torch.Tensor, crops: int, candidates: CandidateSet,
                 scored: list[tuple[np.ndarray, np.ndarray]], spec: RefineSpec, merge_km: float
-                ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict]]:
-        """Move each image's top ``spec.top_n`` distinct places to the best point of a fine local grid.
+                ) -> tuple[list[dict], list[dict]]:
+        """Where each image's top ``spec.top_n`` distinct places move: the best point of a fine local grid.
 
         ``scored``: (coords, probabilities) per image (all candidates, or an index's retrieved ones).
-        The location encoder is continuous, so points between gallery points score like gallery
-        points. A place keeps its probability (the gallery's mass around it); only its most
-        probable point moves, so the heat map and the merging stay as they were.
+        Returns per image {(lat, lon) of a place's most probable point: its new (lat, lon)} for
+        :func:`build_prediction`, and a note for the record. The location encoder is continuous, so
+        points between gallery points score like gallery points. Places move after merging: each
+        keeps its probability and merged points, and the heat map stays the gallery's.
         """
-        seeds, rows = [], []
+        seeds = []
         for coords, probs in scored:
             coords = np.asarray(coords, dtype=np.float64)
             places = merge_candidates(coords[:, 0], coords[:, 1], probs, spec.top_n, merge_km)
-            index = [self._representative(coords, probs, lat, lon) for lat, lon, _, _ in places]
-            rows.append(np.asarray(index, dtype=np.int64))
-            seeds.append(coords[rows[-1]])
+            seeds.append(np.array([[lat, lon] for lat, lon, _, _ in places], dtype=np.float64).reshape(-1, 2))
         per_image = embeddings.view(len(scored), crops, -1)
 
         def score(grids: list[np.ndarray]) -> list[np.ndarray]:
@@ -424,20 +424,12 @@ class GeoCLIPLocator(Family):
         inside = None if region is None else (
             lambda points: np.asarray(region.contains(points[:, 0], points[:, 1]), dtype=bool))
         results = refine_places(seeds, score, spec, inside)
-        moved, notes = [], []
-        for (coords, probs), index, result in zip(scored, rows, results):
-            points = np.array(coords, dtype=np.float64)
-            points[index] = result.points
-            moved.append((points, probs))
+        moves, notes = [], []
+        for seed, result in zip(seeds, results):
+            moves.append({(float(a), float(b)): (float(c), float(d)) for (a, b), (c, d) in zip(seed, result.points)})
             notes.append({"points_scored": int(result.points_scored),
                           "moved_km": [round(float(m), 3) for m in result.moved_km]})
-        return moved, notes
-
-    @staticmethod
-    def _representative(coords: np.ndarray, probs: np.ndarray, lat: float, lon: float) -> int:
-        """Row of the most probable point at (lat, lon): a merged place sits on its most probable point."""
-        rows = np.flatnonzero((coords[:, 0] == lat) & (coords[:, 1] == lon))
-        return int(rows[np.argmax(probs[rows])])
+        return moves, notes
 
     # ------------------------------------------------------------------ text -> map
     @torch.inference_mode()
