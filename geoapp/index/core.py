@@ -122,7 +122,9 @@ def choose_spec(n: int, dim: int, kind: str = "auto") -> IndexSpec:
     # One byte per 8 dimensions for wide vectors (64 bytes at 512-d), at least 2 dims/byte for narrow ones.
     pq_m = next(m for m in (max(dim // 8, min(dim // 2, 16)), dim // 8, dim // 4, dim // 2, dim, 1)
                 if m >= 1 and dim % m == 0)
-    return IndexSpec(kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_bits=8, refine=8)
+    # Re-rank 32·k candidates: on the 100K gallery, 8·k gave recall@10 0.977, 16·k 0.990, 32·k 0.997 (the
+    # codes, not nprobe, limit IVF-PQ); 320 rows read per query from the memory-mapped vectors.
+    return IndexSpec(kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_bits=8, refine=32)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -359,6 +361,7 @@ def _faiss_index(spec: IndexSpec, dim: int) -> Any:
         # Sub-quantiser k-means on at most 64 points per centroid and 15 iterations: minutes less on a CPU, and
         # the codes only pick candidates (re-ranked exactly when the vectors are attached).
         index.pq.cp.max_points_per_centroid = 64
+        index.pq.cp.min_points_per_centroid = 16  # no FAISS warning from 4 096 training vectors up
         index.pq.cp.niter = 15
     index.nprobe = spec.nprobe
     index.own_fields = True
