@@ -98,7 +98,7 @@ def test_prebuilt_gallery_is_not_embedded_at_load(tiny_locator, small_gallery, c
     locator.encode_locations = None  # nothing may be embedded: the gallery brings its embeddings and index
     loaded = locator.gallery_index(locator.index_spec())
     assert loaded.kind == "ivf-flat" and loaded.size == SMALL and loaded.vectors is not None
-    prediction = locator.predict(photo, top_k=3, merge_km=0)
+    prediction = locator.predict(photo, top_k=3, merge_km=0, refine_km=0)  # refinement encodes new points by design
     best = exact.predict(photo, top_k=3, merge_km=0).candidates[0]
     assert (prediction.candidates[0].lat, prediction.candidates[0].lon) == pytest.approx((best.lat, best.lon),
                                                                                             abs=1e-4)
