@@ -53,6 +53,11 @@ class Settings:
         return self.cache_dir / "embeddings"
 
     @property
+    def galleries_dir(self) -> Path:
+        """Prebuilt dense galleries (``geoapp gallery build-dense``), one folder each."""
+        return self.cache_dir / "galleries"
+
+    @property
     def model_variants_dir(self) -> Path:
         """Where user-trained variants (``family:tag``) are looked for and written."""
         if self.variants_dir is not None:

@@ -120,6 +120,34 @@ def load_pretrained_heads(model: GeoCLIP) -> str:
     return digest.hexdigest()
 
 
+def load_location_encoder(heads: str | Path = "pretrained") -> tuple[LocationEncoder, str]:
+    """The location encoder alone (no CLIP backbone) and its identity ``location_encoder_id``.
+
+    ``heads``: "pretrained" (the geoclip package file) or a geoapp heads checkpoint path.
+    Raises :class:`~geoapp.models.weights.WeightsMissingError` at once when the file is absent.
+    """
+    encoder = LocationEncoder()
+    if heads == "pretrained":
+        path = weight_files.require(weight_files.GEOCLIP_LOCATION_ENCODER)
+        encoder.load_state_dict(convert_reference_location_state_dict(_load_tensor_file(path)))
+    else:
+        path = Path(heads)
+        if not path.is_file():
+            raise weight_files.WeightsMissingError(f"GeoCLIP heads checkpoint not found: {path}")
+        state = _load_tensor_file(path)
+        if not isinstance(state, dict) or state.get("format") != "geoapp.geoclip_heads.v1":
+            raise ValueError(f"{path} is not a geoapp GeoCLIP heads checkpoint (format geoapp.geoclip_heads.v1)")
+        encoder = LocationEncoder(tuple(state["sigmas"]))
+        encoder.load_state_dict(state["location_encoder"])
+    encoder.eval()
+    return encoder, location_encoder_id(encoder)
+
+
+def location_encoder_id(encoder: nn.Module) -> str:
+    """Identity of a location encoder's weights: embeddings made with another id are stale."""
+    return "geoclip-location:" + state_digest(encoder)[:32]
+
+
 def state_digest(module: nn.Module) -> str:
     """SHA-256 over a module's tensors (identifies weights that did not come from a file)."""
     digest = hashlib.sha256()
