@@ -3,7 +3,7 @@
 Everything here can be overridden with environment variables so that the CLI, the app,
 tests and CI agree without passing paths around:
 
-- ``GEOAPP_CACHE_DIR``   derived data (gallery embeddings, region candidates); default
+- ``GEOAPP_CACHE_DIR``   derived data (gallery embeddings, vector indexes, region candidates); default
   ``$XDG_CACHE_HOME/geoapp`` or ``~/.cache/geoapp``.
 - ``GEOAPP_WEIGHTS_DIR`` an extra folder searched first for model weights (and where
   ``geoapp weights download --weights-dir`` puts them); default: none, i.e. the standard
@@ -56,6 +56,11 @@ class Settings:
     def galleries_dir(self) -> Path:
         """Prebuilt dense galleries (``geoapp gallery build-dense``), one folder each."""
         return self.cache_dir / "galleries"
+
+    @property
+    def indexes_dir(self) -> Path:
+        """Built vector indexes (:mod:`geoapp.index`), next to the embeddings they index."""
+        return self.cache_dir / "indexes"
 
     @property
     def model_variants_dir(self) -> Path:
