@@ -37,6 +37,9 @@ DEFAULT_CHUNK = 262_144
 DEFAULT_NAME = "dense"
 EMBED_DIM = 512
 INDEX_FILE = "index-ivfpq.faiss"
+EMBEDDINGS_FILE = "embeddings.npy"
+GALLERY_JSON = "gallery.json"
+DEFAULT_NLIST = 1024
 _ENCODE_BATCH = 8192
 
 
@@ -124,11 +127,51 @@ def disk_bytes(folder: Path) -> dict[str, int]:
     for path in folder.iterdir():
         if path.name == "coords.npy":
             sizes["coords"] += path.stat().st_size
-        elif path.name.startswith("emb-") and path.suffix == ".npy":
+        elif (path.name.startswith("emb-") and path.suffix == ".npy") or path.name == EMBEDDINGS_FILE:
             sizes["embeddings"] += path.stat().st_size
         elif path.name == INDEX_FILE:
             sizes["index"] += path.stat().st_size
     return sizes
+
+
+def is_dense_option(option: Any) -> bool:
+    """Whether a --gallery value names a dense gallery: "dense", "dense:NAME" or a folder with gallery.json."""
+    if not isinstance(option, (str, Path)):
+        return False
+    text = str(option)
+    return text == DEFAULT_NAME or text.startswith(f"{DEFAULT_NAME}:") or (Path(text) / GALLERY_JSON).is_file() \
+        or (Path(text) / "manifest.json").is_file()
+
+
+def dense_folder(option: str | Path) -> Path:
+    """The folder of a dense gallery: "dense" (the default build), "dense:NAME" (a name under
+    ``$GEOAPP_CACHE_DIR/galleries`` or a folder path) or a folder path."""
+    text = str(option)
+    if text == DEFAULT_NAME:
+        return galleries_root() / DEFAULT_NAME
+    if text.startswith(f"{DEFAULT_NAME}:"):
+        rest = text[len(DEFAULT_NAME) + 1:]
+        candidate = Path(rest).expanduser()
+        return candidate if (candidate.is_dir() or "/" in rest) else galleries_root() / rest
+    return Path(text).expanduser()
+
+
+def open_dense(option: str | Path):
+    """The prebuilt dense gallery named by ``option`` (coordinates and embeddings memory-mapped, index
+    loaded lazily by the locator); a clear error naming the build command when it is not built yet."""
+    from geoapp.gallery import PrebuiltGallery
+
+    folder = dense_folder(option)
+    name = folder.name
+    if not (folder / GALLERY_JSON).is_file():
+        manifest = read_manifest(folder) if folder.is_dir() else None
+        command = build_command(name, float(manifest["spacing_km"])) if manifest else (
+            build_command() if name == DEFAULT_NAME else f"python -m geoapp gallery build-dense --name {name}")
+        state = (f"is incomplete ({len(manifest.get('parts_done', []))} of {manifest['parts']} parts embedded)"
+                 if manifest else "has not been built")
+        raise DenseGalleryError(f"The dense gallery {name!r} at {folder} {state}. Build it with `{command}` "
+                                f"(resumable; about 30-60 min and 11 GB for the default 10 M points on a 2-core CPU).")
+    return PrebuiltGallery.open(folder)
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -143,7 +186,8 @@ class BuildResult:
 def build_dense(spacing_km: float = DEFAULT_SPACING_KM, name: str | None = None, device: str | None = "cpu",
                 chunk: int = DEFAULT_CHUNK, root: Path | None = None, heads: str = "pretrained",
                 progress: bool = True, build_index: bool = True, max_parts: int | None = None,
-                precision: str = "bf16", log=print) -> BuildResult:
+                precision: str = "bf16", nlist: int | None = None, include_mp16: bool = True,
+                log=print) -> BuildResult:
     """Build (or resume) the dense gallery ``name``; see the module docstring for the files.
 
     ``precision``: "bf16" runs the encoder's MLPs under bfloat16 autocast (the Fourier phases stay
@@ -182,7 +226,7 @@ def build_dense(spacing_km: float = DEFAULT_SPACING_KM, name: str | None = None,
                 f"pick another --name or delete the folder")
     if manifest is None or not coords_path.is_file():
         start = time.perf_counter()
-        coords, grid_points = dense_coords(spacing_km)
+        coords, grid_points = dense_coords(spacing_km, include_mp16)
         _save_npy(coords_path, coords)
         manifest = {
             "format": FORMAT, "name": name, "spacing_km": float(spacing_km), "points": int(len(coords)),
@@ -201,7 +245,8 @@ def build_dense(spacing_km: float = DEFAULT_SPACING_KM, name: str | None = None,
                                 f"delete {folder} and rebuild")
 
     parts = manifest["parts"]
-    done = {i for i in range(parts) if (folder / part_name(i)).is_file()
+    consolidated = bool(manifest.get("consolidated")) and (folder / EMBEDDINGS_FILE).is_file()
+    done = set(range(parts)) if consolidated else {i for i in range(parts) if (folder / part_name(i)).is_file()
             and _part_ok(folder / part_name(i), min(chunk, len(coords) - i * chunk))}
     todo = [i for i in range(parts) if i not in done]
     remaining = sum(min(chunk, len(coords) - i * chunk) for i in todo)
@@ -233,9 +278,11 @@ def build_dense(spacing_km: float = DEFAULT_SPACING_KM, name: str | None = None,
             _save_json(folder / "manifest.json", manifest)
     complete = len(done) == parts
     index_built = False
-    if complete and build_index and not (folder / INDEX_FILE).is_file():
-        index_built = build_dense_index(folder, manifest, progress=progress, log=log)
-    manifest = read_manifest(folder) or manifest
+    if complete:
+        consolidate(folder, manifest, progress=progress, log=log)
+        if build_index and not (folder / INDEX_FILE).is_file():
+            index_built = build_dense_index(folder, manifest, nlist=nlist, progress=progress, log=log)
+        write_gallery_json(folder, manifest)
     manifest["disk_bytes"] = disk_bytes(folder)
     _save_json(folder / "manifest.json", manifest)
     return BuildResult(folder, manifest, embedded_now, index_built)
@@ -247,22 +294,90 @@ def _digest(coords: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(coords, dtype=np.float32).tobytes()).hexdigest()
 
 
-def iter_parts(folder: Path, manifest: dict, dtype=np.float32):
-    """(start row, embeddings) for each part, in order, read one at a time."""
-    chunk = manifest["chunk"]
+def consolidate(folder: Path, manifest: dict, progress: bool = True, log=print) -> Path:
+    """Stream the finished parts into one memory-mappable ``embeddings.npy`` [N, 512] float16 (the
+    prebuilt-gallery layout the locator reads), then delete the parts. Skipped when already done."""
+    from tqdm import tqdm
+
+    target = folder / EMBEDDINGS_FILE
+    if manifest.get("consolidated") and target.is_file():
+        return target
+    n, chunk = manifest["points"], manifest["chunk"]
+    start = time.perf_counter()
+    log(f"Writing {EMBEDDINGS_FILE} ({n * EMBED_DIM * 2 / 1e9:.1f} GB) from {manifest['parts']} parts …")
+    tmp = folder / f".{EMBEDDINGS_FILE}.tmp"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
+    with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="consolidate") as bar:
+        for i in range(manifest["parts"]):
+            part = np.load(folder / part_name(i), mmap_mode="r")
+            out[i * chunk:i * chunk + len(part)] = part
+            bar.update(len(part))
+    out.flush()
+    del out
+    os.replace(tmp, target)
+    manifest["consolidated"] = True
+    manifest["timings_s"]["consolidate"] = round(time.perf_counter() - start, 2)
+    _save_json(folder / "manifest.json", manifest)
     for i in range(manifest["parts"]):
-        yield i * chunk, np.asarray(np.load(folder / part_name(i), mmap_mode="r"), dtype=dtype)
+        (folder / part_name(i)).unlink(missing_ok=True)
+    return target
 
 
-def build_dense_index(folder: Path, manifest: dict, progress: bool = True, log=print) -> bool:
-    """Train and fill the IVF-PQ index over the embedding parts (needs :mod:`geoapp.index`)."""
-    try:
-        from geoapp import index as vector_index
-    except ImportError:
-        log("Index step skipped: geoapp.index is not available in this build; rerun build-dense later.")
-        return False
-    return _build_index_with(vector_index, folder, manifest, progress, log)
+def write_gallery_json(folder: Path, manifest: dict) -> None:
+    """The prebuilt-gallery manifest (``gallery.json``) that :class:`geoapp.gallery.PrebuiltGallery` opens."""
+    meta = {"format": 1, "name": manifest["name"], "size": manifest["points"], "dim": EMBED_DIM,
+            "encoder_id": manifest["encoder_id"], "digest": manifest["coords_sha256"], "dtype": "float16",
+            "coords": "coords.npy", "embeddings": EMBEDDINGS_FILE,
+            "index": INDEX_FILE if (folder / INDEX_FILE).is_file() else None,
+            "source": f"dense land grid at {manifest['spacing_km']:g} km + MP-16 100K ({FORMAT})"}
+    _save_json(folder / GALLERY_JSON, meta)
 
 
-def _build_index_with(vector_index: Any, folder: Path, manifest: dict, progress: bool, log) -> bool:
-    raise NotImplementedError  # filled in once the index package is merged
+def dense_index_spec(n: int, nlist: int | None = None):
+    """IVF-PQ for the dense gallery: 64 x 8-bit codes, 8x re-ranking from the float16 embeddings;
+    ``nlist`` default :data:`DEFAULT_NLIST` (CPU-friendly; ``choose_spec`` alone would pick 16 384 cells for
+    10 M points, about 16x the coarse-assignment cost when adding), ``nprobe`` = nlist / 32."""
+    from geoapp.index import IndexSpec, choose_spec
+
+    base = choose_spec(n, EMBED_DIM, "ivf-pq")
+    cells = int(nlist or DEFAULT_NLIST)
+    return IndexSpec("ivf-pq", nlist=cells, nprobe=max(1, cells // 32), pq_m=base.pq_m, pq_bits=base.pq_bits,
+                     refine=base.refine)
+
+
+def build_dense_index(folder: Path, manifest: dict, nlist: int | None = None, progress: bool = True,
+                      log=print) -> bool:
+    """Train the IVF-PQ index on a sample of the embeddings, add them all in chunks, save ``index-ivfpq.faiss``."""
+    from tqdm import tqdm
+
+    from geoapp.index import build_index_chunked, save_index
+
+    embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")
+    n = len(embeddings)
+    spec = dense_index_spec(n, nlist)
+    sample_size = min(n, max(spec.nlist * 64, 65_536))
+    rows = np.sort(np.random.default_rng(0).choice(n, size=sample_size, replace=False))
+    sample = np.asarray(embeddings[rows], dtype=np.float32)
+    log(f"Index {spec.describe()}: training on {sample_size:,} sampled embeddings, then adding {n:,} …")
+    timings = manifest["timings_s"]
+    step = 262_144
+    with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="index add") as bar:
+        started = {"train": time.perf_counter(), "add": None}
+
+        def chunks():
+            started["add"] = time.perf_counter()
+            for lo in range(0, n, step):
+                block = embeddings[lo:lo + step]
+                yield block
+                bar.update(len(block))
+
+        index = build_index_chunked(chunks(), n, EMBED_DIM, spec, sample, None)
+    done = time.perf_counter()
+    timings["index_train"] = round((started["add"] or done) - started["train"], 2)
+    timings["index_add"] = round(done - (started["add"] or done), 2)
+    index.key = manifest["encoder_id"] + ":" + manifest["coords_sha256"][:16]
+    save_index(index, folder / INDEX_FILE)
+    manifest["index"] = {"file": INDEX_FILE, "spec": spec.to_dict(), "describe": spec.describe(),
+                         "train_sample": sample_size}
+    _save_json(folder / "manifest.json", manifest)
+    return True
