@@ -159,6 +159,15 @@ def dense_folder(option: str | Path) -> Path:
 def open_dense(option: str | Path):
     """The prebuilt dense gallery named by ``option`` (coordinates and embeddings memory-mapped, index
     loaded lazily by the locator); a clear error naming the build command when it is not built yet."""
+    folder = check_built(option)
+    from geoapp.gallery import PrebuiltGallery
+
+    return PrebuiltGallery.open(folder)
+
+
+def check_built(option: str | Path) -> Path:
+    """The folder of the dense gallery named by ``option``; :class:`DenseGalleryError` naming the build
+    command when it is missing or incomplete (cheap: reads two small JSON files)."""
     folder = dense_folder(option)
     name = folder.name
     if not (folder / GALLERY_JSON).is_file():
@@ -169,9 +178,7 @@ def open_dense(option: str | Path):
                  if manifest else "has not been built")
         raise DenseGalleryError(f"The dense gallery {name!r} at {folder} {state}. Build it with `{command}` "
                                 f"(resumable; about 30-60 min and 11 GB for the default 10 M points on a 2-core CPU).")
-    from geoapp.gallery import PrebuiltGallery
-
-    return PrebuiltGallery.open(folder)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------- build

@@ -291,9 +291,15 @@ class _ImageEmbeddingModel(torch.nn.Module):
 
 
 def gallery_from(option: Any) -> Gallery:
-    """None: GeoCLIP's 100K MP-16 gallery; a CSV path; or a Gallery as is."""
+    """None: GeoCLIP's 100K MP-16 gallery; "dense", "dense:NAME" or a built gallery folder: the prebuilt
+    dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load);
+    a CSV path; or a Gallery as is."""
+    from geoapp import dense_gallery
+
     if option is None:
         return Gallery.default()
+    if dense_gallery.is_dense_option(option):
+        return dense_gallery.open_dense(option)
     return option if isinstance(option, Gallery) else Gallery.from_csv(option)
 
 
