@@ -174,8 +174,10 @@ def check_built(option: str | Path) -> Path:
         manifest = read_manifest(folder) if folder.is_dir() else None
         command = build_command(name, float(manifest["spacing_km"])) if manifest else (
             build_command() if name == DEFAULT_NAME else f"python -m geoapp gallery build-dense --name {name}")
-        state = (f"is incomplete ({len(manifest.get('parts_done', []))} of {manifest['parts']} parts embedded)"
-                 if manifest else "has not been built")
+        embedded = len(manifest.get("parts_done", [])) if manifest else 0
+        state = ("has not been built" if not manifest else
+                 f"is incomplete ({embedded} of {manifest['parts']} parts embedded)" if embedded < manifest["parts"]
+                 else "is embedded but not finished (consolidation / index)")
         raise DenseGalleryError(f"The dense gallery {name!r} at {folder} {state}. Build it with `{command}` "
                                 f"(resumable; about 30-60 min and 11 GB for the default 10 M points on a 2-core CPU).")
     return folder
