@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -168,3 +169,93 @@ class LocationEmbeddingCache:
                 os.unlink(tmp_name)  # type: ignore[possibly-undefined]
             except (OSError, NameError):
                 pass
+
+
+PREBUILT_MANIFEST = "gallery.json"
+
+
+class PrebuiltGallery:
+    """A gallery whose normalised location embeddings (and usually a vector index) were computed ahead of time,
+    so a 10 M-point gallery is never embedded at load: coordinates and embeddings are memory-mapped.
+
+    Folder layout (written by :meth:`create`; the dense-gallery build writes the same)::
+
+        gallery.json        {"format": 1, "name", "size", "dim", "encoder_id", "digest", "dtype",
+                             "coords": "coords.npy", "embeddings": "embeddings.npy", "index": "index.faiss" | null}
+        coords.npy          [N, 2] float32 (lat, lon) degrees
+        embeddings.npy      [N, dim] float16 or float32, L2-normalised rows, in the order of coords
+        index.faiss (+ .json) optional, written by geoapp.index.save_index (ids = row numbers)
+
+    ``encoder_id`` is the locator's embedding identity (``"geoclip:<heads sha256>"``); a locator with other
+    weights refuses the gallery. ``digest`` is :func:`coords_digest` of the coordinates (stored, so a
+    10 M-point gallery is not re-hashed on every load).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        try:
+            self.meta = json.loads((self.folder / PREBUILT_MANIFEST).read_text(encoding="utf-8"))
+            self.coords = np.load(self.folder / self.meta.get("coords", "coords.npy"), mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise GalleryError(f"Cannot read prebuilt gallery {self.folder}: {error}") from error
+        if self.coords.ndim != 2 or self.coords.shape[1] != 2 or len(self.coords) != int(self.meta["size"]):
+            raise GalleryError(f"Prebuilt gallery {self.folder}: coords shape {self.coords.shape} does not match "
+                               f"size {self.meta['size']}")
+        self.name = str(self.meta.get("name") or self.folder.name)
+        self.source = str(self.folder)
+        self.skipped_rows = 0
+        self.encoder_id = str(self.meta["encoder_id"])
+        self.dim = int(self.meta.get("dim", 512))
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "PrebuiltGallery":
+        return cls(folder)
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def digest(self) -> str:
+        return str(self.meta["digest"])
+
+    def embeddings(self) -> np.ndarray:
+        """The normalised embeddings [N, dim] as a read-only memmap (float16 or float32)."""
+        array = np.load(self.folder / self.meta.get("embeddings", "embeddings.npy"), mmap_mode="r")
+        if array.shape != (len(self), self.dim):
+            raise GalleryError(f"Prebuilt gallery {self.folder}: embeddings shape {array.shape}, expected "
+                               f"{(len(self), self.dim)}")
+        return array
+
+    def index_path(self) -> Path | None:
+        name = self.meta.get("index")
+        return self.folder / name if name else None
+
+    def load_index(self):
+        """The prebuilt :class:`geoapp.index.VectorIndex` (original vectors attached for re-ranking and exact
+        region search), or None when the folder has none."""
+        from geoapp.index import load_index
+
+        path = self.index_path()
+        if path is None or not path.is_file():
+            return None
+        return load_index(path, vectors=self.embeddings())
+
+    @classmethod
+    def create(cls, folder: str | Path, name: str, coords: np.ndarray, embeddings: np.ndarray, encoder_id: str,
+               index=None, dtype: str = "float16") -> "PrebuiltGallery":
+        """Write a prebuilt gallery (small and medium sets; the dense build streams the same files)."""
+        from geoapp.index import save_index
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        coords = np.ascontiguousarray(coords, dtype=np.float32)
+        np.save(folder / "coords.npy", coords)
+        np.save(folder / "embeddings.npy", np.asarray(embeddings, dtype=dtype))
+        if index is not None:
+            save_index(index, folder / "index.faiss")
+        meta = {"format": 1, "name": name, "size": len(coords), "dim": int(embeddings.shape[1]),
+                "encoder_id": encoder_id, "digest": coords_digest(coords), "dtype": dtype,
+                "coords": "coords.npy", "embeddings": "embeddings.npy",
+                "index": "index.faiss" if index is not None else None}
+        (folder / PREBUILT_MANIFEST).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return cls(folder)

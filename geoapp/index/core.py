@@ -99,7 +99,7 @@ def choose_spec(n: int, dim: int, kind: str = "auto") -> IndexSpec:
 
     ``auto``: exact below :data:`EXACT_MAX`; IVF-Flat while the float32 vectors fit in
     :data:`IVF_FLAT_MAX_BYTES`; IVF-PQ (re-ranked from the original vectors) above. IVF parameters by
-    size: ``nlist`` ~ 4·sqrt(n) rounded to a power of two, ``nprobe`` = nlist/32 (measured recall@10 >= 0.99
+    size: ``nlist`` ~ sqrt(n) rounded to a power of two, ``nprobe`` = nlist/32 (measured recall@10 >= 0.99
     on location embeddings, see benchmarks/RESULTS.md), ``pq_m`` = dim/8 bytes per vector.
     Any explicit kind is honoured (IVF parameters still chosen by size).
     """
@@ -111,12 +111,15 @@ def choose_spec(n: int, dim: int, kind: str = "auto") -> IndexSpec:
         return IndexSpec(kind)
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; choose auto or one of {', '.join(KINDS)}")
-    # At least ~39 training points per cell (FAISS warns below), at most 4·sqrt(n) cells.
-    nlist = max(1, min(_pow2(4 * math.sqrt(max(n, 1))), _pow2(max(n, 1) / 64)))
+    # ~sqrt(n) cells (1 M -> 1024, 10 M -> 4096): k-means training and assignment stay affordable on a CPU;
+    # at least ~39 training points per cell (FAISS warns below).
+    nlist = max(1, min(_pow2(math.sqrt(max(n, 1))), _pow2(max(n, 1) / 64)))
     nprobe = max(1, min(nlist, nlist // 32 if nlist >= 256 else nlist // 4 or 1))
     if kind == "ivf-flat":
         return IndexSpec(kind, nlist=nlist, nprobe=nprobe)
-    pq_m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
+    # One byte per 8 dimensions for wide vectors (64 bytes at 512-d), at least 2 dims/byte for narrow ones.
+    pq_m = next(m for m in (max(dim // 8, min(dim // 2, 16)), dim // 8, dim // 4, dim // 2, dim, 1)
+                if m >= 1 and dim % m == 0)
     return IndexSpec(kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_bits=8, refine=8)
 
 
@@ -338,6 +341,10 @@ def _faiss_index(spec: IndexSpec, dim: int) -> Any:
         if dim % spec.pq_m:
             raise ValueError(f"pq_m = {spec.pq_m} must divide the dimension {dim}")
         index = faiss.IndexIVFPQ(quantizer, dim, spec.nlist, spec.pq_m, spec.pq_bits, faiss.METRIC_INNER_PRODUCT)
+        # Sub-quantiser k-means on at most 64 points per centroid and 15 iterations: minutes less on a CPU, and
+        # the codes only pick candidates (re-ranked exactly when the vectors are attached).
+        index.pq.cp.max_points_per_centroid = 64
+        index.pq.cp.niter = 15
     index.nprobe = spec.nprobe
     index.own_fields = True
     quantizer.this.disown()  # the IVF index owns (and frees) its quantizer
@@ -371,7 +378,7 @@ def build_index(vectors: np.ndarray, spec: IndexSpec | None = None, progress: Pr
     spec = spec or choose_spec(n, dim)
     if spec.kind == "exact":
         return VectorIndex(spec, n, dim, vectors=vectors)
-    sample_size = train_sample or min(n, max(spec.nlist * 64, 100_000))
+    sample_size = train_sample or min(n, max(spec.nlist * 64, 2 ** spec.pq_bits * 64 if spec.kind == "ivf-pq" else 0))
 
     def chunks() -> Iterable[np.ndarray]:
         for start in range(0, n, EXACT_CHUNK * 4):

@@ -2,6 +2,21 @@
 
 A prediction is one backbone forward (ten for TenCrop) and one matrix product against
 location embeddings that were computed once and cached (see :mod:`geoapp.gallery`).
+
+Large galleries are scored through a vector index (:mod:`geoapp.index`) instead: when
+``choose_spec`` picks an approximate index for the gallery's size (1 M points and more), or the
+caller asks with the ``index`` option (``auto``, ``exact``, ``flat``, ``ivf-flat``, ``ivf-pq`` or an
+``IndexSpec``), the image embedding (through GeoCLIP's image head, L2-normalised; TenCrop: the mean of
+the crops' normalised embeddings, which gives exactly the mean of their logits) retrieves its
+``index_top`` (default 4096) nearest gallery points, logits = scale x cosine, and the softmax runs over
+those retrieved points only (plus a region's extra grid points, always scored exactly); each record
+says so in ``parameters["scoring"]`` and its warnings. With ``exact`` (the default below 1 M points)
+nothing changes: one matrix product over every candidate.
+
+A :class:`geoapp.gallery.PrebuiltGallery` (memory-mapped embeddings + prebuilt index, e.g. a
+10 M-point dense gallery) is used as is: nothing is embedded at load. A region restricts an indexed
+gallery to the ids of its gallery points inside the region (exact over those rows when the
+embeddings are attached, which they are for prebuilt and cached galleries).
 """
 
 from __future__ import annotations
@@ -20,10 +35,11 @@ import torch.nn.functional as F
 
 from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
-from geoapp.gallery import Gallery, LocationEmbeddingCache
+from geoapp.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
 from geoapp.geo.distance import validate_latlon
 from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
+from geoapp.index import IndexCache, IndexSpec, VectorIndex, choose_spec, index_key
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity
 from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
 from geoapp.prediction import Prediction, build_prediction
@@ -31,6 +47,7 @@ from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, re
                                   run_batched, source_name)
 
 _ENCODE_CHUNK = 8192
+INDEX_TOP = 4096  # gallery points retrieved per query when scoring through a vector index
 
 
 @dataclass
@@ -38,10 +55,14 @@ class CandidateSet:
     """The points scored for a prediction and their normalised embeddings (on the model's device)."""
 
     coords: np.ndarray  # [N, 2] float32
-    embeddings: torch.Tensor  # [N, 512]
+    embeddings: torch.Tensor | None  # [N, 512]; None when the gallery is scored through ``index``
     region: Region | None
     gallery_points: int
     extra_points: int
+    index: VectorIndex | None = None  # indexed scoring: the gallery's index ...
+    subset: np.ndarray | None = None  # ... restricted to these gallery ids (a region), None = all
+    extra_coords: np.ndarray | None = None  # indexed scoring: region grid points, scored exactly
+    extra_embeddings: torch.Tensor | None = None
 
 
 class GeoCLIPLocator(Family):
@@ -50,8 +71,9 @@ class GeoCLIPLocator(Family):
     SatWorld is the same locator with its own small network (see :mod:`geoapp.families.satworld`).
     """
 
-    def __init__(self, model: GeoCLIP, identity: ModelIdentity, gallery: Gallery, device: torch.device,
-                 cache_dir: Path | None, spec=None) -> None:
+    def __init__(self, model: GeoCLIP, identity: ModelIdentity, gallery: Gallery | PrebuiltGallery,
+                 device: torch.device, cache_dir: Path | None, spec=None, index: str | IndexSpec = "auto",
+                 index_top: int = INDEX_TOP, index_dir: Path | None = None) -> None:
         from geoapp.families.geoclip import SPEC
 
         self.spec = spec or SPEC  # the registry sets SatWorld's (or a variant's) spec
@@ -60,7 +82,16 @@ class GeoCLIPLocator(Family):
         self.gallery = gallery
         self._gallery_digest = gallery.digest  # hashes every coordinate: once, not per described result
         self.device = device
-        self.embedding_cache = LocationEmbeddingCache(cache_dir, f"geoclip:{identity.heads_sha256}")
+        self.encoder_id = f"geoclip:{identity.heads_sha256}"
+        self.embedding_cache = LocationEmbeddingCache(cache_dir, self.encoder_id)
+        if isinstance(gallery, PrebuiltGallery) and gallery.encoder_id != self.encoder_id:
+            raise ValueError(f"prebuilt gallery {gallery.name} was embedded by {gallery.encoder_id}, not by these "
+                             f"weights ({self.encoder_id}); rebuild it")
+        self.index_option = index
+        self.index_top = int(index_top)
+        self.index_cache = IndexCache(index_dir if index_dir is not None else
+                                      (None if cache_dir is None else Path(cache_dir) / "indexes"))
+        self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
         self._gallery_set: CandidateSet | None = None
         self._region_sets: OrderedDict[str, CandidateSet] = OrderedDict()
@@ -123,11 +154,59 @@ class GeoCLIPLocator(Family):
         cached = self.embedding_cache.get(coords, self._normalised_embeddings)
         return torch.from_numpy(np.array(cached, dtype=np.float32, copy=True)).to(self.device)
 
-    def candidate_set(self, region: str | dict | Region | None = None, extra_points: int = REGION_EXTRA_POINTS) -> CandidateSet:
-        """Gallery (and, for a region, gallery points inside it plus a dense grid of extra points)."""
+    def index_spec(self, option: str | IndexSpec | None = None) -> IndexSpec:
+        """The index used to score the gallery: ``option`` (a kind, "auto" or a spec), else the locator's."""
+        option = self.index_option if option is None else option
+        if isinstance(option, IndexSpec):
+            return option
+        return choose_spec(len(self.gallery), self.model.location_encoder.out_features, str(option or "auto"))
+
+    def gallery_index(self, spec: IndexSpec) -> VectorIndex:
+        """The gallery's vector index for ``spec``: a prebuilt gallery's own (when its kind matches), else
+        built once from the gallery embeddings and cached on disk (``<cache>/indexes``)."""
+        with self._lock:
+            tag = repr(spec)
+            if tag in self._indexes:
+                return self._indexes[tag]
+            index = None
+            if isinstance(self.gallery, PrebuiltGallery):
+                index = self.gallery.load_index()
+                if index is not None and index.kind != spec.kind:
+                    index = None
+                elif index is not None and spec.approximate and index.spec.nlist == spec.nlist:
+                    index.spec = spec  # search-time settings (nprobe, refine) from the request
+            if index is None:
+                index = self.index_cache.get_or_build(index_key(self.encoder_id, self._gallery_digest),
+                                                      self._gallery_embeddings, spec)
+            index.to_device(self.device)
+            self._indexes[tag] = index
+            return index
+
+    def _gallery_embeddings(self) -> np.ndarray:
+        """Normalised gallery embeddings [N, 512] (memory-mapped; float16 allowed for a prebuilt gallery)."""
+        if isinstance(self.gallery, PrebuiltGallery):
+            return self.gallery.embeddings()
+        return self.embedding_cache.get(self.gallery.coords, self._normalised_embeddings)
+
+    def _region_inside(self, parsed: Region) -> np.ndarray:
+        coords = self.gallery.coords
+        return np.asarray(parsed.contains(np.asarray(coords[:, 0], dtype=np.float64),
+                                          np.asarray(coords[:, 1], dtype=np.float64)))
+
+    def candidate_set(self, region: str | dict | Region | None = None, extra_points: int = REGION_EXTRA_POINTS,
+                      index: str | IndexSpec | None = None) -> CandidateSet:
+        """Gallery (and, for a region, gallery points inside it plus a dense grid of extra points).
+
+        ``index`` (default: the locator's option): a kind or spec; an approximate (or flat) choice gives an
+        indexed candidate set (no embeddings tensor; ``index`` and ``subset`` instead)."""
+        spec = self.index_spec(index)
+        if spec.kind != "exact":
+            return self._indexed_candidate_set(region, extra_points, spec)
         with self._lock:
             if self._gallery_set is None:
-                self._gallery_set = CandidateSet(self.gallery.coords, self._embed(self.gallery.coords), None,
+                embeddings = (torch.from_numpy(np.array(self.gallery.embeddings(), dtype=np.float32)).to(self.device)
+                              if isinstance(self.gallery, PrebuiltGallery) else self._embed(self.gallery.coords))
+                self._gallery_set = CandidateSet(np.asarray(self.gallery.coords, dtype=np.float32), embeddings, None,
                                                  len(self.gallery), 0)
             if region is None:
                 return self._gallery_set
@@ -148,6 +227,31 @@ class GeoCLIPLocator(Family):
             embeddings = torch.cat([gallery.embeddings[torch.from_numpy(np.flatnonzero(inside)).to(self.device)],
                                     self._embed(extra) if len(extra) else gallery.embeddings[:0]])
             result = CandidateSet(coords, embeddings, parsed, int(inside.sum()), len(extra))
+            self._region_sets[key] = result
+            while len(self._region_sets) > 8:
+                self._region_sets.popitem(last=False)
+            return result
+
+    def _indexed_candidate_set(self, region, extra_points: int, spec: IndexSpec) -> CandidateSet:
+        index = self.gallery_index(spec)
+        with self._lock:
+            if region is None:
+                return CandidateSet(self.gallery.coords, None, None, len(self.gallery), 0, index=index)
+            parsed = parse_region(region)
+            key = f"{parsed.key}|{extra_points}|{spec!r}"
+            if key in self._region_sets:
+                self._region_sets.move_to_end(key)
+                return self._region_sets[key]
+            inside = np.flatnonzero(self._region_inside(parsed))
+            if extra_points > 0:
+                extra = np.asarray(parsed.candidate_points(max_points=extra_points), dtype=np.float32).reshape(-1, 2)
+            elif len(inside):
+                extra = np.zeros((0, 2), dtype=np.float32)
+            else:
+                raise RegionError(f"no gallery point lies inside {parsed.key}; allow extra region points to search it")
+            coords = np.concatenate([np.asarray(self.gallery.coords[inside], dtype=np.float32), extra])
+            result = CandidateSet(coords, None, parsed, len(inside), len(extra), index=index, subset=inside,
+                                  extra_coords=extra, extra_embeddings=self._embed(extra) if len(extra) else None)
             self._region_sets[key] = result
             while len(self._region_sets) > 8:
                 self._region_sets.popitem(last=False)
@@ -181,6 +285,41 @@ class GeoCLIPLocator(Family):
         return self.model.logits(image_embeddings, locations)
 
     @torch.inference_mode()
+    def _scored(self, embeddings: torch.Tensor, crops_per_image: int, candidates: CandidateSet
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(coords [M, 2], probabilities [M]) per image: every candidate (exact), or an index's retrieved ones."""
+        if candidates.index is None:
+            return [(candidates.coords, p) for p in self._probabilities(embeddings, crops_per_image, candidates)]
+        return self._indexed_probabilities(embeddings, crops_per_image, candidates)
+
+    @torch.inference_mode()
+    def _indexed_probabilities(self, embeddings: torch.Tensor, crops_per_image: int, candidates: CandidateSet
+                               ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top ``index_top`` gallery neighbours of each image's mean normalised crop embedding (the mean of the
+        crops' logits is the scale times its inner product), softmax over them and the region's grid points."""
+        scale = float(self.model.logit_scale.exp())
+        queries = F.normalize(embeddings.float(), dim=-1).view(-1, crops_per_image, embeddings.shape[-1]).mean(dim=1)
+        norms = queries.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        unit = (queries / norms).cpu().numpy().astype(np.float32)
+        scores, ids = candidates.index.search(unit, min(self.index_top, max(1, candidates.gallery_points)),
+                                              subset=candidates.subset)
+        extra_logits = (scale * (queries @ candidates.extra_embeddings.T)).double().cpu().numpy() \
+            if candidates.extra_embeddings is not None else None
+        results = []
+        for row in range(len(unit)):
+            valid = ids[row] >= 0
+            found = ids[row][valid]
+            logits = scale * float(norms[row]) * scores[row][valid].astype(np.float64)
+            coords = np.asarray(self.gallery.coords[np.sort(found)], dtype=np.float32)[np.argsort(np.argsort(found))]
+            if extra_logits is not None:
+                logits = np.concatenate([logits, extra_logits[row]])
+                coords = np.concatenate([coords, candidates.extra_coords])
+            logits -= logits.max()
+            probs = np.exp(logits)
+            results.append((coords, probs / probs.sum()))
+        return results
+
+    @torch.inference_mode()
     def _probabilities(self, embeddings: torch.Tensor, crops_per_image: int, candidates: CandidateSet) -> np.ndarray:
         logits = self.model.logits(embeddings, candidates.embeddings)
         # TenCrop: average the logits of an image's crops before the softmax (paper evaluation).
@@ -191,7 +330,8 @@ class GeoCLIPLocator(Family):
     def _predict(self, images: list, options: PredictOptions, on_error: str, progress) -> list[Prediction]:
         """Batched forwards; ``options.region_points`` extra grid points in a region (0 = gallery only,
         the GeoCLIP paper's Table 5 protocol)."""
-        candidates = self.candidate_set(options.region, extra_points=options.region_points)
+        candidates = self.candidate_set(options.region, extra_points=options.region_points,
+                                        index=options.extras.get("index"))
         merge = options.merge_km if options.merge_km is not None else auto_merge_km(candidates.region)
         tencrop, top_k = options.tencrop, int(options.top_k)
         crops = 10 if tencrop else 1
@@ -206,14 +346,15 @@ class GeoCLIPLocator(Family):
             embeddings = self.image_embeddings(torch.cat([p.tensors for p in pending]))
             forward_ms = (time.perf_counter() - start) * 1000 / len(pending)
             start = time.perf_counter()
-            probabilities = self._probabilities(embeddings, crops, candidates)
+            scored = self._scored(embeddings, crops, candidates)
             score_ms = (time.perf_counter() - start) * 1000 / len(pending)
             predictions = []
-            for item, probs in zip(pending, probabilities):
+            for item, (coords, probs) in zip(pending, scored):
                 start = time.perf_counter()
-                prediction = build_prediction(source_name(item.image, item.loaded), candidates.coords[:, 0],
-                                              candidates.coords[:, 1], probs, top_k=top_k, merge_km=merge)
+                prediction = build_prediction(source_name(item.image, item.loaded), coords[:, 0],
+                                              coords[:, 1], probs, top_k=top_k, merge_km=merge)
                 prediction.parameters = dict(parameters)
+                self._note_index(prediction, candidates)
                 prediction.image = item.loaded.to_dict()
                 prediction.region = candidates.region
                 prediction.timings_ms = {"load": item.load_ms, "forward": forward_ms, "score": score_ms,
@@ -246,14 +387,15 @@ class GeoCLIPLocator(Family):
             raise ValueError("the text query is empty")
         if len(query) > 300:
             raise ValueError("the text query is too long (at most 300 characters)")
-        candidates = self.candidate_set(opts.region, extra_points=opts.region_points)
+        candidates = self.candidate_set(opts.region, extra_points=opts.region_points, index=opts.extras.get("index"))
         merge = opts.merge_km if opts.merge_km is not None else auto_merge_km(candidates.region)
         start = time.perf_counter()
-        probabilities = self._probabilities(self.text_embeddings([query]), 1, candidates)[0]
+        coords, probabilities = self._scored(self.text_embeddings([query]), 1, candidates)[0]
         scored = time.perf_counter()
-        prediction = build_prediction(query, candidates.coords[:, 0], candidates.coords[:, 1], probabilities,
+        prediction = build_prediction(query, coords[:, 0], coords[:, 1], probabilities,
                                       top_k=int(opts.top_k), merge_km=merge)
         prediction.parameters = {**self._parameters(opts.top_k, False, candidates, merge), "query": query}
+        self._note_index(prediction, candidates)
         prediction.region = candidates.region
         prediction.timings_ms = {"encode_and_score": (scored - start) * 1000,
                                  "postprocess": (time.perf_counter() - scored) * 1000}
@@ -276,7 +418,20 @@ class GeoCLIPLocator(Family):
 
     # ------------------------------------------------------------------ helpers
     def _parameters(self, top_k: int, tencrop: bool, candidates: CandidateSet, merge_km: float | None) -> dict:
-        return record_parameters(top_k, tencrop, candidates, merge_km)
+        if candidates.index is None:
+            return record_parameters(top_k, tencrop, candidates, merge_km)
+        retrieved = min(self.index_top, candidates.gallery_points)
+        return record_parameters(top_k, tencrop, candidates, merge_km, index=candidates.index.spec.describe(),
+                                 scoring=f"probabilities over the top {retrieved:,} retrieved gallery points"
+                                         + (f" + {candidates.extra_points:,} grid points" if candidates.extra_points
+                                            else ""))
+
+    def _note_index(self, prediction: Prediction, candidates: CandidateSet) -> None:
+        if candidates.index is not None:
+            prediction.warnings.append(
+                f"probabilities over the top {min(self.index_top, candidates.gallery_points):,} retrieved gallery "
+                f"points ({candidates.index.spec.describe()} index over {candidates.index.size:,}), not a softmax "
+                "over the whole gallery")
 
 
 class _ImageEmbeddingModel(torch.nn.Module):
@@ -290,17 +445,22 @@ class _ImageEmbeddingModel(torch.nn.Module):
         return self.geoclip.encode_image(pixels)
 
 
-def gallery_from(option: Any) -> Gallery:
+def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
     """None: GeoCLIP's 100K MP-16 gallery; "dense", "dense:NAME" or a built gallery folder: the prebuilt
-    dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load);
-    a CSV path; or a Gallery as is."""
+    dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load, with a
+    clear error naming the build command when it is not built); another PrebuiltGallery folder (with
+    gallery.json); a CSV path; or a Gallery / PrebuiltGallery as is."""
     from geoapp import dense_gallery
 
     if option is None:
         return Gallery.default()
+    if isinstance(option, (Gallery, PrebuiltGallery)):
+        return option
     if dense_gallery.is_dense_option(option):
         return dense_gallery.open_dense(option)
-    return option if isinstance(option, Gallery) else Gallery.from_csv(option)
+    if Path(option).is_dir():
+        return PrebuiltGallery.open(option)
+    return Gallery.from_csv(option)
 
 
 def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
@@ -309,15 +469,18 @@ def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIP
 
     cache_dir = options.extras.get("cache_dir")
     cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
+    index_dir = Path(cache_dir) / "indexes" if cache_dir is not None else get_settings().indexes_dir
     return GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
-                          resolve_device(options.device), cache)
+                          resolve_device(options.device), cache, index=options.extras.get("index") or "auto",
+                          index_top=int(options.extras.get("index_top") or INDEX_TOP), index_dir=index_dir)
 
 
 def load(spec, options) -> GeoCLIPLocator:
     """Registry loader. ``options.backbone_weights``: None (OpenAI CLIP from the local cache; fails at
     once with the fix when missing), "random" (flagged test runs) or an open_clip checkpoint path.
     ``options.checkpoint``: trained GeoCLIP heads (``training.train_geoclip``); extras: ``backbone``
-    (default ViT-L-14), ``heads`` (same as checkpoint), ``gallery`` (CSV path), ``cache_dir``."""
+    (default ViT-L-14), ``heads`` (same as checkpoint), ``gallery`` (CSV path or PrebuiltGallery folder),
+    ``cache_dir``, ``index`` (auto | exact | flat | ivf-flat | ivf-pq), ``index_top`` (points retrieved)."""
     from geoapp.models.backbones import BACKBONES
     from geoapp.models.geoclip import build_geoclip
 

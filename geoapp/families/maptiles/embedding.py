@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from geoapp.families.maptiles.model import MapTileModel
-from geoapp.families.maptiles.search import world_tiles
+from geoapp.families.maptiles.search import LevelIndex, world_tiles
 from geoapp.models.preprocess import centre_crop_tensor
 from geoapp.tiles.base import TileSource, TileSourceError
 
@@ -89,6 +89,7 @@ class TileEmbedder:
             source_hash = hashlib.sha256(source_key(source).encode()).hexdigest()[:10]
             self.store = EmbeddingStore(Path(cache_dir) / f"{slug}-{source_hash}-{combined}.sqlite")
         self._levels: dict[int, dict[tuple[int, int], np.ndarray | None]] = {}
+        self._indexes: dict[int, _CachedLevel] = {}
         self.encoded = 0  # tiles encoded by this embedder (for benchmarks and tests)
         self.seconds_encoding = 0.0
 
@@ -168,6 +169,37 @@ class TileEmbedder:
         have = sum(1 for key in keys if level.get(key) is not None)
         return have, len(keys) - have
 
+    def level_index(self, zoom: int, kind: str = "auto", cache_dir: Path | None = None) -> LevelIndex:
+        """A vector index over the level's tiles that already have an embedding (memory and disk cache), rows
+        in (x, y) order; ``kind``: auto (exact below geoapp.index.EXACT_MAX tiles) or a kind / IndexSpec.
+        ``cache_dir``: where FAISS indexes are kept (geoapp.index.IndexCache), keyed by the encoder digest and
+        the indexed tiles. Rebuilt when the level gained tiles since the last call."""
+        from geoapp.index import IndexCache, IndexSpec, choose_spec, index_key
+
+        level = self._level(zoom)
+        keys = sorted(key for key, vector in level.items() if vector is not None)
+        cached = self._indexes.get(zoom)
+        if cached is not None and len(cached) == len(keys) and cached.kind == kind:
+            return cached.level
+        tiles = np.array([(zoom, x, y) for x, y in keys], np.int64).reshape(-1, 3)
+        vectors = np.stack([level[key] for key in keys]).astype(np.float32) if keys else np.zeros((0, self.dim),
+                                                                                                   np.float32)
+        spec = kind if isinstance(kind, IndexSpec) else choose_spec(len(vectors), self.dim, kind)
+        key = index_key(f"maptiles:{self.digests.get(zoom, '')}:{source_key(self.source)}",
+                        hashlib.sha256(tiles.tobytes()).hexdigest())
+        index = IndexCache(cache_dir).get_or_build(key, vectors, spec)
+        result = LevelIndex(int(zoom), tiles, index)
+        self._indexes[zoom] = _CachedLevel(result, kind)
+        return result
+
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+class _CachedLevel:
+    def __init__(self, level: LevelIndex, kind) -> None:
+        self.level, self.kind = level, kind
+
+    def __len__(self) -> int:
+        return len(self.level)

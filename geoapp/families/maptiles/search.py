@@ -144,10 +144,52 @@ def beam_search(photo: np.ndarray, zooms: tuple[int, ...], embed: Embed, k: int,
     return SearchResult(steps)
 
 
-def flat_search(photo: np.ndarray, zoom: int, embed: Embed, k: int = 1, tiles: np.ndarray | None = None
-                ) -> SearchResult:
-    """Score every tile of one level (the exhaustive baseline the beam search approximates)."""
-    return beam_search(photo, (zoom,), embed, k, start=tiles)
+def flat_search(photo: np.ndarray, zoom: int, embed: Embed, k: int = 1, tiles: np.ndarray | None = None,
+                index: LevelIndex | None = None, inside: TileFilter | None = None) -> SearchResult:
+    """Score every tile of one level (the exhaustive baseline the beam search approximates).
+
+    ``index``: a level's cached tile embeddings behind a vector index (``TileEmbedder.level_index``): only
+    the top ``k`` tiles are retrieved (exact for small levels, FAISS for large ones) instead of encoding
+    and scoring every tile; ``tiles`` / ``inside`` then restrict the search to those tiles."""
+    if index is not None:
+        return index_search(photo, index, k, tiles=tiles, inside=inside)
+    return beam_search(photo, (zoom,), embed, k, start=tiles, inside=inside)
+
+
+@dataclass
+class LevelIndex:
+    """One zoom level's tiles [N, 3] with an embedding, and a vector index over them (ids = rows)."""
+
+    zoom: int
+    tiles: np.ndarray
+    index: object  # geoapp.index.VectorIndex
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+
+def index_search(photo: np.ndarray, level: LevelIndex, k: int, *, tiles: np.ndarray | None = None,
+                 inside: TileFilter | None = None) -> SearchResult:
+    """The best ``k`` tiles of an indexed level for one photo (a unit embedding [D]); ``tiles`` and ``inside``
+    restrict the candidates (a region), exactly: the index searches only those rows. The level step holds
+    the retrieved tiles only (best first); ties keep tile order, as in :func:`beam_search`."""
+    if int(k) < 1:
+        raise SearchError(f"beam width k must be at least 1; got {k}")
+    subset = None
+    if tiles is not None:
+        wanted = {tuple(t) for t in np.asarray(tiles, np.int64).reshape(-1, 3).tolist()}
+        subset = np.array([row for row, t in enumerate(level.tiles.tolist()) if tuple(t) in wanted], np.int64)
+    if inside is not None:
+        keep = np.flatnonzero(np.asarray(inside(level.tiles), dtype=bool))
+        subset = keep if subset is None else np.intersect1d(subset, keep)
+    scores, ids = level.index.search(np.asarray(photo, np.float32).reshape(1, -1), int(k), subset=subset)
+    found = ids[0] >= 0
+    if not found.any():
+        raise SearchError(f"no cached map tile at zoom {level.zoom} matches this search: embed the level first "
+                          f"(`python -m geoapp tiles embed --zooms {level.zoom}`) or widen the region")
+    kept = ids[0][found]
+    return SearchResult([LevelStep(int(level.zoom), level.tiles[kept], scores[0][found].astype(np.float32),
+                                   np.arange(len(kept)), 0)])
 
 
 def tile_boxes(tiles: np.ndarray) -> np.ndarray:

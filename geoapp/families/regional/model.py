@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from geoapp.families.regional.heads import HeadConfig, RegionalHead, decode_offsets
+from geoapp.index import VectorIndex, build_index, choose_spec
 
 FORMAT = "geoapp.regional.v1"
 CHECKPOINT_NAME = "model.pt"
@@ -44,15 +45,27 @@ class References:
     def __len__(self) -> int:
         return len(self.coords)
 
-    def nearest(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Indices [B, k] and cosine similarities of the most similar references per row."""
+    index_kind: str = "auto"  # geoapp.index kind for reference search (auto: exact below 1 M references)
+
+    def index(self) -> VectorIndex:
+        """The vector index over the reference features (built on first use; exact = the features as is)."""
+        cached = getattr(self, "_index", None)
+        if cached is None or cached.size != len(self) or cached.kind != choose_spec(
+                len(self), self.features.shape[1], self.index_kind).kind:
+            cached = build_index(self.features, choose_spec(len(self), self.features.shape[1], self.index_kind))
+            self._index = cached
+        return cached
+
+    def nearest(self, features: np.ndarray, k: int, subset: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Indices [B, k] and cosine similarities of the most similar references per row (ties: lower index
+        first); ``subset``: only those reference indices (e.g. a region's), never another one."""
         if len(self) == 0 or k <= 0:
             return np.zeros((len(features), 0), np.int64), np.zeros((len(features), 0))
         query = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        similarity = query.astype(np.float32) @ self.features.astype(np.float32).T
-        k = min(k, len(self))
-        top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-        return top, np.take_along_axis(similarity, top, axis=1)
+        k = min(k, len(self) if subset is None else max(1, len(np.unique(subset))))
+        similarity, top = self.index().search(query.astype(np.float32), k, subset=subset)
+        return top, similarity
 
 
 @dataclass
