@@ -110,3 +110,34 @@ def test_option_names():
     assert not dense_gallery.is_dense_option("gallery.csv") and not dense_gallery.is_dense_option(None)
     assert dense_gallery.build_command() == "python -m geoapp gallery build-dense"
     assert dense_gallery.build_command("dense-500km", 500.0) == "python -m geoapp gallery build-dense --spacing-km 500"
+
+
+def test_predict_through_the_dense_gallery_index(tiny_build, capsys):
+    """CLI end to end: --gallery dense:FOLDER loads the prebuilt gallery (nothing embedded) and scores through
+    its IVF-PQ index; the record says the probabilities are over the retrieved neighbours."""
+    from geoapp.cli import main
+
+    from .conftest import shared_path
+
+    folder, _, _ = tiny_build
+    photo = shared_path("im2gps3k-dev", "1008845063_ace4ef829f_1204_97522422@N00.jpg")
+    code = main(["predict", str(photo), "--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu",
+                 "--model", "geoclip", "--gallery", f"dense:{folder}", "--top-k", "3"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    record = json.loads(captured.out)
+    record = record[0] if isinstance(record, list) else record
+    assert record["parameters"]["index"].startswith("ivf-pq")
+    assert "retrieved" in record["parameters"]["scoring"]
+    assert any("retrieved gallery points" in w for w in record["warnings"])
+    assert record["candidates"]
+
+
+def test_cli_unbuilt_dense_gallery_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from geoapp.cli import main
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    code = main(["predict", __file__, "--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu",
+                 "--model", "geoclip", "--gallery", "dense"])
+    err = capsys.readouterr().err
+    assert code != 0 and "gallery build-dense" in err

@@ -159,6 +159,10 @@ class GeoCLIPLocator(Family):
         option = self.index_option if option is None else option
         if isinstance(option, IndexSpec):
             return option
+        if str(option or "auto") == "auto" and isinstance(self.gallery, PrebuiltGallery):
+            prebuilt = _prebuilt_index_spec(self.gallery)
+            if prebuilt is not None:  # built on purpose with the gallery (e.g. the dense gallery's IVF-PQ)
+                return prebuilt
         return choose_spec(len(self.gallery), self.model.location_encoder.out_features, str(option or "auto"))
 
     def gallery_index(self, spec: IndexSpec) -> VectorIndex:
@@ -443,6 +447,19 @@ class _ImageEmbeddingModel(torch.nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.geoclip.encode_image(pixels)
+
+
+def _prebuilt_index_spec(gallery: PrebuiltGallery) -> IndexSpec | None:
+    """The spec of a prebuilt gallery's own index (from its ``.json`` sidecar), or None when it has none."""
+    import json
+
+    path = gallery.index_path()
+    if path is None or not path.is_file():
+        return None
+    try:
+        return IndexSpec.from_dict(json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["spec"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
