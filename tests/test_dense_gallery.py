@@ -141,3 +141,22 @@ def test_cli_unbuilt_dense_gallery_is_one_clear_line(tmp_path, capsys, monkeypat
                  "--model", "geoclip", "--gallery", "dense"])
     err = capsys.readouterr().err
     assert code != 0 and "gallery build-dense" in err
+
+
+def test_build_dense_command_line(monkeypatch, tmp_path, capsys):
+    from geoapp import cli
+
+    seen = {}
+
+    def fake_build(spacing_km, **kwargs):
+        seen.update(kwargs, spacing_km=spacing_km)
+        manifest = {"name": "n", "points": 10, "land_points": 9, "mp16_points": 1, "spacing_km": spacing_km,
+                    "parts_done": [0], "parts": 1, "disk_bytes": {}, "timings_s": {}}
+        return dense_gallery.BuildResult(tmp_path, manifest, 10, False)
+
+    monkeypatch.setattr(dense_gallery, "build_dense", fake_build)
+    code = cli.main(["gallery", "build-dense", "--spacing-km", "500", "--name", "n", "--chunk", "1000", "--nlist", "8",
+                     "--no-index", "--precision", "fp32"])
+    assert code == 0 and "10 points" in capsys.readouterr().out
+    assert seen == {"spacing_km": 500.0, "name": "n", "device": "cpu", "chunk": 1000, "heads": "pretrained",
+                    "build_index": False, "precision": "fp32", "nlist": 8, "log": seen["log"]}

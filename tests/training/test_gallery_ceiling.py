@@ -60,3 +60,19 @@ def test_cli_on_a_benchmark_csv(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gallery ceiling (gallery, 2 points)" in out and "| im2gps_places365 | 237 |" in out
     assert (tmp_path / "out" / "ceiling.md").is_file() and (tmp_path / "out" / "ceiling.csv").is_file()
+
+
+def test_gallery_option_dense_npy_and_folder(tmp_path):
+    from training.gallery_ceiling import load_gallery_coords
+
+    from geoapp.geo.landgrid import land_grid
+
+    dense = load_gallery_coords("dense:800")  # the land grid at 800 km + the MP-16 100K, no embeddings needed
+    grid = land_grid(800.0)
+    assert len(dense) == len(grid) + 100_000 and np.array_equal(dense.coords[:len(grid)], grid)
+    np.save(tmp_path / "coords.npy", grid)
+    assert np.array_equal(load_gallery_coords(str(tmp_path / "coords.npy")).coords, grid)
+    assert np.array_equal(load_gallery_coords(str(tmp_path)).coords, grid)  # a built gallery folder
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        load_gallery_coords(str(tmp_path / "bad.npy"))
