@@ -9,8 +9,11 @@ land (:mod:`geoapp.geo.landgrid`, default 3.8 km spacing → 10.2 M land points)
 - ``coords.npy``      float32 [N, 2] (lat, lon): land grid rows south → north, then the MP-16 points;
 - ``emb-00000.npy`` … float16 [chunk, 512] L2-normalised location embeddings, one file per chunk,
   each written to a temporary file and renamed, so an interrupted build resumes at the first
-  missing part;
-- ``index-ivfpq.faiss`` the IVF-PQ index over all parts (built last; skipped when present);
+  missing part; once all are done they are streamed into one memory-mappable ``embeddings.npy``
+  [N, 512] float16 and deleted;
+- ``index-ivfpq.faiss`` (+ ``.json``) the IVF-PQ index (:mod:`geoapp.index`; built last, skipped when present);
+- ``gallery.json`` the :class:`geoapp.gallery.PrebuiltGallery` manifest the locator opens
+  (``--gallery dense``: memory-mapped, nothing embedded at load);
 - ``manifest.json``  spacing, N, encoder id (digest of the loaded location-encoder weights), the
   parts done and the timings of each step.
 

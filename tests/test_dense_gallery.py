@@ -160,3 +160,11 @@ def test_build_dense_command_line(monkeypatch, tmp_path, capsys):
     assert code == 0 and "10 points" in capsys.readouterr().out
     assert seen == {"spacing_km": 500.0, "name": "n", "device": "cpu", "chunk": 1000, "heads": "pretrained",
                     "build_index": False, "precision": "fp32", "nlist": 8, "log": seen["log"]}
+
+
+def test_app_flag_refuses_an_unbuilt_dense_gallery(tmp_path, monkeypatch):
+    from geoapp.ui.config import ConfigError, config_from_args
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="gallery build-dense"):
+        config_from_args(["--gallery", "dense"])
