@@ -142,8 +142,15 @@ def is_dense_option(option: Any) -> bool:
     if not isinstance(option, (str, Path)):
         return False
     text = str(option)
-    return text == DEFAULT_NAME or text.startswith(f"{DEFAULT_NAME}:") or (Path(text) / GALLERY_JSON).is_file() \
-        or (Path(text) / "manifest.json").is_file()
+    if text == DEFAULT_NAME or text.startswith(f"{DEFAULT_NAME}:"):
+        return True
+    folder = Path(text)
+    if not folder.is_dir():
+        return False
+    try:
+        return (read_manifest(folder) or {}).get("format") == FORMAT
+    except DenseGalleryError:
+        return False
 
 
 def dense_folder(option: str | Path) -> Path:
