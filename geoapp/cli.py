@@ -395,12 +395,55 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_gallery(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gallery", help="prebuilt GPS galleries for the retrieval families (dense global gallery)")
+    gsub = p.add_subparsers(dest="gallery_command", required=True)
+    b = gsub.add_parser(
+        "build-dense", help="embed a global dense gallery (land grid + MP-16) once and index it (IVF-PQ)",
+        description="Embed a near-equal-area grid over land plus GeoCLIP's 100K MP-16 points with GeoCLIP's "
+                    "location encoder, in chunks (resumable: a rerun skips finished parts), then build an "
+                    "IVF-PQ index. Writes $GEOAPP_CACHE_DIR/galleries/NAME/. The default 3.8 km spacing gives "
+                    "10.3 M points: about 30-60 min on a 2-core CPU and 10.5 GB of float16 embeddings. "
+                    "Use it with --gallery dense.")
+    b.add_argument("--spacing-km", type=float, default=3.8, help="grid spacing over land (default 3.8 km)")
+    b.add_argument("--name", default=None, help="gallery folder name (default: dense, or dense-SPACINGkm)")
+    b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    b.add_argument("--chunk", type=int, default=262144, help="points per embedding part (default 262144)")
+    b.add_argument("--heads", default="pretrained",
+                   help="GeoCLIP heads: pretrained (the geoclip package) or a geoapp heads checkpoint")
+    b.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                   help="encoder MLP precision (default bf16: ~2x faster on CPU, cosine ≥ 0.9999 to fp32; the "
+                        "Fourier phases are always fp32)")
+    b.add_argument("--nlist", type=int, default=None,
+                   help="IVF cells of the IVF-PQ index (default 1024, nprobe = nlist/32)")
+    b.add_argument("--no-index", action="store_true", help="embed only; a later run builds the index")
+    b.set_defaults(handler=_cmd_gallery_build_dense)
+
+
+def _cmd_gallery_build_dense(args: argparse.Namespace) -> int:
+    import time
+
+    from geoapp.dense_gallery import build_dense
+
+    start = time.perf_counter()
+    result = build_dense(args.spacing_km, name=args.name, device=args.device, chunk=args.chunk, heads=args.heads,
+                         build_index=not args.no_index, precision=args.precision, nlist=args.nlist, log=lambda m: print(m, file=sys.stderr))
+    m = result.manifest
+    sizes = m.get("disk_bytes", {})
+    print(f"{m['name']}: {m['points']:,} points ({m['land_points']:,} land grid at {m['spacing_km']:g} km + "
+          f"{m['mp16_points']:,} MP-16), {len(m['parts_done'])}/{m['parts']} parts, "
+          f"embeddings {sizes.get('embeddings', 0) / 1e9:.2f} GB, index {sizes.get('index', 0) / 1e9:.2f} GB, "
+          f"this run {time.perf_counter() - start:.0f} s; timings {m['timings_s']} -> {result.folder}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m geoapp", description="geoapp: image geolocation workbench")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     _add_models(sub)
     _add_weights(sub)
+    _add_gallery(sub)
     _add_case(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)

@@ -50,8 +50,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help='backbone only: "random" for a test run with random weights (results meaningless, flagged), '
                         "or an open_clip checkpoint path; default: the pretrained weights from the local cache")
     p.add_argument("--backbone", default=None, help=argparse.SUPPRESS)  # tiny-test for the test suite
-    p.add_argument("--gallery", default=None, help="CSV of candidate GPS points (LAT,LON) for retrieval families; "
-                                                   "default: GeoCLIP's 100K")
+    p.add_argument("--gallery", default=None,
+                   help="candidate GPS points for retrieval families: a CSV (LAT,LON), or dense / dense:NAME / a "
+                        "folder for the prebuilt ≥10 M-point dense gallery searched through its IVF-PQ index "
+                        "(build it once with `python -m geoapp gallery build-dense`); default: GeoCLIP's 100K")
 
 
 def load_options_from_args(args: argparse.Namespace):

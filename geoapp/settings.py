@@ -53,6 +53,11 @@ class Settings:
         return self.cache_dir / "embeddings"
 
     @property
+    def galleries_dir(self) -> Path:
+        """Prebuilt dense galleries (``geoapp gallery build-dense``), one folder each."""
+        return self.cache_dir / "galleries"
+
+    @property
     def indexes_dir(self) -> Path:
         """Built vector indexes (:mod:`geoapp.index`), next to the embeddings they index."""
         return self.cache_dir / "indexes"

@@ -101,12 +101,37 @@ def ceiling_row(dataset: str, true_latlon: np.ndarray, nearest: NearestGallery, 
     )
 
 
+def load_gallery_coords(option: str | None) -> Gallery:
+    """--gallery: None (MP-16 100K), "dense[:SPACING_KM]", a .npy of coordinates, a dense gallery folder, a CSV."""
+    from geoapp import dense_gallery
+
+    if not option:
+        return Gallery.default()
+    if option == "dense" or option.startswith("dense:"):
+        spacing = float(option.partition(":")[2] or dense_gallery.DEFAULT_SPACING_KM)
+        coords, _ = dense_gallery.dense_coords(spacing)
+        return Gallery(f"dense {spacing:g} km land grid + MP-16", coords, option)
+    path = Path(option)
+    if path.is_dir():
+        path = path / "coords.npy"
+    if path.suffix == ".npy":
+        coords = np.load(path, mmap_mode="r")
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            raise ValueError(f"{path} must hold [N, 2] (lat, lon); got shape {coords.shape}")
+        return Gallery(path.parent.name if path.name == "coords.npy" else path.stem,
+                       np.asarray(coords, dtype=np.float32), str(path))
+    return Gallery.from_csv(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.gallery_ceiling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", required=True, action="append", help="ground-truth CSV with LAT/LON (repeatable)")
     p.add_argument("--layout", default="auto", choices=sorted(LAYOUTS))
-    p.add_argument("--gallery", default=None, help="gallery CSV (default: GeoCLIP's 100K MP-16 gallery)")
+    p.add_argument("--gallery", default=None,
+                   help="gallery CSV, a .npy of float32 [N, 2] (lat, lon), a built dense gallery folder, or "
+                        "dense[:SPACING_KM] for the dense land grid + MP-16 points computed on the fly (coordinates "
+                        "only, no embeddings needed); default: GeoCLIP's 100K MP-16 gallery")
     p.add_argument("--refine-km", type=float, action="append", default=None, metavar="KM",
                    help="also report retrieval + fine refinement within KM of the top place (repeatable; "
                         "the app's default is 15)")
@@ -117,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    gallery = Gallery.from_csv(args.gallery) if args.gallery else Gallery.default()
+    gallery = load_gallery_coords(args.gallery)
     nearest = NearestGallery(gallery.coords)
     rows = []
     for csv_path in args.csv:

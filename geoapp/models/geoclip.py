@@ -120,6 +120,37 @@ def load_pretrained_heads(model: GeoCLIP) -> str:
     return digest.hexdigest()
 
 
+def load_location_encoder(heads: str | Path = "pretrained") -> tuple[LocationEncoder, str]:
+    """The location encoder alone (no CLIP backbone) and the embedding identity a locator built with the same
+    ``heads`` uses (``"geoclip:" + ModelIdentity.heads_sha256``: embeddings made under another id are stale).
+
+    ``heads``: "pretrained" (the geoclip package files) or a geoapp heads checkpoint path.
+    Raises :class:`~geoapp.models.weights.WeightsMissingError` at once when a file is absent.
+    """
+    encoder = LocationEncoder()
+    if heads == "pretrained":
+        paths = {w.key: weight_files.require(w) for w in
+                 (weight_files.GEOCLIP_IMAGE_HEAD, weight_files.GEOCLIP_LOCATION_ENCODER, weight_files.GEOCLIP_LOGIT_SCALE)}
+        encoder.load_state_dict(convert_reference_location_state_dict(
+            _load_tensor_file(paths[weight_files.GEOCLIP_LOCATION_ENCODER.key])))
+        digest = hashlib.sha256()
+        for key in sorted(paths):  # the same digest as load_pretrained_heads
+            digest.update(weight_files.sha256_file(paths[key]).encode())
+        heads_sha256 = digest.hexdigest()
+    else:
+        path = Path(heads)
+        if not path.is_file():
+            raise weight_files.WeightsMissingError(f"GeoCLIP heads checkpoint not found: {path}")
+        state = _load_tensor_file(path)
+        if not isinstance(state, dict) or state.get("format") != "geoapp.geoclip_heads.v1":
+            raise ValueError(f"{path} is not a geoapp GeoCLIP heads checkpoint (format geoapp.geoclip_heads.v1)")
+        encoder = LocationEncoder(tuple(state["sigmas"]))
+        encoder.load_state_dict(state["location_encoder"])
+        heads_sha256 = weight_files.sha256_file(path)  # as load_heads_checkpoint
+    encoder.eval()
+    return encoder, f"geoclip:{heads_sha256}"
+
+
 def state_digest(module: nn.Module) -> str:
     """SHA-256 over a module's tensors (identifies weights that did not come from a file)."""
     digest = hashlib.sha256()

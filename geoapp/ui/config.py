@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoapp import dense_gallery
+
 DEFAULT_HOST = "127.0.0.1"
 AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
 MB = 1024 * 1024
@@ -120,8 +122,14 @@ class AppConfig:
             raise ConfigError(f"--port must be between 1 and 65535, not {self.port}")
         if self.backbone_weights not in (None, "random") and not self.backbone_weights:
             raise ConfigError("--backbone-weights must be 'random' or a checkpoint path")
-        if self.gallery is not None and not self.gallery.is_file():
-            raise ConfigError(f"--gallery {self.gallery} is not a file; give a CSV with LAT,LON columns")
+        if self.gallery is not None and dense_gallery.is_dense_option(str(self.gallery)):
+            try:
+                dense_gallery.check_built(str(self.gallery))
+            except dense_gallery.DenseGalleryError as error:
+                raise ConfigError(f"--gallery {self.gallery}: {error}") from error
+        elif self.gallery is not None and not self.gallery.is_file():
+            raise ConfigError(f"--gallery {self.gallery} is not a file; give a CSV with LAT,LON columns, or dense "
+                              "for the prebuilt dense gallery")
         if self.weights_dir is not None and not self.weights_dir.is_dir():
             raise ConfigError(f"--weights-dir {self.weights_dir} is not a folder; give the folder that "
                               "`python -m geoapp weights download --weights-dir DIR` filled")
@@ -150,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="require the login written in FILE as one line USER:PASSWORD")
     parser.add_argument("--weights-dir", default=None, metavar="DIR",
                         help="extra folder searched first for model weights (as the CLI's; or $GEOAPP_WEIGHTS_DIR)")
-    parser.add_argument("--gallery", default=None, metavar="CSV",
-                        help="candidate GPS points (CSV with LAT,LON) for retrieval models; default: GeoCLIP's 100K")
+    parser.add_argument("--gallery", default=None, metavar="CSV|dense[:NAME]",
+                        help="candidate GPS points for retrieval models: a CSV with LAT,LON, or dense / dense:NAME "
+                             "for the prebuilt ≥10 M-point dense gallery (`python -m geoapp gallery build-dense`); "
+                             "default: GeoCLIP's 100K")
     parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
                         help="also accept uploads and API calls from pages on this origin (https://host[:port]); "
                              "by default only the app's own pages and non-browser clients may call it")

@@ -84,3 +84,19 @@ def test_refinement_ceiling_is_never_lower_and_reaches_the_lattice():
     assert "refinement 15 km at 0.5 km" in refined_row.method
     assert all(refined_row.accuracy[t] >= plain_row.accuracy[t] for t in plain_row.accuracy)
     assert refined_row.accuracy[1.0] >= 50.0
+
+
+def test_gallery_option_dense_npy_and_folder(tmp_path):
+    from training.gallery_ceiling import load_gallery_coords
+
+    from geoapp.geo.landgrid import land_grid
+
+    dense = load_gallery_coords("dense:800")  # the land grid at 800 km + the MP-16 100K, no embeddings needed
+    grid = land_grid(800.0)
+    assert len(dense) == len(grid) + 100_000 and np.array_equal(dense.coords[:len(grid)], grid)
+    np.save(tmp_path / "coords.npy", grid)
+    assert np.array_equal(load_gallery_coords(str(tmp_path / "coords.npy")).coords, grid)
+    assert np.array_equal(load_gallery_coords(str(tmp_path)).coords, grid)  # a built gallery folder
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        load_gallery_coords(str(tmp_path / "bad.npy"))

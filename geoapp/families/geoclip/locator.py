@@ -160,6 +160,10 @@ class GeoCLIPLocator(Family):
         option = self.index_option if option is None else option
         if isinstance(option, IndexSpec):
             return option
+        if str(option or "auto") == "auto" and isinstance(self.gallery, PrebuiltGallery):
+            prebuilt = _prebuilt_index_spec(self.gallery)
+            if prebuilt is not None:  # built on purpose with the gallery (e.g. the dense gallery's IVF-PQ)
+                return prebuilt
         return choose_spec(len(self.gallery), self.model.location_encoder.out_features, str(option or "auto"))
 
     def gallery_index(self, spec: IndexSpec) -> VectorIndex:
@@ -510,13 +514,32 @@ class _ImageEmbeddingModel(torch.nn.Module):
         return self.geoclip.encode_image(pixels)
 
 
+def _prebuilt_index_spec(gallery: PrebuiltGallery) -> IndexSpec | None:
+    """The spec of a prebuilt gallery's own index (from its ``.json`` sidecar), or None when it has none."""
+    import json
+
+    path = gallery.index_path()
+    if path is None or not path.is_file():
+        return None
+    try:
+        return IndexSpec.from_dict(json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["spec"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
-    """None: GeoCLIP's 100K MP-16 gallery; a CSV path; a PrebuiltGallery folder (with gallery.json); or a
-    Gallery / PrebuiltGallery as is."""
+    """None: GeoCLIP's 100K MP-16 gallery; "dense", "dense:NAME" or a built gallery folder: the prebuilt
+    dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load, with a
+    clear error naming the build command when it is not built); another PrebuiltGallery folder (with
+    gallery.json); a CSV path; or a Gallery / PrebuiltGallery as is."""
+    from geoapp import dense_gallery
+
     if option is None:
         return Gallery.default()
     if isinstance(option, (Gallery, PrebuiltGallery)):
         return option
+    if dense_gallery.is_dense_option(option):
+        return dense_gallery.open_dense(option)
     if Path(option).is_dir():
         return PrebuiltGallery.open(option)
     return Gallery.from_csv(option)
