@@ -141,6 +141,10 @@ class EnsembleGeolocator(Family):
             raise ValueError(f"geoclip_weight must be between 0 and 1; got {weight}")
         region = None if options.region is None else parse_region(options.region)  # parsed once, for both members
         geoclip_set = self.candidate_set(region, options.region_points)
+        if geoclip_set.embeddings is None:
+            raise ValueError("the ensemble re-scores GeoCLIP's whole gallery, so it needs an exact (in-memory) "
+                             "gallery; this one is searched through a vector index (a dense or very large gallery). "
+                             "Use GeoCLIP alone with it, or the ensemble with the default gallery.")
         # TransLocator's kept fine cells (indices in the same order as every result's surface): once per batch.
         kept_cells = self.translocator.candidate_set(region).indices
         # TransLocator first: it reads the file, so a bad file fails once, with its message.
