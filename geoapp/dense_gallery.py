@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from geoapp.fileio import atomic_write
 from geoapp.geo import landgrid
 
 FORMAT = "geoapp.dense_gallery.v1"
@@ -81,26 +81,12 @@ def dense_coords(spacing_km: float = DEFAULT_SPACING_KM, include_mp16: bool = Tr
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _atomic_write(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    _atomic_write(path, lambda out: np.save(out, array))
+    atomic_write(path, lambda out: np.save(out, array))
 
 
 def _save_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda out: out.write((json.dumps(data, indent=2) + "\n").encode("utf-8")))
+    atomic_write(path, lambda out: out.write((json.dumps(data, indent=2) + "\n").encode("utf-8")))
 
 
 def part_name(index: int) -> str:

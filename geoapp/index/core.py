@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from geoapp.fileio import atomic_write_path
 
 log = logging.getLogger(__name__)
 
@@ -447,21 +447,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-
-
 def save_index(index: VectorIndex, path: str | Path) -> Path:
     """Write ``index`` to ``path`` (FAISS's format; ``.npy`` for exact, memory-mappable) plus ``path.json``
     (spec, size, dim, key). Both are written to temporary files and renamed, sidecar last."""
@@ -473,16 +458,16 @@ def save_index(index: VectorIndex, path: str | Path) -> Path:
         def write_npy(tmp: str) -> None:
             with open(tmp, "wb") as handle:
                 np.save(handle, np.asarray(index.vectors))
-        _atomic_write(path, write_npy)
+        atomic_write_path(path, write_npy)
     else:
         faiss = require_faiss()
-        _atomic_write(path, lambda tmp: faiss.write_index(index.faiss_index, tmp))
+        atomic_write_path(path, lambda tmp: faiss.write_index(index.faiss_index, tmp))
     meta = {"format": FORMAT_VERSION, "spec": index.spec.to_dict(), "size": index.size, "dim": index.dim,
             "key": index.key, "file": path.name}
 
     def write_json(tmp: str) -> None:
         Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    _atomic_write(_sidecar(path), write_json)
+    atomic_write_path(_sidecar(path), write_json)
     return path
 
 
