@@ -54,7 +54,10 @@ def query_embeddings(csv_path: Path, count: int) -> tuple[np.ndarray, np.ndarray
 
 def main(argv=None) -> int:
     from geoapp import dense_gallery
+    from dataclasses import replace
+
     from geoapp.index import exact_search, load_index
+    from geoapp.index.core import with_nprobe
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gallery", default=None)
@@ -62,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=100, help="queries timed (one at a time)")
     p.add_argument("--exact-queries", type=int, default=100, help="queries for recall@10 vs exact (0: skip)")
     p.add_argument("--json", default=None)
+    p.add_argument("--sweep", action="append", default=None, metavar="NPROBExRERANK",
+                   help="also measure recall@10 with these search settings, e.g. 32x32 64x32 (repeatable)")
     args = p.parse_args(argv)
 
     folder = Path(args.gallery) if args.gallery else dense_gallery.dense_folder("dense")
@@ -104,6 +109,20 @@ def main(argv=None) -> int:
         out["top1_agreement"] = round(top1, 4)
         print(f"recall@10 {recall:.4f}, top-1 agreement {top1:.4f} ({len(sample)} queries; exact "
               f"{out['exact_search_s']} s)", file=sys.stderr)
+        # the same index searched with other nprobe / re-ranking (both are search-time settings)
+        out["sweep"] = []
+        for setting in args.sweep or ():
+            nprobe, rerank = (int(v) for v in setting.split("x"))
+            variant = with_nprobe(index, nprobe)
+            variant.spec = replace(variant.spec, refine=rerank)
+            start = time.perf_counter()
+            _, ids = variant.search(sample, 10)
+            ms = (time.perf_counter() - start) * 1000 / len(sample)
+            r = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact_ids)]))
+            out["sweep"].append({"nprobe": nprobe, "rerank": rerank, "recall_at_10": round(r, 4),
+                                 "ms_per_query_batched": round(ms, 1)})
+            print(f"nprobe {nprobe}, re-rank {rerank}x: recall@10 {r:.4f}, {ms:.1f} ms/query (batch of "
+                  f"{len(sample)})", file=sys.stderr)
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
