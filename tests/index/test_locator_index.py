@@ -99,7 +99,7 @@ def test_prebuilt_gallery_is_not_embedded_at_load(tiny_locator, small_gallery, c
     loaded = locator.gallery_index(locator.index_spec())
     assert loaded.kind == "ivf-flat" and loaded.size == SMALL and loaded.vectors is not None
     prediction = locator.predict(photo, top_k=3, merge_km=0, refine_km=0)  # refinement encodes new points by design
-    best = exact.predict(photo, top_k=3, merge_km=0).candidates[0]
+    best = exact.predict(photo, top_k=3, merge_km=0, refine_km=0).candidates[0]
     assert (prediction.candidates[0].lat, prediction.candidates[0].lon) == pytest.approx((best.lat, best.lon),
                                                                                             abs=1e-4)
     with pytest.raises(ValueError, match="rebuild it"):
