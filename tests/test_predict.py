@@ -204,6 +204,15 @@ def test_refinement_moves_top_places_off_the_gallery_and_records_it(tiny_locator
     assert info["radius_km"] == 15 and info["top_n"] == 5 and len(info["moved_km"]) == 5
     assert info["points_scored"] == 5 * 55 and refined.timings_ms["refine"] > 0
     assert any((c.lat, c.lon) not in gallery for c in refined.candidates)
+    # the evidence says where each shown place started and where it went, and draws the moves
+    assert not plain.evidence
+    (evidence,) = [e for e in refined.evidence if e.key == "refinement"]
+    moves = evidence.to_dict()["moves"]
+    assert [m["rank"] for m in moves] == [c.rank for c in refined.candidates]
+    assert all((m["gallery_lat"], m["gallery_lon"]) in {(round(a, 6), round(b, 6)) for a, b in gallery} for m in moves)
+    lines = [f for layer in evidence.map_layers() for f in layer.features]
+    assert len(lines) == sum(m["moved_km"] > 0 for m in moves) and lines[0]["geometry"]["type"] == "LineString"
+    assert "gallery answer" in evidence.html() and json.dumps(refined.to_dict())
     # probabilities are the gallery's: a place moves, its mass does not
     assert [c.probability for c in refined.candidates] == pytest.approx([c.probability for c in plain.candidates])
     for before, after in zip(plain.candidates, refined.candidates):

@@ -106,3 +106,19 @@ def test_embed_html_round_trips_through_srcdoc():
     source = re.search(r'srcdoc="([^"]*)"', frame).group(1)
     assert "{" not in source and "$" not in source and "`" not in source  # no template syntax for the host
     assert html.unescape(source) == page
+
+
+def test_refinement_moves_are_drawn_on_the_map():
+    import numpy as np
+
+    from geoapp.families.geoclip.evidence import RefinementEvidence
+    from geoapp.prediction import build_prediction
+
+    prediction = build_prediction("x", np.array([47.0, 48.0]), np.array([8.0, 9.0]), np.array([0.6, 0.4]), top_k=2,
+                                  merge_km=25, moved={(47.0, 8.0): (47.05, 8.02)})
+    assert (prediction.candidates[0].lat, prediction.candidates[0].lon) == (47.05, 8.02)
+    prediction.evidence.append(RefinementEvidence(
+        [(1, (47.0, 8.0), (47.05, 8.02)), (2, (48.0, 9.0), (48.0, 9.0))], 15, 0.5))
+    page = prediction_map_html(prediction, MapOptions(LOCAL))
+    assert "Fine refinement" in page and "LineString" in page and "#1: refined 5.8 km" in page
+    assert "#2: refined" not in page  # a place that did not move draws nothing

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
+from geoapp.families.geoclip.evidence import RefinementEvidence
 from geoapp.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
 from geoapp.geo.distance import validate_latlon
 from geoapp.geo.refine import RefineSpec, refine_places
@@ -372,6 +373,10 @@ class GeoCLIPLocator(Family):
                 prediction.parameters = dict(parameters)
                 if note:
                     prediction.parameters["refinement"] = {**parameters["refinement"], **note}
+                    back = {after: before for before, after in moved.items()}
+                    prediction.evidence.append(RefinementEvidence(
+                        [(c.rank, back.get((c.lat, c.lon), (c.lat, c.lon)), (c.lat, c.lon))
+                         for c in prediction.candidates], refine.radius_km, refine.step_km))
                 self._note_index(prediction, candidates)
                 prediction.image = item.loaded.to_dict()
                 prediction.region = candidates.region
