@@ -104,7 +104,9 @@ def offset_points(lat: float, lon: float, offsets_km: np.ndarray) -> np.ndarray:
     lam2 = lam1 + np.arctan2(np.sin(bearing) * np.sin(distance) * np.cos(phi1),
                              np.cos(distance) - np.sin(phi1) * sin_phi2)
     lon2 = (np.degrees(lam2) + 180.0) % 360.0 - 180.0
-    return np.stack([np.degrees(phi2), lon2], axis=1)
+    points = np.stack([np.degrees(phi2), lon2], axis=1)
+    points[distance == 0] = (lat, lon)  # the centre exactly (no round trip through trigonometry)
+    return points
 
 
 # score(points of each image) -> scores of each image's points; one call per stage for a whole batch,

@@ -59,7 +59,7 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert [ref["label"] for ref in gps_record["references"]] == ["EXIF GPS (in the file)", "Claimed location"]
 
     banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view = handlers.show(session, 1, False)
-    assert evidence["visible"] is False and evidence_view == ""  # GeoCLIP has no extra evidence
+    assert evidence["visible"] is True and "Fine refinement" in evidence_view  # GeoCLIP: the refinement of its places
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]

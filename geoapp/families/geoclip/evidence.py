@@ -36,7 +36,7 @@ class RefinementEvidence(EvidenceItem):
     def map_layers(self) -> list[MapLayer]:
         features = []
         for rank, start, end, km in self._rows():
-            if km <= 0:
+            if km < 0.001:  # stayed on its gallery answer
                 continue
             features.append({
                 "type": "Feature",
