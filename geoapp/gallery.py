@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geoapp.fileio import atomic_write
 from geoapp.models import weights as weight_files
 
 log = logging.getLogger(__name__)
@@ -155,20 +154,11 @@ class LocationEmbeddingCache:
         path = self.path_for(coords)
         if path is None:
             return
-        # Write to a temporary file then rename: a crash never leaves a half-written cache.
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(handle, "wb") as tmp:
-                np.save(tmp, embeddings)
-            os.replace(tmp_name, path)
+            atomic_write(path, lambda out: np.save(out, embeddings))  # never a half-written cache
         except OSError as error:
             # A read-only or full cache folder only costs speed, never a prediction.
             log.warning("could not write embedding cache %s: %s", path, error)
-            try:
-                os.unlink(tmp_name)  # type: ignore[possibly-undefined]
-            except (OSError, NameError):
-                pass
 
 
 PREBUILT_MANIFEST = "gallery.json"
