@@ -101,12 +101,14 @@ def _box(west, south, east, north):
     return box(west, south, east, north)
 
 
-def test_geoclip_seeds_join_the_beam(family, photo, monkeypatch):
-    """GeoCLIP's candidates' tiles join every level (a stand-in GeoCLIP answers a point the beam left)."""
-    from geoapp.geo.tiles import tile_center
+def test_geoclip_seed_tile_is_added_to_the_kept_tiles(family, photo, monkeypatch):
+    """GeoCLIP's candidate's tile is kept *beyond* the k best at every level (k + 1 expanded), so its children are
+    scored at the last level: a stand-in GeoCLIP answers a point in the quarter the beam did not keep."""
+    from geoapp.geo.tiles import latlon_to_tile, tile_center
     from geoapp.prediction import build_prediction
 
-    kept = family.predict(photo, top_k=2, beam_k=1).evidence[0].to_dict()["levels"][0]["kept"][0]
+    plain = family.predict(photo, top_k=2, beam_k=1).evidence[0].to_dict()["levels"]
+    kept = plain[0]["kept"][0]
     lat, lon = (float(v) for v in tile_center(1, 1 - kept["x"], 1 - kept["y"]))  # the opposite quarter
 
     class FakeGeoclip:
@@ -116,9 +118,15 @@ def test_geoclip_seeds_join_the_beam(family, photo, monkeypatch):
 
     monkeypatch.setattr(family, "_geoclip", FakeGeoclip())
     result = family.predict(photo, top_k=2, beam_k=1, seed_geoclip=1)
-    assert result.parameters["seeded_tiles"] >= 1
-    scored = {(t["z"], t["x"], t["y"]) for level in result.evidence[0].to_dict()["levels"] for t in level["kept"]}
-    assert result.parameters["seed_geoclip"] == 1 and scored
+    levels = result.evidence[0].to_dict()["levels"]
+    assert [len(level["kept"]) for level in plain] == [1, 1]
+    assert [len(level["kept"]) for level in levels] == [2, 2]  # k + 1 at every level
+    assert [level["kept"][-1]["seed"] for level in levels] == [True, True]
+    assert result.parameters["seed_geoclip"] == 1 and result.parameters["seeded_tiles"] == 2
+    sx, sy = (int(v) for v in latlon_to_tile(lat, lon, 1))
+    assert (levels[0]["kept"][-1]["x"], levels[0]["kept"][-1]["y"]) == (sx, sy)
+    # The last level scored the seed quarter's 16 children as well as the beam's: 32 candidates, not 16 (+1).
+    assert levels[1]["scored"] == 32 and len(result.surface) == 32
 
 
 def test_geoclip_seeding_failure_is_a_warning(family, photo, monkeypatch):
