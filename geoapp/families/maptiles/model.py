@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoapp.models.backbones import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
+
+
+CHECKPOINT_FORMAT = "geoapp-maptiles-1"  # {"format", "config", "meta": plain data, "state": tensors}
 
 
 @dataclass(frozen=True)
@@ -212,11 +217,35 @@ def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta,
         state.update({f"tower.{k}": v for k, v in model.tower.state_dict().items()})
     state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in state.items()}
-    payload = {"format": "geoapp-maptiles-1", "config": model.config.to_dict(), "meta": asdict(meta), "state": state}
+    payload = {"format": CHECKPOINT_FORMAT, "config": plain_data(model.config.to_dict()),
+               "meta": plain_data(asdict(meta)), "state": state}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves half a checkpoint
     return path
+
+
+def plain_data(value):
+    """JSON-able Python data only (numpy scalars -> numbers, tuples -> lists): what ``weights_only`` loading accepts
+    beside tensors, so a checkpoint never needs a pickled class to be read."""
+    def default(item):
+        if hasattr(item, "item"):  # numpy / torch scalars
+            return item.item()
+        raise TypeError(f"cannot store {type(item).__name__} in a map-tile checkpoint's metadata")
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def safe_torch_load(path: str | Path, what: str):
+    """``torch.load(..., weights_only=True)``: tensors and plain data only, so a checkpoint file cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a loadable {what}: it holds Python objects other than tensors and plain "
+                         "data, which geoapp refuses to unpickle (they could run code). Re-create it with "
+                         "`python -m training.maptiles.train`") from error
+    except (EOFError, RuntimeError, OSError) as error:
+        raise ValueError(f"{path} is not a readable {what} ({error})") from error
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -225,8 +254,8 @@ def read_checkpoint(path: str | Path) -> dict:
         from geoapp.models.weights import WeightsMissingError
 
         raise WeightsMissingError(f"map-tile checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != "geoapp-maptiles-1":
+    payload = safe_torch_load(path, "map-tile checkpoint")
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a map-tile checkpoint (written by `python -m training.maptiles.train`)")
     return payload
 
