@@ -12,6 +12,8 @@ Two tasks:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from geoapp.fileio import atomic_write
 from geoapp.geo.tiles import latlon_to_tile
 from training.satworld.render import render_batch
 from training.satworld.splits import SplitConfig, Splits, make_splits
@@ -42,19 +45,44 @@ class HeldOut:
         return HeldOut(self.coords[:count], self.queries[:count], self.train)
 
 
+QUERY_FIELDS = ("photos", "photo_root", "holdout", "gallery_points", "land_points", "seed", "test_size", "window_km",
+                "raster")  # what the locations and queries depend on
+
+
+def queries_file(config, image_size: int, gallery: np.ndarray | None, folder: Path) -> Path:
+    """Where a run keeps its locations and rendered/cropped queries (keyed by what they depend on)."""
+    key = {name: getattr(config, name) for name in QUERY_FIELDS}
+    key["image_size"] = image_size
+    key["gallery"] = None if config.photos or gallery is None else hashlib.sha256(
+        np.ascontiguousarray(gallery).tobytes()).hexdigest()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(folder) / f"queries-{digest}.npz"
+
+
 class Problem:
     """Training locations and their queries (held in memory: O(locations), the same at every zoom), the held-out
-    part, and each location's tile at a zoom (computed from coordinates; no tile is read here)."""
+    part, and each location's tile at a zoom (computed from coordinates; no tile is read here).
 
-    def __init__(self, config, image_size: int, gallery: np.ndarray) -> None:
-        self.test_queries: np.ndarray | None = None  # photos: their crops; renderings: made at evaluation
-        if config.photos:
+    ``cache_dir``: keep the locations and queries there (``queries-<key>.npz``), so a resumed run, a run stopped
+    after each stage and the evaluator reuse them instead of rendering again (the relief raster is 175 MB)."""
+
+    def __init__(self, config, image_size: int, gallery: np.ndarray, cache_dir: Path | None = None,
+                 save: bool = True) -> None:
+        cached = queries_file(config, image_size, gallery, cache_dir) if cache_dir is not None else None
+        if cached is not None and cached.is_file():
+            with np.load(cached) as stored:
+                self.train, self.train_queries = stored["train"], stored["train_queries"]
+                self.test, self.test_queries = stored["test"], stored["test_queries"]
+        elif config.photos:
             self.train, self.train_queries, self.test, self.test_queries = photo_split(config, image_size)
         else:
-            self.splits = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
-            self.train, self.test = self.splits.train, self.splits.test
+            split = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
+            self.train, self.test = split.train, split.test
             self.train_queries = render_queries(self.train, config.window_km, image_size, config.raster)
-        self.window_km, self.raster, self.image_size = config.window_km, config.raster, image_size
+            self.test_queries = render_queries(self.test, config.window_km, image_size, config.raster)
+        if cached is not None and save and not cached.is_file():
+            atomic_write(cached, lambda f: np.savez(f, train=self.train, train_queries=self.train_queries,
+                                                    test=self.test, test_queries=self.test_queries))
         self._tiles: dict[int, np.ndarray] = {}
 
     def tile_codes(self, zoom: int) -> np.ndarray:
@@ -65,22 +93,18 @@ class Problem:
         return self._tiles[zoom]
 
     def held_out(self) -> HeldOut:
-        queries = self.test_queries if self.test_queries is not None else \
-            render_queries(self.test, self.window_km, self.image_size, self.raster)
-        return HeldOut(self.test, queries, self.train)
+        return HeldOut(self.test, self.test_queries, self.train)
 
 
-def held_out_from_config(config, image_size: int, gallery: np.ndarray | None = None) -> HeldOut:
-    """The held-out part a training run used, rebuilt from its config (the split is seeded)."""
-    if config.photos:
-        train, _, test, crops = photo_split(config, image_size)
-        return HeldOut(test, crops, train)
-    if gallery is None:
+def held_out_from_config(config, image_size: int, run_dir: Path | None = None,
+                         gallery: np.ndarray | None = None) -> HeldOut:
+    """The held-out part a training run used: from the run's saved queries when there, else rebuilt from its
+    config (the split is seeded)."""
+    if gallery is None and not config.photos:
         from geoapp.gallery import Gallery
 
         gallery = Gallery.default().coords
-    split = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
-    return HeldOut(split.test, render_queries(split.test, config.window_km, image_size, config.raster), split.train)
+    return Problem(config, image_size, gallery, cache_dir=run_dir, save=False).held_out()
 
 
 def query_tensor(images: np.ndarray, mean, std) -> torch.Tensor:

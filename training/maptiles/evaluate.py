@@ -35,6 +35,7 @@ from geoapp.geo.metrics import error_summary
 from geoapp.geo.tiles import tile_center
 from geoapp.tiles.base import SourceInfo, TileSource
 from training.maptiles.data import HeldOut, query_tensor
+from training.maptiles.stream import memory_mb, reset_peak_memory
 from training.satworld.train import most_common_location
 
 log = logging.getLogger("training.maptiles")
@@ -98,6 +99,8 @@ def evaluate(config: EvalConfig, model: MapTileModel, held: HeldOut, source: Til
     photo_seconds = time.perf_counter() - begin
     embedder = TileEmbedder(model, source, memory=True, cache_dir=None, batch_size=config.batch_size,
                             memory_tiles=config.memory_tiles)
+    reset_peak_memory()  # the searches' own peak, apart from loading the model and the queries
+    at_start = memory_mb().get("rss_mb")
     rows: dict[str, dict] = {}
     scored = 0  # tiles scored by the beams, repeats included (a count: a set would grow with the test)
     for k in config.k:
@@ -125,6 +128,7 @@ def evaluate(config: EvalConfig, model: MapTileModel, held: HeldOut, source: Til
     return {"rows": rows, "test_locations": int(len(truth)), "zooms": list(zooms), "k": list(config.k),
             "thresholds": [float(t) for t in thresholds], "tiles_encoded": int(embedder.encoded),
             "tiles_scored_by_beams": scored, "embeddings_held_at_end": embedder.held,
+            "memory": {"rss_mb_before_searches": at_start, "peak_rss_mb_during_searches": memory_mb().get("peak_rss_mb")},
             "summary": {"median_km_k16": main["median_km"], "acc750_k16": main["accuracy"].get("750")}}
 
 
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         eval_config = EvalConfig(zooms=zooms, k=tuple(int(k) for k in args.k.split(",")),
                                  thresholds=tuple(float(t) for t in args.thresholds.split(",")),
                                  flat_max_tiles=args.flat_max_tiles, seed=config.seed)
-        held = held_out_from_config(config, model.config.image_size).first(args.test_size)
+        held = held_out_from_config(config, model.config.image_size, run_dir=args.checkpoint.parent
+                                    ).first(args.test_size)
         tiles = args.tiles or meta.training.get("tile_source") or "offline"
         with open_training_source(tiles, online=args.online) as source:
             metrics = evaluate(eval_config, model, held, source)

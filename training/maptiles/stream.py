@@ -185,6 +185,29 @@ def prefetched(make: Callable[[int], T], steps: Iterable[int], depth: int, worke
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak-RSS window for this process (Linux ``/proc/self/clear_refs``; elsewhere a no-op)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and its peak since :func:`reset_peak_memory` (Linux), in MB."""
+    figures = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                figures["rss_mb" if name == "VmRSS" else "peak_rss_mb"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        import resource
+
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures
+
+
 def open_training_source(name: str | None, *, online: bool = False, cache_dir: Path | None = None) -> TileSource:
     """The tile source a run reads: a loopback template is this machine's own tile server (disk cache, no rate
     limit); anything else opens as the app opens it (online providers only with ``online``, politely)."""

@@ -45,10 +45,20 @@ from geoapp.families.maptiles.model import (
     safe_torch_load,
     save_checkpoint,
 )
+from geoapp.fileio import atomic_write
 from geoapp.tiles.base import TileSource
 from training.distributed import DistEnv, init_distributed, pick_device, shutdown_distributed
 from training.maptiles.data import Problem, query_tensor
-from training.maptiles.stream import Batch, StreamConfig, TileReader, make_batch, open_training_source, prefetched
+from training.maptiles.stream import (
+    Batch,
+    StreamConfig,
+    TileReader,
+    make_batch,
+    memory_mb,
+    open_training_source,
+    prefetched,
+    reset_peak_memory,
+)
 
 log = logging.getLogger("training.maptiles")
 PRETRAINED_PRESETS = ("clip-vit-b32",)  # the paper: CLIP ViT-B/32 with OpenAI weights, no pretraining stage here
@@ -148,9 +158,7 @@ class Trainer:
             return
         state = {"stage": stage, "step": step, "done": self.done, "history": self.history,
                  "model": self.model.state_dict(), "optim": None if optimizer is None else optimizer.state_dict()}
-        tmp = self.out / "state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.out / "state.pt")
+        atomic_write(self.out / "state.pt", lambda f: torch.save(state, f))
 
     def resume(self) -> dict | None:
         path = self.out / "state.pt"
@@ -175,6 +183,8 @@ class Trainer:
             start_step = state["step"] if state and state["stage"] == stage else 0
             optim_state = state["optim"] if state and state["stage"] == stage else None
             began, reads_before = time.perf_counter(), self.reader.stats.read
+            reset_peak_memory()
+            at_start = memory_mb().get("rss_mb")
             if stage == "pretrain":
                 self.pretrain(start_step, optim_state)
             else:
@@ -182,7 +192,8 @@ class Trainer:
             self.done.append(stage)
             self.history.append({"stage": stage, "seconds": round(time.perf_counter() - began, 1),
                                  "tiles_read": self.reader.stats.read - reads_before,
-                                 "peak_tile_cache_bytes": self.reader.stats.peak_held_bytes})
+                                 "peak_tile_cache_bytes": self.reader.stats.peak_held_bytes,
+                                 "rss_mb_at_start": at_start, "peak_rss_mb": memory_mb().get("peak_rss_mb")})
             self._save_state(stage, -1, None)
             state = None
             if stage == stop_after:
@@ -313,7 +324,8 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None, *, 
     source = open_training_source(config.tiles, online=config.online) if owned else source
     try:
         _check_source(config, source)
-        problem = Problem(config, model_config.image_size, Gallery.default().coords if gallery is None else gallery)
+        problem = Problem(config, model_config.image_size, Gallery.default().coords if gallery is None else gallery,
+                          cache_dir=out)
         log.info("%d training locations, %d test; zooms %s; tiles streamed from %s", len(problem.train),
                  len(problem.test), config.zooms, source.info.title)
         trainer = Trainer(config, problem, model, out, env, device, source)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoapp.fileio import atomic_write
 from geoapp.models.backbones import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
 
 
@@ -219,10 +220,7 @@ def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta,
              for k, v in state.items()}
     payload = {"format": CHECKPOINT_FORMAT, "config": plain_data(model.config.to_dict()),
                "meta": plain_data(asdict(meta)), "state": state}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves half a checkpoint
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))  # an interrupted save never leaves half a file
 
 
 def plain_data(value):
