@@ -2,9 +2,11 @@
 
 - :class:`SatelliteViews` (no Gradio): open tile sources by name, once, and draw a mosaic around a
   point with its caption. Offline by default; an online source only when online tiles are on.
-  When the offline pyramid is missing (a fresh clone), the app starts building a small one
-  (zoom 0–4, ~10 s, once per cache folder) in the background as it starts; the first Satellite
-  view or map tile waits for it, so imagery shows without any download.
+  When the offline pyramid is missing or shallower than what the app shows and ships (a fresh
+  clone), the app builds it in the background as it starts: zoom 0–4 first (~10 s: the first
+  Satellite view or map tile waits for it), then down to :data:`STARTUP_MAX_ZOOM` (the Satellite
+  view's default zoom and the shipped map-tile model's deepest level; about a minute of one core),
+  so the default view is never an enlarged tile once the app is warm.
 - :func:`build_tile_source_setting` (Map settings), :func:`build_satellite_controls` /
   :func:`build_satellite_image` (tabs) and the ``wire_*`` helpers connect it to the tabs.
 - :func:`tile_routes`: ``GET /geoapp-tiles/offline/{z}/{x}/{y}.jpg`` on the app's own server, which
@@ -16,17 +18,20 @@ from __future__ import annotations
 import html
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
+from geoapp.families.maptiles import SHIPPED_ZOOMS
 from geoapp.maps import OfflineTileLayer
 from geoapp.tiles.base import OfflineModeError, TileSource, TileSourceError
 from geoapp.tiles.mosaic import mosaic_around
 from geoapp.tiles.registry import (
     AUTO_MAX_ZOOM,
     OFFLINE,
+    built_max_zoom,
     catalogue,
     default_pyramid_path,
     ensure_offline_pyramid,
@@ -38,6 +43,8 @@ from geoapp.ui.forms import FormError
 log = logging.getLogger(__name__)
 
 DEFAULT_ZOOM = 6
+# What the start-up build reaches: the Satellite view's default zoom and the shipped map-tile model's last level.
+STARTUP_MAX_ZOOM = max(DEFAULT_ZOOM, max(SHIPPED_ZOOMS))
 VIEW_SIZE_PX = 512
 TILE_ROUTE = "geoapp-tiles/offline/{z}/{x}/{y}.jpg"  # relative to the page: the app's own server
 
@@ -77,7 +84,11 @@ class SatelliteViews:
             mosaic = mosaic_around(source, lat, lon, int(zoom), size_px=VIEW_SIZE_PX)
         except (TileSourceError, ValueError) as error:
             raise FormError(str(error)) from error
-        return mosaic.image, mosaic.caption()
+        caption = mosaic.caption()
+        if (source_name or OFFLINE) == OFFLINE and int(zoom) > source.info.max_zoom and building_deeper():
+            caption += (f" The offline pyramid is being built down to zoom {STARTUP_MAX_ZOOM} in the background "
+                        "(about a minute); choose this place again then for sharper tiles.")
+        return mosaic.image, caption
 
 
 _VIEWS = SatelliteViews()
@@ -215,8 +226,17 @@ _background: threading.Thread | None = None
 BUILD_WAIT_S = 90.0  # a tile request waits this long for the first-run build before giving up
 
 
+def startup_build_zooms() -> tuple[int, ...]:
+    """The depths the start-up build goes through: a quick first stage, then what the app shows and ships."""
+    return tuple(sorted({AUTO_MAX_ZOOM, STARTUP_MAX_ZOOM}))
+
+
+def building_deeper() -> bool:
+    return _background is not None and _background.is_alive()
+
+
 def _start_background_build() -> threading.Thread:
-    """Build the small offline pyramid once, in a background thread (started with the app)."""
+    """Build (or deepen) the offline pyramid once, in a background thread (started with the app)."""
     global _background
     if _background is None or not _background.is_alive():
         _background = threading.Thread(target=_build_quietly, name="geoapp-pyramid", daemon=True)
@@ -226,8 +246,10 @@ def _start_background_build() -> threading.Thread:
 
 def _build_quietly() -> None:
     try:
-        path = ensure_offline_pyramid()
-        log.info("offline pyramid ready: %s", path)
+        for zoom in startup_build_zooms():
+            begin = time.perf_counter()
+            path = ensure_offline_pyramid(max_zoom=zoom)
+            log.info("offline pyramid ready to zoom %d (%.0f s): %s", zoom, time.perf_counter() - begin, path)
     except (TileSourceError, OSError) as error:  # the Satellite view repeats it to the analyst
         log.error("cannot build the offline pyramid: %s", error)
 
@@ -247,8 +269,9 @@ def _logged_in(request) -> bool:
 def tile_routes() -> list:
     """Starlette routes to pass as ``app_kwargs={"routes": …}`` to ``Blocks.launch``.
 
-    A fresh clone has no pyramid yet: building starts now, in the background (z0–4, ~10 s of one
-    core), so that the first map and Satellite view of the session find it.
+    A fresh clone has no pyramid yet: building starts now, in the background (z0–4 in ~10 s of one
+    core, then down to :data:`STARTUP_MAX_ZOOM`), so that the first map and Satellite view of the
+    session find it.
     """
     from starlette.responses import Response
     from starlette.routing import Route
@@ -272,6 +295,7 @@ def tile_routes() -> list:
             return Response(result.error or "no tile here", status_code=400 if result.error else 404)
         return Response(result.data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    if not default_pyramid_path().is_file():
+    built = built_max_zoom()
+    if built is None or built < STARTUP_MAX_ZOOM:
         _start_background_build()
     return [Route("/geoapp-tiles/offline/{z}/{x}/{y}.jpg", serve, methods=["GET"])]

@@ -137,3 +137,50 @@ def test_geoclip_seeding_failure_is_a_warning(family, photo, monkeypatch):
     monkeypatch.setattr(family, "_geoclip", Broken())
     result = family.predict(photo, top_k=2, beam_k=2, seed_geoclip=3)
     assert result.ok and any("GeoCLIP-seeded search skipped" in w for w in result.warnings)
+
+
+def _tiny_checkpoint(path, tile_source: str):
+    torch.manual_seed(0)
+    model = MapTileModel(preset("tiny"), (1, 3))
+    return save_checkpoint(model, path, CheckpointMeta("tiny", (1, 3), crossview_demo=True,
+                                                       training={"tile_source": tile_source}), include_tower=True)
+
+
+def test_the_offline_pyramid_is_deepened_to_the_models_last_level(tmp_path, monkeypatch, photo):
+    """Issue 26 item 12: a pyramid built shallower than the model's levels (the app's start-up one) is deepened on
+    first use, so the search reaches the model's last level instead of silently stopping one level early."""
+    from geoapp.tiles import registry as tile_registry
+    from geoapp.tiles.pyramid import build_pyramid
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tile_registry, "AUTO_MAX_ZOOM", 2)  # keep the build small: the model needs zoom 3
+    build_pyramid(tile_registry.default_pyramid_path(), max_zoom=2)
+    family = registry.get("maptiles").load(LoadOptions(device="cpu", checkpoint=_tiny_checkpoint(
+        tmp_path / "tiny.pt", "offline")))
+    assert family.zooms == (1, 3) and family.load_warnings == []
+    assert tile_registry.built_max_zoom() == 3
+    result = family.predict(photo, top_k=2, beam_k=2)
+    assert result.parameters["zooms"] == [1, 3] and not any("truncated" in w for w in result.warnings)
+
+
+def test_a_truncated_search_warns_on_the_result_the_record_and_stderr(tmp_path, photo, capsys):
+    """A tile source that stops short of the model's last level (here a user's zoom 0-2 archive; the model needs
+    zoom 3) cannot be deepened: every result, every record and the CLI's stderr say the search was truncated."""
+    from geoapp.cli import main
+    from geoapp.tiles.pyramid import build_pyramid
+    from geoapp.ui.views import banner_html
+
+    archive = build_pyramid(tmp_path / "shallow.pmtiles", max_zoom=2).path
+    checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt", str(archive))
+    family = registry.get("maptiles").load(LoadOptions(device="cpu", checkpoint=checkpoint))
+    assert family.zooms == (1,)
+    result = family.predict(photo, top_k=2, beam_k=2)
+    warning = next(w for w in result.warnings if w.startswith("Map-tile search truncated"))
+    assert "stops at zoom 2" in warning and "ends at zoom 1 instead of the model's zoom 3" in warning
+    assert warning in formats.to_records([result])[0]["warnings_json"]
+    assert "Map-tile search truncated" in banner_html([result], random_weights=False)
+    assert main(["predict", "--model", "maptiles", "--checkpoint", str(checkpoint), "--device", "cpu",
+                 "--format", "json", photo]) == 0
+    out, err = capsys.readouterr()
+    assert "WARNING: Map-tile search truncated" in err
+    assert any(w.startswith("Map-tile search truncated") for w in json.loads(out)[0]["warnings"])
