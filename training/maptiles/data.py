@@ -101,7 +101,7 @@ def held_out_from_config(config, image_size: int, run_dir: Path | None = None,
     """The held-out part a training run used: from the run's saved queries when there, else rebuilt from its
     config (the split is seeded)."""
     if gallery is None and not config.photos:
-        from geoapp.gallery import Gallery
+        from geoapp.galleries.gallery import Gallery
 
         gallery = Gallery.default().coords
     return Problem(config, image_size, gallery, cache_dir=run_dir, save=False).held_out()

@@ -42,7 +42,6 @@ from geoapp.families.maptiles.model import (
     MapTileModel,
     clip_vit_b32_tower,
     preset,
-    safe_torch_load,
     save_checkpoint,
 )
 from geoapp.fileio import atomic_write
@@ -164,7 +163,11 @@ class Trainer:
         path = self.out / "state.pt"
         if not path.is_file():
             return None
-        state = safe_torch_load(path, "training state")
+        try:  # weights_only: tensors and plain data, so a state file cannot run code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+            raise ValueError(f"{path} cannot be resumed from ({str(error).splitlines()[0][:200]}): it is damaged, "
+                             "or holds more than tensors and plain data (refused); delete it to start over") from error
         self.model.load_state_dict(state["model"])
         self.done, self.history = list(state["done"]), list(state["history"])
         log.info("resuming: done %s, in %s at step %d", self.done, state["stage"], state["step"])
@@ -305,7 +308,7 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None, *, 
     ``source``: an open tile source to read (default: open ``config.tiles``); ``stop_after``: a stage name
     ("pretrain", "level-16" ...): stop once it is done (state saved; run again to continue; returns
     ``{"stopped_after": ...}``); ``evaluate_after=False``: write the model without the evaluation table."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from training.maptiles.evaluate import EvalConfig, evaluate, markdown_table, results_markdown
 
     if stop_after is not None and stop_after not in stages(config):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoapp.fileio import atomic_write
 from geoapp.models.backbones import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
+from geoapp.models.checkpoint import load_checkpoint
+from geoapp.models.checkpoint import save_checkpoint as write_checkpoint
 
 
-CHECKPOINT_FORMAT = "geoapp-maptiles-1"  # {"format", "config", "meta": plain data, "state": tensors}
+CHECKPOINT_FORMAT = "geoapp-maptiles-1"  # the format label, for safetensors files and the older torch.save ones
 
 
 @dataclass(frozen=True)
@@ -207,55 +206,25 @@ def similarities(photo: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta, *, include_tower: bool,
                     half: bool = False) -> Path:
-    """Write the trained parts (per-level heads; the tower too when it was trained here).
+    """Write the trained parts (per-level heads; the tower too when it was trained here) in the project's one
+    checkpoint convention (safetensors + JSON config and meta: :mod:`geoapp.models.checkpoint`).
 
     ``half``: float16 on disk (shipped assets); loading turns them back into float32.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"levels.{k}": v for k, v in model.levels.state_dict().items()}
     if include_tower:
         state.update({f"tower.{k}": v for k, v in model.tower.state_dict().items()})
     state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in state.items()}
-    payload = {"format": CHECKPOINT_FORMAT, "config": plain_data(model.config.to_dict()),
-               "meta": plain_data(asdict(meta)), "state": state}
-    return atomic_write(path, lambda f: torch.save(payload, f))  # an interrupted save never leaves half a file
-
-
-def plain_data(value):
-    """JSON-able Python data only (numpy scalars -> numbers, tuples -> lists): what ``weights_only`` loading accepts
-    beside tensors, so a checkpoint never needs a pickled class to be read."""
-    def default(item):
-        if hasattr(item, "item"):  # numpy / torch scalars
-            return item.item()
-        raise TypeError(f"cannot store {type(item).__name__} in a map-tile checkpoint's metadata")
-
-    return json.loads(json.dumps(value, default=default))
-
-
-def safe_torch_load(path: str | Path, what: str):
-    """``torch.load(..., weights_only=True)``: tensors and plain data only, so a checkpoint file cannot run code."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} is not a loadable {what}: it holds Python objects other than tensors and plain "
-                         "data, which geoapp refuses to unpickle (they could run code). Re-create it with "
-                         "`python -m training.maptiles.train`") from error
-    except (EOFError, RuntimeError, OSError) as error:
-        raise ValueError(f"{path} is not a readable {what} ({error})") from error
+    return write_checkpoint(path, CHECKPOINT_FORMAT, state, model.config.to_dict(), asdict(meta))
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        from geoapp.models.weights import WeightsMissingError
-
-        raise WeightsMissingError(f"map-tile checkpoint not found: {path}")
-    payload = safe_torch_load(path, "map-tile checkpoint")
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a map-tile checkpoint (written by `python -m training.maptiles.train`)")
-    return payload
+    """``{"format", "config", "meta", "state"}`` of a map-tile checkpoint, read by the one loader (safetensors, or an
+    older ``torch.save`` file such as the shipped one with ``weights_only=True``: reading never runs code)."""
+    checkpoint = load_checkpoint(path, CHECKPOINT_FORMAT, what="map-tile checkpoint")
+    meta = checkpoint.meta.get("meta", checkpoint.meta) if checkpoint.legacy else checkpoint.meta
+    return {"format": checkpoint.format, "config": checkpoint.config, "meta": dict(meta), "state": checkpoint.state}
 
 
 def model_from_checkpoint(payload: dict, tower: nn.Module | None = None) -> tuple[MapTileModel, CheckpointMeta]:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from geoapp import formats
+from geoapp.results import formats
 from geoapp.families import LoadOptions, registry
 from geoapp.families.maptiles import CROSSVIEW_CAVEAT
 from geoapp.families.maptiles.model import CheckpointMeta, MapTileModel, preset, save_checkpoint
@@ -45,7 +45,7 @@ def test_prediction_candidates_are_final_tiles_with_evidence(family, photo):
 
 
 def test_search_path_is_drawn_on_the_map(family, photo):
-    from geoapp.maps import MapAssets, MapOptions, prediction_map_html
+    from geoapp.ui.maps.render import MapAssets, MapOptions, prediction_map_html
 
     result = family.predict(photo, top_k=3, beam_k=2)
     page = prediction_map_html(result, MapOptions(MapAssets.cdn(), online_tiles=False))
@@ -76,7 +76,7 @@ def test_grad_cam_towards_the_chosen_tile(family, photo):
 
 
 def test_tiles_embed_command(tmp_path, monkeypatch, capsys):
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     torch.manual_seed(0)
     model = MapTileModel(preset("tiny"), (1, 3))
@@ -105,7 +105,7 @@ def test_geoclip_seed_tile_is_added_to_the_kept_tiles(family, photo, monkeypatch
     """GeoCLIP's candidate's tile is kept *beyond* the k best at every level (k + 1 expanded), so its children are
     scored at the last level: a stand-in GeoCLIP answers a point in the quarter the beam did not keep."""
     from geoapp.geo.tiles import latlon_to_tile, tile_center
-    from geoapp.prediction import build_prediction
+    from geoapp.results.prediction import build_prediction
 
     plain = family.predict(photo, top_k=2, beam_k=1).evidence[0].to_dict()["levels"]
     kept = plain[0]["kept"][0]
