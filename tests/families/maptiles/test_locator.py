@@ -87,6 +87,13 @@ def test_tiles_embed_command(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "zoom 1: 4 tiles embedded" in out and "zoom 3: 64 tiles embedded" in out
     assert main(["tiles", "embed", "--zooms", "2", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    # Deep levels where the analyst works: only the tiles of a box (or a region) are embedded.
+    capsys.readouterr()
+    assert main(["tiles", "embed", "--zooms", "3", "--bbox", "40,0,50,10", "--checkpoint", str(checkpoint),
+                 "--device", "cpu"]) == 0
+    assert "zoom 3 covering Box 40..50°N, 0..10°E: 2 tiles embedded" in capsys.readouterr().out
+    assert main(["tiles", "embed", "--zooms", "3", "--bbox", "50,0,40,10", "--checkpoint", str(checkpoint),
+                 "--device", "cpu"]) == 2
 
 
 def _point(lon, lat):
@@ -166,7 +173,7 @@ def test_the_offline_pyramid_is_deepened_to_the_models_last_level(tmp_path, monk
 def test_a_truncated_search_warns_on_the_result_the_record_and_stderr(tmp_path, photo, capsys):
     """A tile source that stops short of the model's last level (here a user's zoom 0-2 archive; the model needs
     zoom 3) cannot be deepened: every result, every record and the CLI's stderr say the search was truncated."""
-    from geoapp.cli import main
+    from geoapp.cli.main import main
     from geoapp.tiles.pyramid import build_pyramid
     from geoapp.ui.views import banner_html
 
