@@ -157,3 +157,16 @@ def test_missing_tiles_drop_their_locations_and_a_failing_source_is_an_error(ser
     with pytest.raises(TileSourceError, match="failed for every tile"):  # nothing listens on port 9
         make_batch(TileReader(dead, 32), codes >> 6, 3, np.random.default_rng(0), 4, step=0)
     assert is_loopback_template(server.url) and not is_loopback_template("https://tiles.example/{z}/{x}/{y}.png")
+
+
+def test_a_state_file_that_would_run_code_is_refused(tmp_path):
+    from training.maptiles.train import read_state
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    torch.save({"stage": "pretrain", "step": 3, "done": [], "history": [RunsCode()]}, tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="refused"):
+        read_state(tmp_path / "state.pt")
+    assert not (tmp_path / "ran").exists()

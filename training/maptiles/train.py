@@ -27,9 +27,10 @@ import argparse
 import hashlib
 import json
 import logging
+import pickle
 import time
-from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,15 @@ def _contrastive(query: torch.Tensor, tiles: torch.Tensor, target: torch.Tensor,
     return F.cross_entropy(logits, target)
 
 
+def read_state(path: Path) -> dict:
+    """A run's ``state.pt`` (weights, optimizer, progress), loaded weights-only: a state file cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path} cannot be resumed from ({str(error).splitlines()[0][:200]}): it is damaged, or "
+                         "holds more than tensors and plain data (refused); delete it to start over") from error
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, problem: Problem, model: MapTileModel, out: Path, env: DistEnv,
                  device: torch.device, source: TileSource) -> None:
@@ -163,11 +173,7 @@ class Trainer:
         path = self.out / "state.pt"
         if not path.is_file():
             return None
-        try:  # weights_only: tensors and plain data, so a state file cannot run code
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-            raise ValueError(f"{path} cannot be resumed from ({str(error).splitlines()[0][:200]}): it is damaged, "
-                             "or holds more than tensors and plain data (refused); delete it to start over") from error
+        state = read_state(path)
         self.model.load_state_dict(state["model"])
         self.done, self.history = list(state["done"]), list(state["history"])
         log.info("resuming: done %s, in %s at step %d", self.done, state["stage"], state["step"])
