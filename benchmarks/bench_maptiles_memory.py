@@ -20,17 +20,15 @@ The acceptance: from zoom 6 to 16 every figure stays within 1.5x the zoom-6 figu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, bench_parser, emit, machine
 
 
 def run_measured(command: list[str], env: dict, log: Path) -> dict:
@@ -48,7 +46,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, device=False)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--zooms", default="4,6,8,10,12,14,16")
     parser.add_argument("--preset", default="crossview-small")
@@ -58,7 +56,6 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=60)
     parser.add_argument("--test-size", type=int, default=50)
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     zooms = [int(z) for z in args.zooms.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +63,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "training.maptiles.tileserver", "--max-zoom", str(max(zooms))],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     url = server.stdout.readline().strip()
-    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                    "tile_server": url, "zooms": zooms, "preset": args.preset, "train": [], "evaluate": []}
+    report: dict = {"machine": machine(), "tile_server": url, "zooms": zooms, "preset": args.preset, "train": [], "evaluate": []}
     try:
         run = args.out / "run"
         train = [sys.executable, "-m", "training.maptiles.train", "--out", str(run), "--preset", args.preset,
@@ -111,11 +107,9 @@ def main() -> None:
     deep_eval = [r for r in report["evaluate"] if r["deepest_zoom"] >= 6]
     report["flat_within_1_5x"] = all(r["peak_rss_mb"] <= 1.5 * base_train for r in deep_train) and \
         all(r["peak_rss_mb"] <= 1.5 * base_eval for r in deep_eval)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    report["load_average_end"] = machine()["load_average"]
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     main()
