@@ -16,7 +16,7 @@ from geoapp.families.maptiles.search import beam_search
 from geoapp.tiles.online import ClientPolicy
 from training.maptiles.data import Problem, query_tensor
 from training.maptiles.evaluate import EvalConfig, evaluate
-from training.maptiles.stream import TileReader, plan_batch, prefetched
+from training.maptiles.stream import ENTRY_BYTES, TileReader, plan_batch, prefetched
 from training.maptiles.tileserver import RenderingTileServer, is_loopback_template, loopback_source
 from training.maptiles.train import TrainConfig, batch_rng, level_steps, pretrain_zoom, stages, train
 
@@ -125,11 +125,12 @@ def test_a_run_stopped_between_stages_resumes_to_the_same_weights(server, galler
 
 def test_reader_lru_is_bounded_in_bytes_and_prefetch_keeps_order(server):
     with source(server) as tiles:
-        reader = TileReader(tiles, 32, cache_mb=10 * 32 * 32 * 3 / 1024 / 1024)  # room for 10 decoded tiles
+        entry = 32 * 32 * 3 + ENTRY_BYTES
+        reader = TileReader(tiles, 32, cache_mb=10 * entry / 1024 / 1024)  # room for 10 decoded tiles
         keys = np.array([[x, 5] for x in range(30)])
         pixels, exists, failed = reader.read(6, keys)
         assert exists.all() and failed == 0 and pixels.shape == (30, 32, 32, 3) and pixels.any()
-        assert reader.stats.held_tiles == 10 and reader.stats.peak_held_bytes <= 10 * 32 * 32 * 3
+        assert reader.stats.held_tiles == 10 and reader.stats.peak_held_bytes <= 10 * entry
         again = reader.stats.read
         reader.read(6, keys[-10:])  # the last ten are held: no new read
         assert reader.stats.read == again

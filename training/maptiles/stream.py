@@ -26,6 +26,7 @@ from geoapp.tiles.base import TileSource, TileSourceError
 
 log = logging.getLogger("training.maptiles")
 T = TypeVar("T")
+ENTRY_BYTES = 200  # what one LRU entry costs beside its pixels (key, links): "missing" entries count too
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,10 @@ class TileReader:
             if key in self._cache or self.cache_bytes <= 0:
                 return
             self._cache[key] = pixels
-            self.stats.held_bytes += 0 if pixels is None else pixels.nbytes
+            self.stats.held_bytes += ENTRY_BYTES + (0 if pixels is None else pixels.nbytes)
             while self.stats.held_bytes > self.cache_bytes and self._cache:
                 _, dropped = self._cache.popitem(last=False)
-                self.stats.held_bytes -= 0 if dropped is None else dropped.nbytes
+                self.stats.held_bytes -= ENTRY_BYTES + (0 if dropped is None else dropped.nbytes)
             self.stats.held_tiles = len(self._cache)
             self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self.stats.held_bytes)
 
