@@ -5,8 +5,9 @@
   When the offline pyramid is missing or shallower than what the app shows and ships (a fresh
   clone), the app builds it in the background as it starts: zoom 0–4 first (~10 s: the first
   Satellite view or map tile waits for it), then down to :data:`STARTUP_MAX_ZOOM` (the Satellite
-  view's default zoom and the shipped map-tile model's deepest level; about a minute of one core),
-  so the default view is never an enlarged tile once the app is warm.
+  view's default zoom and the shipped map-tile model's deepest level; about a minute of one core, in
+  a low-priority process of its own so requests stay responsive), so the default view is never an
+  enlarged tile once the app is warm.
 - :func:`build_tile_source_setting` (Map settings), :func:`build_satellite_controls` /
   :func:`build_satellite_image` (tabs) and the ``wire_*`` helpers connect it to the tabs.
 - :func:`tile_routes`: ``GET /geoapp-tiles/offline/{z}/{x}/{y}.jpg`` on the app's own server, which
@@ -15,8 +16,11 @@
 
 from __future__ import annotations
 
+import atexit
 import html
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -244,12 +248,39 @@ def _start_background_build() -> threading.Thread:
     return _background
 
 
+# The deeper stage runs in its own low-priority process, so its minute of rendering never competes with the
+# app's requests for the interpreter (a thread would hold the GIL between numpy calls).
+_DEEPEN = ("import os, signal, sys; getattr(os, 'nice', lambda n: 0)(10); "
+           "signal.signal(signal.SIGTERM, lambda *a: sys.exit(1)); "  # SystemExit: the writer removes its temp file
+           "from geoapp.tiles.registry import ensure_offline_pyramid; ensure_offline_pyramid(max_zoom=int(sys.argv[1]))")
+
+
+def _deepen_in_a_process(zoom: int) -> None:
+    process = subprocess.Popen([sys.executable, "-c", _DEEPEN, str(zoom)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    atexit.register(_stop, process)  # the app stopping stops the build too: no orphan
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise TileSourceError(f"the background build to zoom {zoom} failed: {err.decode(errors='replace')[-500:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+
+
 def _build_quietly() -> None:
     try:
-        for zoom in startup_build_zooms():
-            begin = time.perf_counter()
-            path = ensure_offline_pyramid(max_zoom=zoom)
-            log.info("offline pyramid ready to zoom %d (%.0f s): %s", zoom, time.perf_counter() - begin, path)
+        first, *deeper = startup_build_zooms()
+        begin = time.perf_counter()
+        ensure_offline_pyramid(max_zoom=first)  # quick: the first map and Satellite view wait for it
+        log.info("offline pyramid ready to zoom %d (%.0f s): %s", first, time.perf_counter() - begin,
+                 default_pyramid_path())
+        for zoom in deeper:
+            if (built_max_zoom() or 0) < zoom:
+                begin = time.perf_counter()
+                _deepen_in_a_process(zoom)
+                log.info("offline pyramid ready to zoom %d (%.0f s)", zoom, time.perf_counter() - begin)
     except (TileSourceError, OSError) as error:  # the Satellite view repeats it to the analyst
         log.error("cannot build the offline pyramid: %s", error)
 
