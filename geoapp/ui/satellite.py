@@ -227,6 +227,7 @@ def wire_claim_view(handler_wrapper, workbench, session, claim: gr.Dropdown, con
 
 # ---------------------------------------------------------------------------- the tile route
 _background: threading.Thread | None = None
+_first_stage = threading.Event()  # set once the quick first stage has put a pyramid on disk (or failed)
 BUILD_WAIT_S = 90.0  # a tile request waits this long for the first-run build before giving up
 
 
@@ -273,7 +274,10 @@ def _build_quietly() -> None:
     try:
         first, *deeper = startup_build_zooms()
         begin = time.perf_counter()
-        ensure_offline_pyramid(max_zoom=first)  # quick: the first map and Satellite view wait for it
+        try:
+            ensure_offline_pyramid(max_zoom=first)  # quick: the first map and Satellite view wait for it
+        finally:
+            _first_stage.set()  # tile requests wait for this stage only, never for the deeper one
         log.info("offline pyramid ready to zoom %d (%.0f s): %s", first, time.perf_counter() - begin,
                  default_pyramid_path())
         for zoom in deeper:
@@ -315,7 +319,8 @@ def tile_routes() -> list:
         except ValueError:
             return Response("bad tile numbers", status_code=400)
         if not default_pyramid_path().is_file():
-            _start_background_build().join(BUILD_WAIT_S)  # first run: tiles arrive once it is built
+            _start_background_build()
+            _first_stage.wait(BUILD_WAIT_S)  # first run: tiles arrive once the quick stage is built
             if not default_pyramid_path().is_file():
                 return Response("the offline pyramid is not built yet", status_code=503)
         try:

@@ -113,3 +113,24 @@ def test_start_up_build_deepens_a_shallow_pyramid(tmp_path, monkeypatch):
     monkeypatch.setattr(satellite, "startup_build_zooms", lambda: (1, 2))  # small stand-ins for (4, 6)
     satellite._build_quietly()
     assert built_max_zoom() == 2
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_tile_requests_wait_for_the_quick_stage_only(tmp_path, monkeypatch):
+    """On a fresh cache the first map tiles wait for the quick first stage, never for the deeper one: a tile request
+    that waited for the whole build held the server's workers and the browser's connections for a minute or more."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(satellite, "startup_build_zooms", lambda: (1, 2))  # small stand-ins for (4, 6)
+    monkeypatch.setattr(satellite, "_background", None)
+    monkeypatch.setattr(satellite, "_first_stage", threading.Event())
+    release, released = threading.Event(), []
+    monkeypatch.setattr(satellite, "_deepen_in_a_process", lambda zoom: released.append(release.wait(timeout=30)))
+    client = TestClient(Starlette(routes=satellite.tile_routes()))  # no pyramid here: the build starts
+    response = client.get("/geoapp-tiles/offline/1/0/0.jpg")
+    release.set()  # only now may the deeper stage finish: a route that waited for it got its answer too late
+    satellite._background.join(timeout=60)
+    assert response.status_code == 200 and released == [True]
