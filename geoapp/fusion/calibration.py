@@ -132,3 +132,23 @@ def coverage(scores: np.ndarray, thresholds: dict[float, float]) -> dict[float, 
 
 __all__ = ["Calibration", "conformal_threshold", "coverage", "find_calibration", "load_all", "mass_above",
            "truth_score", "user_dir"]
+
+
+def score_photo(photo, lat: float, lon: float, thresholds: dict[str, tuple[str, float]] | None = None
+                ) -> tuple[float, dict[str, float]]:
+    """The conformity score of one solved image, and the area (km^2) of each requested set.
+
+    ``thresholds``: name -> ("calibrated", q) for ``mass_above <= q`` or ("plain", level) for ``mass_above < level``.
+    """
+    from geoapp.fusion.posterior import fuse
+
+    posterior = fuse(photos=[photo])
+    grid, mass = posterior.grid, posterior.mass
+    density = mass / grid.area_km2
+    cell = int(grid.locate(np.array([lat]), np.array([lon]))[0])
+    above = mass_above(density, mass)
+    areas = {}
+    for name, (kind, value) in (thresholds or {}).items():
+        chosen = above <= value if kind == "calibrated" else above < value
+        areas[name] = float(grid.area_km2[chosen].sum())
+    return float(above[cell]), areas

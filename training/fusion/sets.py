@@ -4,8 +4,10 @@
 (the calibration set of ``python -m geoapp calibrate``) and its test split (the coverage report), with
 exactly the splits and renderings the models were trained and evaluated with:
 
-- SatWorld: ``training.satworld.splits`` with the default ``SplitConfig`` (seed 0), Blue Marble crops,
-  600 km, north up, 64 px (``training.satworld.train.eval_images``);
+- SatWorld: ``training.satworld.splits`` with the default ``SplitConfig`` (seed 0), the random *land*
+  locations of its val / test cells (1 000 each, seeded; gallery locations are left out because they are
+  SatWorld's own candidates), Blue Marble crops, 600 km, north up, 64 px (as
+  ``training.satworld.train.eval_images``);
 - map tiles: ``training.maptiles.data.splits`` with the shipped checkpoint's training config (12 000
   gallery + 8 000 land points, seed 0, 1 000 test, 500 val locations), shaded-relief renderings,
   1 500 km, 32 px.
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+LAND_SIZE = 1000  # SatWorld held-out land locations per split
 
 
 def _write(folder: Path, name: str, coords: np.ndarray, pixels: np.ndarray) -> Path:
@@ -47,10 +50,17 @@ def satworld_sets(out: Path) -> list[Path]:
     from training.satworld.train import TrainConfig
 
     config = TrainConfig()
-    splits = make_splits(Gallery.default().coords, SplitConfig())
+    gallery = Gallery.default().coords
+    splits = make_splits(gallery, SplitConfig())
+    # Held-out *land* points only: the gallery points are SatWorld's own candidates, so a held-out gallery
+    # location would be found exactly (a kernel fitted on those collapses to zero width).
+    rng = np.random.default_rng([SplitConfig().seed, 24])
+    land = np.arange(len(splits.pool)) >= len(gallery)
     folder = out / "satworld"
     tables = []
-    for name, coords in (("val", splits.val), ("test", splits.test)):
+    for split, name in ((1, "val"), (2, "test")):
+        members = np.flatnonzero(land & (splits.pool_split == split))
+        coords = splits.pool[np.sort(rng.choice(members, min(LAND_SIZE, len(members)), replace=False))]
         pixels = render_batch(coords[:, 0], coords[:, 1], config.window_km, config.model.image_size)
         tables.append(_write(folder, name, coords, pixels))
     return tables
