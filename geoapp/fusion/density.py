@@ -146,15 +146,14 @@ def grid_mass(grid: Grid, points: PointMass, kernel: Kernel) -> np.ndarray:
 
 
 def centre_density(grid: Grid, points: PointMass, kernel: Kernel) -> np.ndarray:
-    """Kernel density (per km^2, floor included) at each cell centre: cell-local, so it can be computed
+    """Kernel density (per km^2, without the floor) at each cell centre: cell-local, so it can be computed
     for new cells alone while the grid is refined."""
     pts = points.binned(kernel.sigma_km / 3.0)
     reach = min(math.pi, KERNEL_REACH * kernel.sigma_km / EARTH_RADIUS_KM)
     pairs = cKDTree(grid.xyz).sparse_distance_matrix(
         cKDTree(latlon_to_unit_xyz(pts.lat, pts.lon)), 2.0 * math.sin(reach / 2.0), output_type="coo_matrix")
     values = vmf_density_km2(1.0 - pairs.data ** 2 / 2.0, kernel.sigma_km) * pts.weight[pairs.col]
-    dens = np.bincount(pairs.row, weights=values, minlength=len(grid))
-    return (1.0 - kernel.floor) * dens + kernel.floor / EARTH_AREA_KM2
+    return (1.0 - kernel.floor) * np.bincount(pairs.row, weights=values, minlength=len(grid))
 
 
 SIGMA_GRID_KM = tuple(float(v) for v in np.geomspace(2.0, 4000.0, 34))

@@ -145,7 +145,7 @@ class Posterior:
         index = np.flatnonzero(layer.values >= threshold * peak) if peak > 0 else np.zeros(0, np.int64)
         geometry, parts = cells_to_geometry(self.grid, index)
         return {"type": "Feature", "geometry": geometry,
-                "properties": {"kind": "clue_layer", **layer.to_dict(self.grid), "parts": parts,
+                "properties": {**layer.to_dict(self.grid), "kind": "clue_layer", "clue_kind": layer.kind, "parts": parts,
                                "area_km2": round(float(self.grid.area_km2[index].sum()), 1)}}
 
     def to_dict(self, levels: tuple[float, ...] = LEVELS) -> dict:
@@ -198,14 +198,18 @@ class _CellValues:
         return _CellValues([np.concatenate(x) for x in zip(a.photo, b.photo)],
                            [np.concatenate(x) for x in zip(a.factors, b.factors)])
 
-    def log_posterior(self, grid: Grid, photos: list[PhotoMap], weights) -> np.ndarray:
+    def log_posterior(self, grid: Grid, photos: list[PhotoMap], weights, floor: bool) -> np.ndarray:
         """Approximate log density: a cell's density is at least the mass of the points inside it / its area
-        (so a kernel narrower than a coarse cell still marks that cell for refinement)."""
+        (so a kernel narrower than a coarse cell still marks that cell for refinement). Without ``floor``,
+        places only the uniform floor reaches are left coarse (nothing there to draw finely)."""
         total = np.zeros(len(grid))
         for w, p, dens in zip(weights, photos, self.photo):
             home = np.bincount(grid.locate(p.points.lat, p.points.lon), weights=p.points.weight, minlength=len(grid))
-            inside = (1.0 - p.kernel.floor) * home / grid.area_km2 + p.kernel.floor / grid.area_km2.sum()
-            total += w * np.log(np.maximum(np.maximum(dens, inside), 1e-300))
+            value = np.maximum(dens, (1.0 - p.kernel.floor) * home / grid.area_km2)
+            if floor:
+                value = value + p.kernel.floor / grid.area_km2.sum()
+            with np.errstate(divide="ignore"):
+                total += w * np.log(value)
         with np.errstate(divide="ignore"):
             for f in self.factors:
                 total += np.log(f)
@@ -258,7 +262,9 @@ def fuse(predictions=(), clues: list[Clue] | tuple[Clue, ...] = (), tempering: T
     grid = Grid.base()
     values = _CellValues.of(grid, photos, clues, check=True)
     for _ in range(target):
-        mass = _normalise(values.log_posterior(grid, photos, weights), grid.area_km2)
+        mass = _normalise(values.log_posterior(grid, photos, weights, floor=False), grid.area_km2)
+        if not mass.any():
+            mass = _normalise(values.log_posterior(grid, photos, weights, floor=True), grid.area_km2)
         if not mass.any():
             break  # conflicting clues: resolved on the final grid below
         inside = (mass_above(mass / grid.area_km2, mass) < HPD_REFINE) & (grid.level < target)
@@ -293,12 +299,15 @@ def fuse(predictions=(), clues: list[Clue] | tuple[Clue, ...] = (), tempering: T
         mass = _normalise(total, grid.area_km2)
         warnings.append("the clues leave no place on Earth together: " + "; ".join(
             f"{' x '.join(c.names)}: {c.detail}" for c in conflicts) + f". Map shown without: {', '.join(dropped)}")
-    if photos:
-        photo_mass = _normalise(log, grid.area_km2)
+    for photo, photo_mass in zip(photos, masses):
+        # The photo's own evidence, without the uniform "model is wrong" floor.
+        evidence = np.maximum(photo_mass - photo.kernel.floor * grid.area_km2 / grid.area_km2.sum(), 0.0)
+        evidence /= max(evidence.sum(), 1e-300)
         for clue, f in zip(clues, factors):
-            kept_mass = float((photo_mass * f).sum())
+            kept_mass = float((evidence * f).sum())
             if kept_mass < PHOTO_CONFLICT_MASS and clue.text not in dropped:
-                conflicts.append(Conflict(("photo map", clue.text),
+                name = "photo map" if len(photos) == 1 else f"photo map of {photo.source}"
+                conflicts.append(Conflict((name, clue.text),
                                           f"the clue leaves only {kept_mass:.2%} of the photo map's probability"))
     layers = []
     if photos:

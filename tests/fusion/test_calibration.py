@@ -19,7 +19,7 @@ def test_split_conformal_coverage_holds_on_an_exchangeable_set():
         covered = coverage(held_out, {level: q})[level]
         assert covered >= level - 0.02  # finite-sample guarantee in expectation; this seed's draw
         assert abs(covered - level) < 0.03
-        assert np.mean(held_out < level) < level - 0.3  # the plain area under-covers
+        assert np.mean(held_out < level) < level - 0.1  # the plain area under-covers
 
 
 def test_too_few_scores_for_a_level_give_the_whole_globe():

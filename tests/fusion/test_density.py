@@ -22,9 +22,19 @@ def test_the_grid_density_keeps_every_points_mass(sigma):
     assert with_floor.min() >= 0.25 * grid.area_km2.min() / EARTH_AREA_KM2 * (1 - 1e-9)
 
 
+def _fine_near(lat, lon, km, level):
+    """The base grid refined to ``level`` within ``km`` of a point."""
+    from geoapp.geo.distance import haversine_km
+
+    grid = Grid.base()
+    for _ in range(level):
+        grid = grid.refine(haversine_km(grid.lat, grid.lon, lat, lon) < km + grid.radius_km)
+    return grid
+
+
 def test_the_kernel_spreads_mass_like_its_width():
     """A fine grid around one point: the mass within 1 sigma of a 2-D Gaussian is 1 - exp(-1/2)."""
-    grid = Grid.base(5)
+    grid = _fine_near(0.0, 0.0, 1000.0, 4)
     points = PointMass.normalised([0.0], [0.0], [1.0])
     mass = grid_mass(grid, points, Kernel(200.0, 0.0))
     from geoapp.geo.distance import haversine_km
@@ -73,9 +83,11 @@ def test_duplicate_photos_count_once_and_different_photos_multiply():
 def test_density_at_matches_the_grid_density_on_a_fine_grid():
     points = PointMass.normalised([45.0, 46.0], [7.0, 8.0], [0.7, 0.3])
     kernel = Kernel(30.0, 0.05)
-    grid = Grid.base(4).subset(np.flatnonzero(Grid.base(4).lat.__abs__() < 90))
-    grid = Grid.base(4)
-    near = np.flatnonzero((abs(grid.lat - 45.5) < 1) & (abs(grid.lon - 7.5) < 1))
+    grid = _fine_near(45.5, 7.5, 300.0, 4)
+    from geoapp.geo.distance import haversine_km
+
+    # Within 3 sigma of the points (the kernel is cut at 4 sigma).
+    near = np.flatnonzero((haversine_km(grid.lat, grid.lon, 45.0, 7.0) < 90) & (grid.level == 4))
     mass = grid_mass(grid, points, kernel)
     exact = density_at(points, grid.lat[near], grid.lon[near], kernel)
     np.testing.assert_allclose(mass[near] / grid.area_km2[near], exact, rtol=0.05)

@@ -53,6 +53,7 @@ def test_every_point_lies_in_exactly_the_cell_locate_names():
 
 
 def test_refining_stops_at_the_finest_level():
-    cell = Grid.base(MAX_LEVEL).subset(np.array([0]))
+    cell = Grid(np.array([MAX_LEVEL]), np.array([0]), np.array([0]))
     assert len(cell.refine(np.array([True]))) == 1
+    assert len(Grid(np.array([MAX_LEVEL - 1]), np.array([0]), np.array([0])).refine(np.array([True]))) == 4
     assert box_area_km2(-90.0, 90.0, -180.0, 180.0) == pytest.approx(EARTH_AREA_KM2)

@@ -9,11 +9,11 @@ from .conftest import synthetic_prediction
 
 
 def test_conflicting_clues_are_named_and_the_map_is_never_empty():
-    post = fuse([], parse_clues(["drive:left", "region:FR", "coast:max_km=50"]))
+    post = fuse([], parse_clues(["drive:left", "region:CH", "coast:max_km=50"]))
     assert np.isfinite(post.mass).all() and post.mass.sum() == pytest.approx(1.0)
-    assert any(set(c.names) == {"drive:left", "region:FR"} for c in post.conflicts)
-    assert post.dropped == ["region:FR"]
-    assert "drive:left x region:FR" in post.warnings[0]
+    assert any(set(c.names) == {"drive:left", "region:CH"} for c in post.conflicts)
+    assert post.dropped == ["region:CH"]
+    assert "drive:left x region:CH" in post.warnings[0]
 
 
 def test_a_clue_against_the_photo_is_reported_not_hidden(paris_prediction):
