@@ -1,8 +1,9 @@
 """The fused map: photo densities (tempered) x clue factors on an adaptive grid, with layers and conflicts.
 
 ``fuse(predictions, clues, tempering=...)`` builds the grid coarse (about 220 km cells) and refines, level
-by level, the cells holding 99.9 % of the current posterior until cells are about a third of the finest
-kernel width (or ``finest_km``), within ``max_cells``; then the final map is computed once more on it.
+by level, every cell holding more than ``REFINE_MASS`` of the current posterior (the uniform floor spread over
+the globe never does; a photo's core or a narrow band of clues does) until cells are about a third of the
+finest kernel width (or ``finest_km``), within ``max_cells``; then the final map is computed once more on it.
 
 The map is never empty or NaN: photo maps have a uniform floor, a clue that fits nowhere is refused when
 it is parsed, and when the clues together leave no place, the clue pairs whose product is empty are named,
@@ -24,7 +25,7 @@ from geoapp.fusion.tempering import Tempering
 
 DEFAULT_MAX_CELLS = 120_000
 CLUES_ONLY_KM = 25.0  # finest cells of a map made of clues alone
-HPD_REFINE = 0.999
+REFINE_MASS = 2e-5  # a cell holding more of the posterior than this is split (most refined first, within the budget)
 PHOTO_CONFLICT_MASS = 1e-3
 
 
@@ -198,16 +199,13 @@ class _CellValues:
         return _CellValues([np.concatenate(x) for x in zip(a.photo, b.photo)],
                            [np.concatenate(x) for x in zip(a.factors, b.factors)])
 
-    def log_posterior(self, grid: Grid, photos: list[PhotoMap], weights, floor: bool) -> np.ndarray:
+    def log_posterior(self, grid: Grid, photos: list[PhotoMap], weights) -> np.ndarray:
         """Approximate log density: a cell's density is at least the mass of the points inside it / its area
-        (so a kernel narrower than a coarse cell still marks that cell for refinement). Without ``floor``,
-        places only the uniform floor reaches are left coarse (nothing there to draw finely)."""
+        (so a kernel narrower than a coarse cell still marks that cell for refinement)."""
         total = np.zeros(len(grid))
         for w, p, dens in zip(weights, photos, self.photo):
             home = np.bincount(grid.locate(p.points.lat, p.points.lon), weights=p.points.weight, minlength=len(grid))
-            value = np.maximum(dens, (1.0 - p.kernel.floor) * home / grid.area_km2)
-            if floor:
-                value = value + p.kernel.floor / grid.area_km2.sum()
+            value = np.maximum(dens, (1.0 - p.kernel.floor) * home / grid.area_km2) + p.kernel.floor / grid.area_km2.sum()
             with np.errstate(divide="ignore"):
                 total += w * np.log(value)
         with np.errstate(divide="ignore"):
@@ -262,12 +260,10 @@ def fuse(predictions=(), clues: list[Clue] | tuple[Clue, ...] = (), tempering: T
     grid = Grid.base()
     values = _CellValues.of(grid, photos, clues, check=True)
     for _ in range(target):
-        mass = _normalise(values.log_posterior(grid, photos, weights, floor=False), grid.area_km2)
-        if not mass.any():
-            mass = _normalise(values.log_posterior(grid, photos, weights, floor=True), grid.area_km2)
+        mass = _normalise(values.log_posterior(grid, photos, weights), grid.area_km2)
         if not mass.any():
             break  # conflicting clues: resolved on the final grid below
-        inside = (mass_above(mass / grid.area_km2, mass) < HPD_REFINE) & (grid.level < target)
+        inside = (mass > REFINE_MASS) & (grid.level < target)
         room = (max_cells - len(grid)) // 3
         if room <= 0 or not inside.any():
             break
