@@ -173,6 +173,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--output-dir", default=None, help="where to write it (default: your data folder's calibrations/)")
     c.add_argument("--seed", type=int, default=0, help="seed of the kernel-fit / calibration split")
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--points-cache", default=None, metavar="FILE.npz",
+                   help="keep the images' map points here (a rerun with the same model and images skips predicting)")
     add_model_arguments(c)
     add_family_options(c)
     c.set_defaults(handler=_cmd_calibrate)
@@ -226,15 +228,34 @@ def read_solved(path: str | Path) -> tuple[list[tuple[str, float, float]], list[
     return rows, problems
 
 
-def predict_solved(args: argparse.Namespace, rows: list[tuple[str, float, float]]):
-    """Predictions of the solved images (errors reported, skipped): [(prediction, lat, lon)], family."""
+def solved_points(args: argparse.Namespace, rows: list[tuple[str, float, float]]):
+    """Each solved image's map points: [(source, PointMass, lat, lon)] and the model identity.
+
+    With ``args.points_cache`` (an .npz), points of the same model identity and images are read from it
+    instead of predicting again (calibrating and re-scoring then cost seconds), and written there otherwise.
+    """
+    import numpy as np
     from tqdm import tqdm
 
     from geoapp.cli_family import family_extras, load_family_from_args
     from geoapp.engine.inputs import predict_inputs
     from geoapp.families import PredictOptions
+    from geoapp.fusion import PointMass
 
     family = load_family_from_args(args)
+    model = family.describe().to_dict()
+    identity = json.dumps({"family": model["family"], "weights": model.get("heads_sha256"),
+                           "options": {k: str(v) for k, v in sorted(family_extras(args).items())}}, sort_keys=True)
+    cache = Path(args.points_cache) if getattr(args, "points_cache", None) else None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["identity"]) == identity and list(data["sources"]) == [r[0] for r in rows]:
+                bounds = data["offsets"]
+                out = [(str(data["sources"][i]), PointMass(data["lat"][a:b], data["lon"][a:b], data["weight"][a:b]),
+                        float(data["truth"][i, 0]), float(data["truth"][i, 1]))
+                       for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]
+                print(f"read the points of {len(out)} images from {cache}", file=sys.stderr)
+                return out, model
     options = PredictOptions.build(batch_size=max(1, args.batch_size), extras=family_extras(args))
     out = []
     with tqdm(total=len(rows), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
@@ -243,10 +264,21 @@ def predict_solved(args: argparse.Namespace, rows: list[tuple[str, float, float]
             for prediction, (_, lat, lon) in zip(predict_inputs(family, [r[0] for r in chunk], options,
                                                                 progress=bar.update), chunk):
                 if prediction.ok:
-                    out.append((prediction, lat, lon))
+                    out.append((prediction.source, PointMass.from_prediction(prediction), lat, lon))
                 else:
                     print(f"  skipped: {prediction.error}", file=sys.stderr)
-    return out, family
+    if cache is not None:
+        done = {source for source, *_ in out}
+        points = {source: p for source, p, _, _ in out}
+        sizes = [len(points[r[0]].lat) if r[0] in done else 0 for r in rows]
+        empty = np.zeros(0)
+        np.savez_compressed(
+            cache, identity=np.array(identity), sources=np.array([r[0] for r in rows]),
+            truth=np.array([[r[1], r[2]] for r in rows]), offsets=np.concatenate([[0], np.cumsum(sizes)]),
+            lat=np.concatenate([points[r[0]].lat if r[0] in done else empty for r in rows]),
+            lon=np.concatenate([points[r[0]].lon if r[0] in done else empty for r in rows]),
+            weight=np.concatenate([points[r[0]].weight if r[0] in done else empty for r in rows]))
+    return out, model
 
 
 def split_halves(count: int, seed: int):
@@ -260,7 +292,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from geoapp.fusion.calibration import Calibration, score_photo
-    from geoapp.fusion.density import PointMass, fit_kernel
+    from geoapp.fusion.density import fit_kernel
     from geoapp.fusion.posterior import PhotoMap
 
     rows, problems = read_solved(args.csv)
@@ -268,21 +300,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"  skipped: {problem}", file=sys.stderr)
     if len(rows) < 20:
         raise ValueError(f"{args.csv}: {len(rows)} usable solved images; calibration needs at least 20 (100+ advised)")
-    solved, family = predict_solved(args, rows)
+    solved, model = solved_points(args, rows)
     if len(solved) < 20:
         raise ValueError(f"only {len(solved)} solved images could be predicted; calibration needs at least 20")
-    model = family.describe().to_dict()
     fit_half, cal_half = split_halves(len(solved), args.seed)
     data = args.data or f"{Path(args.csv).name}: {len(solved)} solved images"
-    points = [PointMass.from_prediction(p) for p, _, _ in solved]
-    kernel, table = fit_kernel([(points[i], solved[i][1], solved[i][2]) for i in fit_half],
+    kernel, table = fit_kernel([solved[i][1:] for i in fit_half],
                                fitted_on=f"{data} (half {len(fit_half)}, seed {args.seed})")
     print(f"kernel: sigma {kernel.sigma_km:g} km, floor {kernel.floor:g} (mean log density "
           f"{table['mean_log_density_km2']:.3f} per km² over {len(fit_half)} images)", file=sys.stderr)
     scores = []
     for i in tqdm(cal_half, unit="img", file=sys.stderr, disable=None, desc="score"):
-        photo = PhotoMap(solved[i][0].source, points[i], kernel, model)
-        scores.append(score_photo(photo, solved[i][1], solved[i][2])[0])
+        source, points, lat, lon = solved[i]
+        scores.append(score_photo(PhotoMap(source, points, kernel, model), lat, lon)[0])
     calibration = Calibration(family=model["family"], weights_sha256=model.get("heads_sha256"), name=args.name,
                               data=data, scores=tuple(sorted(scores)), kernel=kernel,
                               created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

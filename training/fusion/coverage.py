@@ -21,7 +21,6 @@ from geoapp import cli_fusion
 from geoapp.cli_family import add_family_options, add_model_arguments
 from geoapp.fusion.areas import LEVELS
 from geoapp.fusion.calibration import find_calibration, score_photo
-from geoapp.fusion.density import PointMass
 from geoapp.fusion.posterior import PhotoMap
 
 
@@ -31,8 +30,8 @@ def evaluate(solved: list, model: dict, calibration) -> dict:
         thresholds[f"calibrated {level:g}"] = ("calibrated", calibration.threshold(level))
         thresholds[f"plain {level:g}"] = ("plain", level)
     scores, areas = [], {name: [] for name in thresholds}
-    for prediction, lat, lon in solved:
-        photo = PhotoMap(prediction.source, PointMass.from_prediction(prediction), calibration.kernel, model)
+    for source, points, lat, lon in solved:
+        photo = PhotoMap(source, points, calibration.kernel, model)
         score, got = score_photo(photo, lat, lon, thresholds)
         scores.append(score)
         for name, value in got.items():
@@ -64,15 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="calibration name (default: the model's first)")
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--points-cache", default=None, metavar="FILE.npz", help="as for geoapp calibrate")
+    parser.add_argument("--limit", type=int, default=None, help="the first N images only")
     add_model_arguments(parser)
     add_family_options(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows, problems = cli_fusion.read_solved(args.csv)
+    rows = rows[: args.limit] if args.limit else rows
     for problem in problems:
         print(f"  skipped: {problem}", file=sys.stderr)
-    solved, family = cli_fusion.predict_solved(args, rows)
-    model = family.describe().to_dict()
+    solved, model = cli_fusion.solved_points(args, rows)
     calibration = find_calibration(model, args.name)
     if calibration is None:
         raise SystemExit(f"no calibration for {model['family']}: run python -m geoapp calibrate first")
