@@ -29,8 +29,8 @@ CLUES = ("sun:time=2024-06-21T10:00:00Z,ratio=0.50,ratio_sd=0.05",
 def model_points():
     """The surface as ``PointMass.from_prediction`` keeps it: the top points holding 99.9 %, at most 5 000."""
     from geoapp.fusion import PointMass
-    from geoapp.prediction import ProbabilitySurface
-    from geoapp.gallery import Gallery
+    from geoapp.results.prediction import ProbabilitySurface
+    from geoapp.galleries.gallery import Gallery
     from geoapp.geo.distance import haversine_km
 
     coords = Gallery.default().coords.astype(np.float64)

@@ -238,7 +238,7 @@ def _conflicts(grid: Grid, clues: list[Clue], factors: list[np.ndarray]) -> tupl
 def fuse(predictions=(), clues: list[Clue] | tuple[Clue, ...] = (), tempering: Tempering | None = None, *,
          photos: list[PhotoMap] | None = None, calibrations: list | None = None,
          max_cells: int = DEFAULT_MAX_CELLS, finest_km: float | None = None) -> Posterior:
-    """Fuse photo predictions (``geoapp.prediction.Prediction``) and clues into one posterior map.
+    """Fuse photo predictions (``geoapp.results.prediction.Prediction``) and clues into one posterior map.
 
     ``tempering``: how much each photo counts (default: identical files once, see ``geoapp.fusion.tempering``);
     ``calibrations``: one per prediction (or None), also giving each photo's fitted kernel.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoapp.prediction import build_prediction
+from geoapp.results.prediction import build_prediction
 
 
 def synthetic_prediction(source: str, lat0: float, lon0: float, spread_deg: float, seed: int, n: int = 400,

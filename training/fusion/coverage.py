@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from geoapp import cli_fusion
-from geoapp.cli_family import add_family_options, add_model_arguments
+from geoapp.cli import fusion as cli_fusion
+from geoapp.cli.family import add_family_options, add_model_arguments
 from geoapp.fusion.areas import LEVELS
 from geoapp.fusion.calibration import find_calibration, score_photo
 from geoapp.fusion.posterior import PhotoMap

@@ -44,7 +44,7 @@ def _write(folder: Path, name: str, coords: np.ndarray, pixels: np.ndarray) -> P
 
 
 def satworld_sets(out: Path) -> list[Path]:
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from training.satworld.render import render_batch
     from training.satworld.splits import SplitConfig, make_splits
     from training.satworld.train import TrainConfig
@@ -67,7 +67,7 @@ def satworld_sets(out: Path) -> list[Path]:
 
 
 def maptiles_sets(out: Path) -> list[Path]:
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from training.maptiles.data import render_queries, splits
 
     config = json.loads((ASSETS / "maptiles" / "manifest.json").read_text())["config"]

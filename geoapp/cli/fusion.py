@@ -1,6 +1,6 @@
 """Command line for evidence fusion: ``predict --clue/--fuse/--area``, ``clues show``, ``calibrate``.
 
-(The lead moves this into the ``geoapp/cli/`` package; ``geoapp.cli`` only calls the hooks below.)
+``geoapp.cli.main`` only calls the hooks below.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _phash(path: str) -> str | None:
 
 
 def render(predictions: list, posteriors: list, levels: tuple[float, ...], fmt: str) -> str:
-    from geoapp import formats
+    from geoapp.results import formats
 
     if fmt == "json":
         data = json.loads(formats.to_json(predictions)) if predictions else []
@@ -106,7 +106,7 @@ def render(predictions: list, posteriors: list, levels: tuple[float, ...], fmt: 
         base["conflicts"] = [{"source": p.source, **c.to_dict()} for p in posteriors for c in p.conflicts]
         return json.dumps({"type": "FeatureCollection", **base}, indent=2, ensure_ascii=False)
     if fmt == "kml":
-        from geoapp.kml import features_to_kml
+        from geoapp.results.kml import features_to_kml
 
         base = json.loads(formats.to_geojson(predictions))["features"] if predictions else []
         return features_to_kml("geoapp credible areas", "candidates and credible areas", base + features)
@@ -127,7 +127,7 @@ def _areas_csv(features: list[dict]) -> str:
     import shapely
     from shapely.geometry import shape
 
-    from geoapp.textsafe import csv_cell
+    from geoapp.results.textsafe import csv_cell
 
     buffer = io.StringIO()
     columns = ("kind", "source", "level", "mass", "area_km2", "parts", "calibrated", "calibration", "clues", "name",
@@ -146,7 +146,7 @@ def _areas_csv(features: list[dict]) -> str:
 # ----------------------------------------------------------------------------------- clues show
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """``clues show`` and ``calibrate``."""
-    from geoapp.cli_family import add_family_options, add_model_arguments
+    from geoapp.cli.family import add_family_options, add_model_arguments
 
     p = sub.add_parser("clues", help="map clues without a photo (sun and shadows, time zone, driving side ...)")
     csub = p.add_subparsers(dest="clues_command", required=True)
@@ -237,7 +237,7 @@ def solved_points(args: argparse.Namespace, rows: list[tuple[str, float, float]]
     import numpy as np
     from tqdm import tqdm
 
-    from geoapp.cli_family import family_extras, load_family_from_args
+    from geoapp.cli.family import family_extras, load_family_from_args
     from geoapp.engine.inputs import predict_inputs
     from geoapp.families import PredictOptions
     from geoapp.fusion import PointMass

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from geoapp.textsafe import xml_text
+from geoapp.results.textsafe import xml_text
 
 KML_NS = "http://www.opengis.net/kml/2.2"
 
