@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from geoapp.cli import main
+from geoapp.cli.main import main
 from tests.conftest import shared_path
 
 
