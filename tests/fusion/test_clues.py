@@ -25,12 +25,18 @@ def test_time_zone_clue_uses_the_offset_on_that_date():
 
 
 @pytest.mark.parametrize("text, words", [
+    ("sun:time=yesterday,ratio=1", "not an ISO date-time"),
+    ("sun:time=2024-06-21T10:00:00,ratio=1", "no time zone"),
+    ("sun:time=2024-06-21T10:00:00Z,ratio=-1", "impossible"),
+    ("sun:time=2024-06-21T10:00:00Z", "ratio="),
+    ("sun:time=2024-06-21T10:00:00Z,ratio=1,colour=red", "unknown key 'colour'"),
+    ("sun:time=2024-06-21T10:00:00Z,ratio=1,horizon=below", "needs the sun above"),
     ("tz:offset=+05:15,time=2024-06-21T12:00:00", "no time zone had UTC+05:15"),
     ("tz:offset=+15:00,time=2024-06-21T12:00:00", "impossible"),
     ("tz:offset=+02:00,time=21/06/2024", "not an ISO date-time"),
     ("tz:offset=+02:00", "needs offset"),
 ])
-def test_impossible_time_zone_clues_are_refused_by_name(text, words):
+def test_impossible_or_unparsable_clues_are_refused_by_name(text, words):
     with pytest.raises(ClueError) as caught:
         parse_clue(text)
     assert words in str(caught.value) and text in str(caught.value)

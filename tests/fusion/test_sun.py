@@ -65,20 +65,6 @@ def test_sun_above_and_below_the_horizon_split_the_globe():
     assert down.factor_at(lat, lon).tolist() == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("sun:time=yesterday,ratio=1", "not an ISO date-time"),
-    ("sun:time=2024-06-21T10:00:00,ratio=1", "no time zone"),
-    ("sun:time=2024-06-21T10:00:00Z,ratio=-1", "impossible"),
-    ("sun:time=2024-06-21T10:00:00Z", "ratio="),
-    ("sun:time=2024-06-21T10:00:00Z,ratio=1,colour=red", "unknown key 'colour'"),
-    ("sun:time=2024-06-21T10:00:00Z,ratio=1,horizon=below", "needs the sun above"),
-])
-def test_bad_sun_clues_say_what_is_wrong_and_name_the_clue(text, words):
-    with pytest.raises(ClueError) as caught:
-        parse_clue(text)
-    assert words in str(caught.value) and text in str(caught.value)
-
-
 def test_a_shadow_pair_the_sun_never_gives_is_refused():
     from geoapp.fusion.grid import Grid
 
