@@ -13,14 +13,11 @@ the adaptive grid's finest cells, which favours the reference). Rasters are read
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from _common import bench_parser, emit, machine
 
 CLUES = ("sun:time=2024-06-21T10:00:00Z,ratio=0.50,ratio_sd=0.05",
          "tz:offset=+02:00,time=2024-06-21T12:00:00", "drive:right")
@@ -77,10 +74,9 @@ def timed(function, repeats: int):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser(__doc__, device=False)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--reference-level", type=int, default=3)
-    p.add_argument("--json", default=None)
     args = p.parse_args()
 
     from geoapp.fusion import Kernel, parse_clues
@@ -91,7 +87,7 @@ def main() -> int:
         build()  # disk cache -> memory, outside the timings
     points, gallery = model_points()
     rows = []
-    load_before = os.getloadavg()
+    before = machine()
     for kernel in (Kernel(50.0, 0.01), Kernel(400.0, 0.1)):
         (cells, area, post), cold, warm, all_times = timed(lambda: adaptive(points, kernel, clues), args.repeats)
         (ref_cells, ref_area), ref_cold, ref_warm, ref_times = timed(
@@ -107,13 +103,8 @@ def main() -> int:
         print(f"kernel {kernel.sigma_km:g} km: adaptive {cells:,} cells {warm:.3f} s (cold {cold:.3f} s), 90 % area "
               f"{area:,.0f} km²; uniform level {args.reference_level} {ref_cells:,} cells {ref_warm:.3f} s, 90 % area "
               f"{ref_area:,.0f} km²")
-    result = {"clues": list(CLUES), "gallery_points": gallery, "rows": rows, "machine": platform.platform(),
-              "processor": platform.processor(), "cpus": os.cpu_count(), "loadavg_before": load_before,
-              "loadavg_after": os.getloadavg()}
-    print(json.dumps({"loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count()}))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=1)
+    emit({"clues": list(CLUES), "gallery_points": gallery, "rows": rows, "machine_before": before,
+          "machine_after": machine()}, args.json)
     return 0
 
 

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -81,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     result.update({"model": model["family"], "weights_sha256": model.get("heads_sha256"), "csv": args.csv,
                    "calibration": calibration.label(), "kernel": calibration.kernel.to_dict(),
                    "seconds": round(time.perf_counter() - started, 1), "machine": platform.platform(),
-                   "cpus": os.cpu_count(), "loadavg_end": os.getloadavg()})
+                   "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()})
     print(markdown(result))
     print(f"{result['n']} held-out images; {calibration.label()}; kernel {calibration.kernel.sigma_km:g} km, floor "
           f"{calibration.kernel.floor:g}; {result['seconds']} s; load {os.getloadavg()}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=1)
+        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0
 
 
