@@ -48,18 +48,21 @@ def fusion_requested(args: argparse.Namespace) -> bool:
 
 def check_predict_args(args: argparse.Namespace, fmt: str):
     """Parse the clues before any model loads (a bad clue stops at once); None when fusion is off."""
-    from geoapp.fusion import parse_clues
+    from geoapp.fusion import parse_clue, parse_clues
 
     if not fusion_requested(args) and fmt != "kml":
         return None
     if fmt not in ("json", "csv", "geojson", "kml"):
         raise ValueError(f"credible areas are written as json, csv, geojson or kml, not {fmt}")
-    return parse_clues(args.clue)
+    clues = parse_clues(args.clue)
+    if getattr(args, "region", None) and not any(c.kind == "region" for c in clues):
+        clues.append(parse_clue(f"region:{args.region}"))  # the search region is a hard clue of the map too
+    return clues
 
 
 def fused_text(args: argparse.Namespace, predictions: list, clues: list, fmt: str) -> str:
     """The output of ``predict`` with fusion: candidates plus credible areas (and the clue layers)."""
-    from geoapp.fusion import Tempering, find_calibration, fuse
+    from geoapp.fusion import Tempering, find_calibration, fuse, proposed_from_exif
 
     levels = args.area or (0.9,)
     ok = [p for p in predictions if p.ok]
@@ -72,6 +75,11 @@ def fused_text(args: argparse.Namespace, predictions: list, clues: list, fmt: st
         posteriors += [fuse([p], clues, calibrations=[c]) for p, c in zip(ok, calibrations)]
     if not ok and clues:
         posteriors.append(fuse([], clues))
+    for p in ok:
+        proposal = proposed_from_exif((p.image.get("exif") or {}).get("capture_time"))
+        if proposal is not None and proposal.text not in {c.text for c in clues}:
+            print(f"{p.source}: EXIF proposes the clue {proposal.text!r} (EXIF can be edited: add --clue "
+                  f"'{proposal.text}' to apply it)", file=sys.stderr)
     for post in posteriors:
         for warning in post.warnings + [f"conflict: {' x '.join(c.names)}: {c.detail}" for c in post.conflicts]:
             print(f"WARNING ({post.source}): {warning}", file=sys.stderr)
