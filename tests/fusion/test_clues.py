@@ -87,7 +87,8 @@ def test_exclusion_polygons_are_repaired_or_refused(tmp_path):
     path.write_text(json.dumps({"type": "Feature", "geometry": bowtie, "properties": {}}))
     clue = parse_clue(f"exclude:{path}")
     assert "repaired" in clue.note
-    assert _at(clue, (2.0, 5.0), (5.0, 2.0), (30.0, 30.0)).tolist() == [0.0, 1.0, 1.0]
+    # The bow tie becomes its two triangles (west and east of x = 5): (lat 5, lon 2) is inside, (lat 2, lon 5) is not.
+    assert _at(clue, (2.0, 5.0), (5.0, 2.0), (30.0, 30.0)).tolist() == [1.0, 0.0, 1.0]
     line = tmp_path / "line.geojson"
     line.write_text(json.dumps({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}))
     with pytest.raises(ClueError, match="no area"):

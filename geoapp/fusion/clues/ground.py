@@ -59,7 +59,7 @@ class DrivingSideClue(Clue):
 class ElevationClue(Clue):
     low: float | None = None
     high: float | None = None
-    tolerance: float | None = None  # None: 300 m + 30 % of the bound (the raster's error, see ``rasters``)
+    tolerance: float | None = None  # None: 500 m + 40 % of the bound (the raster's error, see ``rasters``)
 
     kind = "elevation"
 
@@ -75,7 +75,7 @@ class ElevationClue(Clue):
         return cls(text=text, source=source, low=low, high=high, tolerance=number(text, o, "tol", low=0.0, high=5000.0))
 
     def slack(self, bound: float) -> float:
-        return self.tolerance if self.tolerance is not None else 300.0 + 0.3 * abs(bound)
+        return self.tolerance if self.tolerance is not None else 500.0 + 0.4 * abs(bound)
 
     def passes(self, metres: np.ndarray) -> np.ndarray:
         ok = np.ones(metres.shape, bool)
