@@ -1,7 +1,5 @@
 import json
 
-import pytest
-
 from geoapp.cli.main import main
 from tests.conftest import shared_path
 
@@ -26,10 +24,8 @@ def test_a_bad_clue_is_one_line_naming_it(capsys):
 
 
 def test_predict_writes_area_polygons_with_km2_and_calibration(tmp_path):
-    photo = shared_path("data", "im2gps3k-dev")
-    images = sorted(p for p in photo.glob("*.jpg"))[:1]
-    if not images:
-        pytest.skip("../shared/data/im2gps3k-dev is not beside the checkout")
+    images = sorted(shared_path("im2gps3k-dev").glob("*.jpg"))[:1]
+    assert images
     out = tmp_path / "areas.geojson"
     code = main(["predict", str(images[0]), "--model", "satworld", "--clue", "drive:right", "--area", "0.5,0.9",
                  "--format", "geojson", "--output", str(out)])
