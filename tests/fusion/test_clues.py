@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from geoapp.fusion import ClueError, parse_clue, proposed_from_exif
-from geoapp.fusion.grid import Grid
+from geoapp.fusion.grid import Grid, point_cells
 
 BERLIN, LONDON, PARIS, TOKYO, SYDNEY = (52.52, 13.40), (51.51, -0.13), (48.86, 2.35), (35.68, 139.69), (-33.87, 151.21)
 
 
 def _at(clue, *places):
-    grid = Grid.base(6)
-    index = grid.locate(np.array([p[0] for p in places]), np.array([p[1] for p in places]))
-    return clue.factor(grid.subset(index))
+    """The clue's factor in the level-6 cells (about 3 km) holding each (lat, lon)."""
+    row, col = point_cells(np.array([p[0] for p in places]), np.array([p[1] for p in places]), 6)
+    return clue.factor(Grid(np.full_like(row, 6), row, col))
 
 
 def test_time_zone_clue_uses_the_offset_on_that_date():
