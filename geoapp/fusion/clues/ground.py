@@ -78,11 +78,16 @@ class ElevationClue(Clue):
         return self.tolerance if self.tolerance is not None else 500.0 + 0.4 * abs(bound)
 
     def passes(self, metres: np.ndarray) -> np.ndarray:
+        """Pixels where the band may hold: some pixel within one pixel (about 14 km) is within the slack of it
+        (the colour-derived raster is noisy and a valley town sits next to its mountains)."""
+        from scipy.ndimage import maximum_filter, minimum_filter
+
         ok = np.ones(metres.shape, bool)
         if self.low is not None:
-            ok &= metres >= self.low - self.slack(self.low)
+            ok &= maximum_filter(metres, size=3, mode="wrap") >= self.low - self.slack(self.low)
         if self.high is not None:
-            ok &= metres <= self.high + self.slack(self.high)
+            known = np.where(metres == rasters.ELEVATION_UNKNOWN, np.iinfo(np.int16).max, metres)
+            ok &= minimum_filter(known, size=3, mode="wrap") <= self.high + self.slack(self.high)
         return ok | (metres == rasters.ELEVATION_UNKNOWN)  # ice sheets: elevation unknown, not judged
 
     def factor(self, grid: Grid) -> np.ndarray:
