@@ -1,0 +1,161 @@
+"""Which frames get decoded and analysed: the codec's keyframes, and samples where those are too sparse.
+
+Encoders put an intra frame (a *keyframe*) at every cut they detect and every few seconds, so decoding
+only those — sending just their packets to the decoder, never the frames that depend on them — sees
+every shot at a fraction of the cost of decoding everything. In ``auto`` mode the packets after a
+keyframe are held back (compressed, capped) until the next keyframe arrives; if it does not come within
+``max_keyframe_gap_s``, the held packets and the rest of that group of pictures are decoded and one
+frame per ``sample_interval_s`` is analysed, so a video with rare keyframes is still covered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import av
+
+from .options import KeyframeOptions, VideoLimits
+
+
+@dataclass
+class DecodeStats:
+    """What decoding did; ``stopped`` says why it ended early (None: it reached the end)."""
+
+    packets: int = 0
+    decoded_frames: int = 0
+    analysed_frames: int = 0
+    damaged_packets: int = 0
+    corrupt_frames: int = 0
+    filled_gaps: int = 0  # groups of pictures decoded in full because keyframes were too far apart
+    stopped: str | None = None
+    cancelled: bool = False
+    last_time_s: float | None = None  # the last decoded frame's time
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Stop(Exception):
+    """Decoding ends here; the reason is in the stats."""
+
+
+def _seconds(value, time_base, start: float) -> float | None:
+    return None if value is None or not time_base else float(value * time_base) - start
+
+
+class FrameFeed:
+    """Iterate ``(frame, time_s)`` over the frames to analyse, in presentation order, within the caps."""
+
+    def __init__(self, container, stream, options: KeyframeOptions, limits: VideoLimits,
+                 should_stop: Callable[[], bool] | None = None):
+        self.container, self.stream = container, stream
+        self.options, self.limits = options, limits
+        self.should_stop = should_stop or (lambda: False)
+        self.stats = DecodeStats()
+        self.start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        self.decoder = stream.codec_context
+        self.decoder.thread_type = "AUTO"
+        self._next_sample = -math.inf
+        self._last_time: float | None = None
+
+    # ------------------------------------------------------------------ packets in
+    def __iter__(self) -> Iterator[tuple[object, float]]:
+        mode, gap = self.options.mode, self.options.max_keyframe_gap_s
+        held: list = []
+        held_bytes, key_time, filling = 0, None, mode == "sampled"
+        try:
+            for packet in self._packets():
+                if mode == "sampled":
+                    send = [packet]
+                elif packet.is_keyframe:
+                    held, held_bytes, filling = [], 0, False
+                    key_time = self._packet_time(packet)
+                    send = [packet]
+                elif mode == "keyframes":
+                    continue
+                elif filling or key_time is None:  # filling a sparse group, or no keyframe seen yet
+                    filling, send = True, [packet]
+                else:
+                    held.append(packet)
+                    held_bytes += packet.size
+                    when = self._packet_time(packet)
+                    if (when is not None and when - key_time > gap) or held_bytes > self.limits.max_buffered_mb * 2**20:
+                        self.stats.filled_gaps += 1
+                        filling, send, held, held_bytes = True, held, [], 0
+                    else:
+                        continue
+                for item in send:
+                    yield from self._decode(item)
+            yield from self._decode(None)  # drain the decoder's delayed frames
+        except _Stop:
+            return
+
+    def _packets(self):
+        demux = self.container.demux(self.stream)
+        while True:
+            if self.should_stop():
+                self.stats.cancelled = True
+                self.stats.stopped = "cancelled"
+                return
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as error:  # truncated or damaged container mid-way
+                self.stats.stopped = f"the file ends early or is damaged after {self._where()} ({error.__class__.__name__})"
+                return
+            if packet.size == 0:
+                continue  # the demuxer's end marker
+            self.stats.packets += 1
+            yield packet
+
+    # ------------------------------------------------------------------ frames out
+    def _decode(self, packet) -> Iterator[tuple[object, float]]:
+        try:
+            frames = self.decoder.decode(packet)
+        except (av.error.FFmpegError, ValueError) as error:
+            if packet is None:
+                return
+            self.stats.damaged_packets += 1
+            if self.stats.damaged_packets > self.limits.max_damaged_packets:
+                self.stats.stopped = (f"more than {self.limits.max_damaged_packets} damaged packets "
+                                      f"(last: {error.__class__.__name__}) after {self._where()}")
+                raise _Stop from error
+            return
+        for frame in frames:
+            self.stats.decoded_frames += 1
+            if self.stats.decoded_frames > self.limits.max_decoded_frames:
+                self.stats.stopped = f"decoded-frame limit reached ({self.limits.max_decoded_frames:,} frames)"
+                raise _Stop
+            if frame.width * frame.height > self.limits.max_frame_pixels:
+                self.stats.stopped = (f"a {frame.width}×{frame.height} frame exceeds the limit of "
+                                      f"{self.limits.max_frame_pixels:,} pixels")
+                raise _Stop
+            if frame.is_corrupt:
+                self.stats.corrupt_frames += 1
+                continue
+            time_s = self._time(frame)
+            if time_s > self.limits.max_duration_s:
+                self.stats.stopped = (f"duration limit reached: only the first {self.limits.max_duration_s:g} s "
+                                      "were analysed")
+                raise _Stop
+            self._last_time = self.stats.last_time_s = time_s
+            if frame.key_frame or time_s >= self._next_sample - 1e-6:
+                self._next_sample = time_s + self.options.sample_interval_s
+                yield frame, time_s
+
+    def _packet_time(self, packet) -> float | None:
+        return _seconds(packet.pts if packet.pts is not None else packet.dts,
+                        packet.time_base or self.stream.time_base, self.start)
+
+    def _time(self, frame) -> float:
+        time_s = _seconds(frame.pts, frame.time_base or self.stream.time_base, self.start)
+        if time_s is None:  # no timestamp: one frame period after the previous frame
+            rate = float(self.stream.average_rate or 25)
+            time_s = (self._last_time or 0.0) + 1.0 / rate if self._last_time is not None else 0.0
+        return max(0.0, time_s)
+
+    def _where(self) -> str:
+        return "the start" if self._last_time is None else f"t={self._last_time:.2f} s"
