@@ -10,7 +10,7 @@ only; refusal caps and early-stop caps are in :class:`VideoLimits`; every failur
 Modules: ``errors``, ``options`` (KeyframeOptions, VideoLimits), ``container`` (sniffing, opening,
 VideoInfo), ``decode`` (which frames are decoded: keyframes, gap filling, caps), ``analysis``
 (sharpness, hash, images at reduced size), ``shots`` (cuts), ``selection`` (per-shot pools, per-video
-cap), ``extract`` (the whole path), ``export`` (keyframes as JPEG files with sidecars).
+cap), ``extract`` (the whole path). Writing keyframes as files: ``geoapp.engine.video_export``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ frame per ``sample_interval_s`` is analysed, so a video with rare keyframes is s
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -59,6 +60,7 @@ class FrameFeed:
         self.decoder.thread_type = "AUTO"
         self._next_sample = -math.inf
         self._last_time: float | None = None
+        self._packet_pts = array("q")  # every packet's timestamp: the real frame rate, variable or not
 
     # ------------------------------------------------------------------ packets in
     def __iter__(self) -> Iterator[tuple[object, float]]:
@@ -109,6 +111,8 @@ class FrameFeed:
             if packet.size == 0:
                 continue  # the demuxer's end marker
             self.stats.packets += 1
+            if packet.pts is not None:
+                self._packet_pts.append(packet.pts)
             yield packet
 
     # ------------------------------------------------------------------ frames out
@@ -145,6 +149,18 @@ class FrameFeed:
             if frame.key_frame or time_s >= self._next_sample - 1e-6:
                 self._next_sample = time_s + self.options.sample_interval_s
                 yield frame, time_s
+
+    def measured_rate(self) -> tuple[float | None, bool | None]:
+        """(average frames per second, variable?) from the packet timestamps seen (None when too few)."""
+        if len(self._packet_pts) < 3 or not self.stream.time_base:
+            return None, None
+        times = sorted(self._packet_pts)
+        steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+        if not steps:
+            return None, None
+        span = (times[-1] - times[0]) * float(self.stream.time_base)
+        low, high = steps[len(steps) // 20], steps[(len(steps) * 19) // 20]
+        return ((len(times) - 1) / span if span > 0 else None), high > 1.2 * low
 
     def _packet_time(self, packet) -> float | None:
         return _seconds(packet.pts if packet.pts is not None else packet.dts,
