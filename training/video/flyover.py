@@ -54,6 +54,7 @@ class ClipSpec:
     rotation: int = 0  # display matrix, degrees counter-clockwise (how phones store portrait video)
     frame_seconds: tuple[float, ...] | None = None  # variable frame rate: each frame's duration, cycled
     creation_time: str | None = None  # container creation time, ISO 8601 UTC ("2024-05-01T10:00:00Z")
+    location: str | None = None  # ISO 6709 position as phones write it ("+48.8584+002.2945/")
     force_keyframes_at_cuts: bool = True
     grain: float = 0.0  # sensor-noise amplitude in grey levels: real footage's bitrate (benchmarks use ~6)
 
@@ -146,6 +147,8 @@ def write_clip(path: str | Path, spec: ClipSpec) -> ClipFacts:
     with av.open(str(path), "w", format=CONTAINER_FORMATS[suffix]) as container:
         if spec.creation_time:
             container.metadata["creation_time"] = spec.creation_time
+        if spec.location:
+            container.metadata["location"] = spec.location
         stream = _open_stream(container, spec, suffix)
         shot = -1
         for index, t in enumerate(times):
