@@ -89,6 +89,8 @@ def _what_else(head: bytes) -> str:
         return "the content is WAV audio"
     if head.lstrip().startswith(b"#EXTM3U"):
         return "the content is a playlist (HLS), which is never followed"
+    if head.lstrip().startswith(b"ffconcat"):
+        return "the content is an FFmpeg concat script, which is never followed"
     if head and all(32 <= b < 127 or b in b"\r\n\t" for b in head[:512]):
         return "the content is text"
     return "unrecognised content"
@@ -209,15 +211,16 @@ def open_video(path: str | os.PathLike, limits: VideoLimits, name: str | None = 
     demuxer = sniff_container(head)
     if demuxer is None:
         raise VideoLoadError(name, f"not a video: {_what_else(head)}")
+    # max_streams: FFmpeg stops creating streams past our limit (it would go on to 1000)
+    options = {"protocol_whitelist": "file", "max_streams": str(limits.max_streams + 1)}
     try:
-        container = av.open(str(path), format=demuxer, options={"protocol_whitelist": "file"},
-                            metadata_errors="replace")
+        container = av.open(str(path), format=demuxer, options=options, metadata_errors="replace")
     except av.error.FFmpegError as e:
-        raise VideoLoadError(name, _open_error(demuxer, e)) from e
+        raise VideoLoadError(name, _open_error(path, demuxer, e)) from e
     try:
         if len(container.streams) > limits.max_streams:
-            raise VideoLoadError(name, f"the container has {len(container.streams)} streams (the limit is "
-                                       f"{limits.max_streams}): not an ordinary video")
+            raise VideoLoadError(name, f"the container has more than {limits.max_streams} streams (the limit): "
+                                       "not an ordinary video")
         stream = _video_stream(container, name)
         info = _info(container, stream, name, path.stat().st_size)
         if info.width * info.height > limits.max_frame_pixels:
@@ -228,10 +231,31 @@ def open_video(path: str | os.PathLike, limits: VideoLimits, name: str | None = 
         container.close()
 
 
-def _open_error(demuxer: str, error: BaseException) -> str:
+def _has_mp4_index(path: Path) -> bool:
+    """Whether the top-level boxes of an MP4/MOV file include its index (``moov``); cut-short recordings lack it."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        position = 0
+        for _ in range(10_000):  # top-level boxes are few; a hostile file cannot make this loop long
+            handle.seek(position)
+            header = handle.read(16)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind == b"moov":
+                return True
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            if length < 8 or position + length > size:
+                return False
+            position += length
+    return False
+
+
+def _open_error(path: Path, demuxer: str, error: BaseException) -> str:
     detail = _short_error(error)
-    if demuxer == "mov" and "moov atom not found" in str(error):
-        return "the file is truncated or damaged (the MP4/MOV index, 'moov', is missing)"
+    if demuxer == "mov" and not _has_mp4_index(path):
+        return "the file is truncated or damaged: its index ('moov' box) is missing (a recording or download cut short)"
     if isinstance(error, av.error.InvalidDataError):
         return f"the file is damaged or not a valid {demuxer} container ({detail})"
     return f"cannot open the video ({detail})"

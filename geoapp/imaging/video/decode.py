@@ -33,6 +33,7 @@ class DecodeStats:
     stopped: str | None = None
     cancelled: bool = False
     last_time_s: float | None = None  # the last decoded frame's time
+    last_packet_s: float | None = None  # the last packet's time (all packets are read, decoded or not)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,6 +114,9 @@ class FrameFeed:
             self.stats.packets += 1
             if packet.pts is not None:
                 self._packet_pts.append(packet.pts)
+                when = self._packet_time(packet)
+                if self.stats.last_packet_s is None or when > self.stats.last_packet_s:
+                    self.stats.last_packet_s = when
             yield packet
 
     # ------------------------------------------------------------------ frames out

@@ -99,6 +99,7 @@ def extract_keyframes(path: str | os.PathLike, options: KeyframeOptions | None =
                 feed.stats.stopped = f"analysed-frame limit reached ({limits.max_analysed_frames:,} frames)"
                 break
     stats = feed.stats
+    _check_length(stats, info)
     if stats.stopped is None:  # the whole stream was read: its timestamps tell the real rate
         rate, variable = feed.measured_rate()
         info.frame_rate = rate or info.frame_rate
@@ -112,6 +113,14 @@ def extract_keyframes(path: str | os.PathLike, options: KeyframeOptions | None =
     if progress:
         progress(1.0, f"{name}: {len(keyframes)} keyframe(s) from {len(shots)} shot(s)")
     return result
+
+
+def _check_length(stats: DecodeStats, info: VideoInfo) -> None:
+    """A stream that ends well before the duration its header declares was cut short: say so."""
+    if stats.stopped is None and info.duration_s and stats.last_packet_s is not None:
+        if info.duration_s - stats.last_packet_s > max(1.0, 0.02 * info.duration_s):
+            stats.stopped = (f"the data ends at t={stats.last_packet_s:.1f} s, before the declared duration of "
+                             f"{info.duration_s:.1f} s (truncated file?)")
 
 
 def _nothing_decoded(stats: DecodeStats, info: VideoInfo) -> str:
@@ -129,9 +138,10 @@ def _notes(stats: DecodeStats, info: VideoInfo, options: KeyframeOptions, select
         notes.append(f"cancelled at t={stats.last_time_s or 0:.1f} s: keyframes found so far are kept")
     elif stats.stopped:
         notes.append(f"stopped early: {stats.stopped}; keyframes found so far are kept")
-    if stats.damaged_packets or stats.corrupt_frames:
-        notes.append(f"{stats.damaged_packets} damaged packet(s) skipped, {stats.corrupt_frames} corrupt frame(s) "
-                     "left out")
+    damage = [f"{n} {what}" for n, what in ((stats.damaged_packets, "undecodable packet(s) skipped"),
+                                            (stats.corrupt_frames, "corrupt frame(s) left out")) if n]
+    if damage:
+        notes.append("damaged video data: " + ", ".join(damage))
     if stats.filled_gaps:
         notes.append(f"{stats.filled_gaps} stretch(es) without a keyframe for over {options.max_keyframe_gap_s:g} s "
                      f"decoded in full (one frame analysed per {options.sample_interval_s:g} s)")
