@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from geoapp.imaging.video import KeyframeOptions, VideoLimits, extract_keyframes
-from training.video.flyover import ClipSpec, Segment, write_clip
+from training.video.flyover import ClipSpec, write_clip
 
 from .clips import CUTS, SIZE, THREE_SHOTS, studio, three_shots
 
