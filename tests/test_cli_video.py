@@ -29,7 +29,7 @@ class Run:
 
 @pytest.fixture
 def run_cli(capsys):
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     def run(*args: str) -> Run:
         code = main(list(args))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from geoapp.fileio import atomic_write
 from geoapp.imaging.video import Keyframe, VideoKeyframes
-from geoapp.textsafe import csv_cell, unicode_text
+from geoapp.results.textsafe import csv_cell, unicode_text
 
 SIDECAR_COLUMNS = ("file", "source", "time_s", "wall_time", "shot", "rank", "sharpness", "phash", "intra", "width",
                    "height")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from geoapp.imaging.video import KeyframeOptions, VideoKeyframes, VideoLimits, VideoLoadError, extract_keyframes, \
     is_video_path
-from geoapp.prediction import Prediction
+from geoapp.results.prediction import Prediction
 
 from .inputs import is_url, predict_inputs
 
