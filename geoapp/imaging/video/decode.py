@@ -2,7 +2,9 @@
 
 Encoders put an intra frame (a *keyframe*) at every cut they detect and every few seconds, so decoding
 only those — sending just their packets to the decoder, never the frames that depend on them — sees
-every shot at a fraction of the cost of decoding everything. In ``auto`` mode the packets after a
+every shot at a fraction of the cost of decoding everything. Where the container indexes every frame (MP4,
+MOV) and the keyframes are close enough, the feed seeks from keyframe to keyframe and reads nothing else (a
+fraction of the file from disk). Otherwise every packet is read; in ``auto`` mode the packets after a
 keyframe are held back (compressed, capped) until the next keyframe arrives; if it does not come within
 ``max_keyframe_gap_s``, the held packets and the rest of that group of pictures are decoded and one
 frame per ``sample_interval_s`` is analysed, so a video with rare keyframes is still covered.
@@ -32,6 +34,7 @@ class DecodeStats:
     filled_gaps: int = 0  # groups of pictures decoded in full because keyframes were too far apart
     stopped: str | None = None
     cancelled: bool = False
+    seeking: bool = False  # keyframes reached through the container's index (nothing else read)
     last_time_s: float | None = None  # the last decoded frame's time
     last_packet_s: float | None = None  # the last packet's time (all packets are read, decoded or not)
 
@@ -56,6 +59,7 @@ class FrameFeed:
         self.options, self.limits = options, limits
         self.should_stop = should_stop or (lambda: False)
         self.stats = DecodeStats()
+        self.time_base = stream.time_base  # kept: nothing of the stream may be read once the container is closed
         self.start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
         self.decoder = stream.codec_context
         self.decoder.thread_type = "AUTO"
@@ -65,6 +69,72 @@ class FrameFeed:
 
     # ------------------------------------------------------------------ packets in
     def __iter__(self) -> Iterator[tuple[object, float]]:
+        keys = self._keyframe_index()
+        self.stats.seeking = keys is not None
+        return self._seeking(keys) if keys is not None else self._reading()
+
+    def _keyframe_index(self) -> list[int] | None:
+        """The keyframes' decoding timestamps when seeking to them is enough: the container indexes every frame
+        and (auto mode) no two keyframes are further apart than ``max_keyframe_gap_s``. None: read everything."""
+        if self.options.mode == "sampled" or not self.options.seek or not self.time_base:
+            return None
+        entries, frames = self.stream.index_entries, self.stream.frames
+        if not entries or not frames or len(entries) != frames:
+            return None
+        stamps = [entry.timestamp for entry in entries]
+        keys = [entry.timestamp for entry in entries if entry.is_keyframe]
+        if not keys:
+            return None
+        base = float(self.time_base)
+        if self.options.mode == "auto":
+            bounds = [*keys, max(stamps)]
+            if max(b - a for a, b in zip(bounds, bounds[1:])) * base > self.options.max_keyframe_gap_s:
+                return None
+        self._packet_pts.extend(stamps)
+        self.stats.last_packet_s = max(stamps) * base - self.start
+        return keys
+
+    def _seeking(self, keys: list[int]) -> Iterator[tuple[object, float]]:
+        second = int(round(1 / float(self.time_base)))
+        try:
+            for i, dts in enumerate(keys):
+                if self.should_stop():
+                    self.stats.cancelled, self.stats.stopped = True, "cancelled"
+                    return
+                # seeking works on presentation times, which come a few frames after the decoding times: aim
+                # between this keyframe and the next so the seek lands on this one, then check that it did
+                following = keys[i + 1] if i + 1 < len(keys) else dts + second
+                try:
+                    self.container.seek(dts + max(1, (following - dts) // 2), stream=self.stream, backward=True)
+                    self.decoder.flush_buffers()
+                    packet = self._packet_at(dts)
+                except (av.error.FFmpegError, OSError):
+                    packet = None
+                if packet is None:
+                    self._damaged(f"keyframe at t={dts * float(self.time_base):.2f} s not readable")
+                    continue
+                self.stats.packets += 1
+                yield from self._decode(packet)
+                yield from self._decode(None)  # one keyframe in, its frame out (the decoder is reset next time)
+        except _Stop:
+            return
+
+    def _packet_at(self, dts: int):
+        """The packet with this decoding timestamp, read forward from where the seek landed (None: missed)."""
+        for count, packet in enumerate(self.container.demux(self.stream)):
+            if packet.size == 0 or count > 2000 or (packet.dts is not None and packet.dts > dts):
+                return None
+            if packet.dts == dts:
+                return packet
+        return None
+
+    def _damaged(self, what: str) -> None:
+        self.stats.damaged_packets += 1
+        if self.stats.damaged_packets > self.limits.max_damaged_packets:
+            self.stats.stopped = f"more than {self.limits.max_damaged_packets} damaged packets (last: {what})"
+            raise _Stop
+
+    def _reading(self) -> Iterator[tuple[object, float]]:
         mode, gap = self.options.mode, self.options.max_keyframe_gap_s
         held: list = []
         held_bytes, key_time, filling = 0, None, mode == "sampled"
@@ -124,13 +194,8 @@ class FrameFeed:
         try:
             frames = self.decoder.decode(packet)
         except (av.error.FFmpegError, ValueError) as error:
-            if packet is None:
-                return
-            self.stats.damaged_packets += 1
-            if self.stats.damaged_packets > self.limits.max_damaged_packets:
-                self.stats.stopped = (f"more than {self.limits.max_damaged_packets} damaged packets "
-                                      f"(last: {error.__class__.__name__}) after {self._where()}")
-                raise _Stop from error
+            if packet is not None:
+                self._damaged(f"{error.__class__.__name__} after {self._where()}")
             return
         for frame in frames:
             self.stats.decoded_frames += 1
@@ -156,22 +221,22 @@ class FrameFeed:
 
     def measured_rate(self) -> tuple[float | None, bool | None]:
         """(average frames per second, variable?) from the packet timestamps seen (None when too few)."""
-        if len(self._packet_pts) < 3 or not self.stream.time_base:
+        if len(self._packet_pts) < 3 or not self.time_base:
             return None, None
         times = sorted(self._packet_pts)
         steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
         if not steps:
             return None, None
-        span = (times[-1] - times[0]) * float(self.stream.time_base)
+        span = (times[-1] - times[0]) * float(self.time_base)
         low, high = steps[len(steps) // 20], steps[(len(steps) * 19) // 20]
         return ((len(times) - 1) / span if span > 0 else None), high > 1.2 * low
 
     def _packet_time(self, packet) -> float | None:
         return _seconds(packet.pts if packet.pts is not None else packet.dts,
-                        packet.time_base or self.stream.time_base, self.start)
+                        packet.time_base or self.time_base, self.start)
 
     def _time(self, frame) -> float:
-        time_s = _seconds(frame.pts, frame.time_base or self.stream.time_base, self.start)
+        time_s = _seconds(frame.pts, frame.time_base or self.time_base, self.start)
         if time_s is None:  # no timestamp: one frame period after the previous frame
             rate = float(self.stream.average_rate or 25)
             time_s = (self._last_time or 0.0) + 1.0 / rate if self._last_time is not None else 0.0

@@ -98,12 +98,12 @@ def extract_keyframes(path: str | os.PathLike, options: KeyframeOptions | None =
             if feed.stats.analysed_frames >= limits.max_analysed_frames:
                 feed.stats.stopped = f"analysed-frame limit reached ({limits.max_analysed_frames:,} frames)"
                 break
-    stats = feed.stats
-    _check_length(stats, info)
-    if stats.stopped is None:  # the whole stream was read: its timestamps tell the real rate
-        rate, variable = feed.measured_rate()
-        info.frame_rate = rate or info.frame_rate
-        info.variable_frame_rate = variable if variable is not None else info.variable_frame_rate
+        stats = feed.stats
+        _check_length(stats, info)
+        if stats.stopped is None:  # the whole stream was read: its timestamps tell the real rate
+            rate, variable = feed.measured_rate()
+            info.frame_rate = rate or info.frame_rate
+            info.variable_frame_rate = variable if variable is not None else info.variable_frame_rate
     if stats.analysed_frames == 0 and not stats.cancelled:
         raise VideoLoadError(name, _nothing_decoded(stats, info))
     end = info.duration_s if info.duration_s and stats.stopped is None else (stats.last_time_s or 0.0)

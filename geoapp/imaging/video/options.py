@@ -19,6 +19,7 @@ class KeyframeOptions:
     mode: str = "auto"
     max_keyframe_gap_s: float = 20.0  # auto: longer gaps between intra frames are filled by sampling
     sample_interval_s: float = 2.0  # sampled mode and gap filling: one analysed frame per interval (0: all)
+    seek: bool = True  # where the container indexes every frame (MP4/MOV), jump from keyframe to keyframe
     distinct_bits: int = 10  # perceptual hashes closer than this many bits (of 64) are the same view
     distinct_across_shots: bool = True  # a view already kept from an earlier shot is not kept again
     cut_threshold: float = 27.0  # PySceneDetect ContentDetector threshold (HSV change, 0-255)

@@ -155,3 +155,15 @@ def test_options_are_checked():
         KeyframeOptions(mode="fast").check()
     with pytest.raises(ValueError, match="max_file_mb"):
         VideoLimits(max_file_mb=0).check()
+
+
+def test_seeking_through_the_mp4_index_reads_only_keyframes_and_finds_the_same(tmp_path):
+    facts = three_shots(tmp_path / "bframes.mp4", preset="veryfast")  # B-frames: decoding order != display order
+    seeking = extract_keyframes(facts.path)
+    reading = extract_keyframes(facts.path, KeyframeOptions(seek=False))
+    assert seeking.stats.seeking and not reading.stats.seeking
+    assert seeking.stats.packets == 8 and reading.stats.packets == 80  # only the keyframes were read
+    assert [(k.time_s, k.shot, k.phash) for k in seeking.keyframes] == \
+        [(k.time_s, k.shot, k.phash) for k in reading.keyframes]
+    assert [s.start_s for s in seeking.shots] == [0.0, *CUTS]
+    assert seeking.info.frame_rate == pytest.approx(10.0) and seeking.info.variable_frame_rate is False
