@@ -55,40 +55,41 @@ def audio_only(path: Path) -> Path:
     return path
 
 
-def long_by_timestamps(path: Path, hours: float = 4.0, frames: int = 6) -> Path:
-    """A few tiny frames spread over ``hours``: a 4-hour video in a few KB (Matroska, millisecond times)."""
-    with av.open(str(path), "w", format="matroska") as container:
-        stream = container.add_stream("libx264", rate=1)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+def _h264(path: Path, fmt: str, size: tuple[int, int], rate: int, pictures, millis: bool = False) -> Path:
+    """Encode ``(picture, pts)`` pairs with libx264 (ultrafast); ``millis``: pts in milliseconds, all intra."""
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.options = {"preset": "ultrafast"}
-        for i in range(frames):
-            picture = np.full((48, 64, 3), (40 * i) % 256, np.uint8)
-            picture[:, : 8 * (i + 1)] = 255 - picture[:, : 8 * (i + 1)]
+        if millis:
+            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        for picture, pts in pictures:
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts, frame.time_base = int(i * hours * 3600_000 / (frames - 1)), Fraction(1, 1000)
-            frame.pict_type = av.video.frame.PictureType.I
+            frame.pts = pts
+            if millis:
+                frame.time_base, frame.pict_type = Fraction(1, 1000), av.video.frame.PictureType.I
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def long_by_timestamps(path: Path, hours: float = 4.0, frames: int = 6) -> Path:
+    """A few tiny frames spread over ``hours``: a 4-hour video in a few KB (Matroska, millisecond times)."""
+    def pictures():
+        for i in range(frames):
+            picture = np.full((48, 64, 3), (40 * i) % 256, np.uint8)
+            picture[:, : 8 * (i + 1)] = 255 - picture[:, : 8 * (i + 1)]
+            yield picture, int(i * hours * 3600_000 / (frames - 1))
+
+    return _h264(path, "matroska", (64, 48), 1, pictures(), millis=True)
 
 
 def low_res_long(path: Path, frames: int = 3000) -> Path:
     """Five minutes at 10 fps, 64x36 (cheap to make, 3 000 frames to decode)."""
-    with av.open(str(path), "w", format="matroska") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((36, 64, 3), (i * 3) % 255, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return _h264(path, "matroska", (64, 36), 10,
+                 ((np.full((36, 64, 3), (i * 3) % 255, np.uint8), i) for i in range(frames)))
 
 
 def eight_k(path: Path) -> Path:
@@ -96,18 +97,7 @@ def eight_k(path: Path) -> Path:
     picture = np.zeros((4320, 7680, 3), np.uint8)
     picture[:, :3840] = (200, 30, 30)
     picture[::64] = 255
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 7680, 4320, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        for i in range(2):
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return _h264(path, "mp4", (7680, 4320), 10, ((picture, i) for i in range(2)))
 
 
 # ---------------------------------------------------------------- a Matroska file written by hand (EBML)

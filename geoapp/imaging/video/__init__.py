@@ -26,13 +26,17 @@ __all__ = ["VIDEO_EXTENSIONS", "Keyframe", "KeyframeOptions", "Shot", "VideoInfo
 
 
 def is_video_path(path) -> bool:
-    """True for a local file with a video suffix or a video container's first bytes (a cheap check)."""
+    """True for a local file with a video suffix, or without a photo suffix and a video container's first bytes."""
     import os
     from pathlib import Path
+
+    from ..paths import IMAGE_EXTENSIONS
 
     p = Path(os.fspath(path))
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         return True
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        return False  # photos are not opened twice
     try:
         with open(p, "rb") as handle:
             return sniff_container(handle.read(512)) is not None
