@@ -18,11 +18,11 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--video-mode", choices=("auto", "keyframes", "sampled"), default="auto",
                        help="auto (default): the codec's keyframes, gaps over 20 s sampled every 2 s; keyframes: "
                             "those only; sampled: decode every frame, analyse one per --sample-seconds")
-    group.add_argument("--sample-seconds", type=float, default=2.0,
+    group.add_argument("--sample-seconds", type=float, default=2.0, metavar="S",
                        help="seconds between analysed frames where sampling (default 2; 0 = every frame)")
-    group.add_argument("--keyframes-per-shot", type=int, default=3, help="at most this many per shot (default 3)")
-    group.add_argument("--max-keyframes", type=int, default=60, help="at most this many per video (default 60)")
-    group.add_argument("--max-video-mb", type=float, default=4096.0,
+    group.add_argument("--keyframes-per-shot", type=int, default=3, metavar="N", help="at most this many per shot (default 3)")
+    group.add_argument("--max-keyframes", type=int, default=60, metavar="N", help="at most this many per video (default 60)")
+    group.add_argument("--max-video-mb", type=float, default=4096.0, metavar="MB",
                        help="refuse larger video files (default 4096 MB)")
 
 

@@ -71,7 +71,10 @@ class FrameFeed:
     def __iter__(self) -> Iterator[tuple[object, float]]:
         keys = self._keyframe_index()
         self.stats.seeking = keys is not None
-        return self._seeking(keys) if keys is not None else self._reading()
+        if keys is not None:
+            self.decoder.thread_type = "SLICE"  # one frame at a time: frame threads would only add start-up work
+            return self._seeking(keys)
+        return self._reading()
 
     def _keyframe_index(self) -> list[int] | None:
         """The keyframes' decoding timestamps when seeking to them is enough: the container indexes every frame
