@@ -22,10 +22,8 @@ on a shared machine the CPU ratio is the steadier one. Machine and ``os.getloada
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -34,27 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import av
+from _common import bench_parser, emit, load_average, machine_line  # puts the repository on sys.path
 
-import av  # noqa: E402 (after the sys.path line)
-
-from geoapp.imaging.video import KeyframeOptions, extract_keyframes  # noqa: E402 (after the sys.path line)
-from geoapp.settings import get_settings  # noqa: E402 (after the sys.path line)
-from training.video.flyover import ClipSpec, demo_segments, write_clip  # noqa: E402 (after the sys.path line)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+from geoapp.fileio import move_into_place
+from geoapp.imaging.video import KeyframeOptions, extract_keyframes
+from geoapp.settings import get_settings
+from training.video.flyover import ClipSpec, demo_segments, write_clip
 
 
 def make_clip(folder: Path, minutes: float) -> Path:
@@ -64,7 +48,7 @@ def make_clip(folder: Path, minutes: float) -> Path:
         partial = path.with_name(f".{path.stem}.partial.mp4")  # an interrupted run leaves no half clip to reuse
         write_clip(partial, ClipSpec(demo_segments(minutes * 60), size=(1920, 1080), fps=25.0, grain=8.0,
                                      preset="veryfast", crf=23))
-        partial.replace(path)
+        move_into_place(partial, path)
     return path
 
 
@@ -101,7 +85,7 @@ def ffmpeg(args: list[str], repeat: int) -> dict:
 
 
 def selection(path: Path, facts: dict, repeat: int) -> dict:
-    out: dict = {"clip": facts, "load_before": load()}
+    out: dict = {"clip": facts, "load_before": load_average()}
     ours, out["ours"] = timed(lambda: extract_keyframes(path), repeat)
     out["ours"].update(decoded=ours.stats.decoded_frames, chosen=len(ours.keyframes), shots=len(ours.shots),
                        mode_notes=ours.notes)
@@ -121,7 +105,7 @@ def selection(path: Path, facts: dict, repeat: int) -> dict:
     if "ffmpeg_null" in out:
         for ref in ("ffmpeg_null", "ffmpeg_jpeg"):
             out[f"ours_over_{ref}"] = {k: round(out["ours"][k] / out[ref][k], 2) for k in ("wall_s", "cpu_s")}
-    out["load_after"] = load()
+    out["load_after"] = load_average()
     return out
 
 
@@ -138,24 +122,23 @@ def end_to_end(paths: list[Path], facts: list[dict], model: str) -> dict:
     loading = time.perf_counter() - start
     rows = []
     for path, fact in zip(paths, facts):
-        before = load()
+        before = load_average()
         records, cost = timed(lambda: predict_with_videos(locator, [str(path)], PredictOptions(top_k=5)), 1)
         frames = sum(1 for r in records if r.ok)
         rows.append({"clip": fact["file"], "records": len(records), "keyframes": frames, **cost,
                      "s_per_video_minute": round(cost["wall_s"] / (fact["seconds"] / 60), 2),
                      "cpu_s_per_video_minute": round(cost["cpu_s"] / (fact["seconds"] / 60), 2),
-                     "load_before": before, "load_after": load()})
+                     "load_before": before, "load_after": load_average()})
     return {"model": model, "random_weights": model == "geoclip", "torch_threads": torch.get_num_threads(),
             "load_and_prepare_s": round(loading, 1), "clips": rows}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, device=False)
     parser.add_argument("--minutes", default="1,5", help="clip lengths in minutes (default 1,5)")
     parser.add_argument("--clip-dir", default=None, help="where the generated clips live (default: cache dir)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--models", default="satworld,geoclip", help="end-to-end models ('' for none)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     folder = Path(args.clip_dir) if args.clip_dir else get_settings().cache_dir / "bench-video"
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,7 +148,7 @@ def main() -> None:
     facts = [clip_facts(p) for p in paths]
     ffmpeg_version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0] \
         if shutil.which("ffmpeg") else None
-    report = {"machine": machine(), "load_start": load(), "pyav": av.__version__,
+    report = {"machine": machine_line(), "load_start": load_average(), "pyav": av.__version__,
               "pyav_ffmpeg": ".".join(map(str, av.library_versions["libavcodec"])), "ffmpeg_cli": ffmpeg_version,
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "selection": []}
     for path, fact in zip(paths, facts):
@@ -173,11 +156,8 @@ def main() -> None:
         report["selection"].append(row)
         print(json.dumps({k: row[k] for k in row if k != "clip"} | {"clip": fact}), file=sys.stderr)
     report["end_to_end"] = [end_to_end(paths, facts, m) for m in args.models.split(",") if m]
-    report["load_end"] = load()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report["load_end"] = load_average()
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

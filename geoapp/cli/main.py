@@ -213,6 +213,22 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--weights-dir", default=None,
                    help="download here instead of the standard Hugging Face cache (or $GEOAPP_WEIGHTS_DIR)")
     d.set_defaults(handler=_cmd_weights_download)
+    c = wsub.add_parser("convert", help="rewrite a checkpoint written before the safetensors convention (offline)",
+                        description="Read a geoapp checkpoint (an older torch.save .pt: SatWorld, TransLocator, "
+                                    "GeoCLIP heads, map tiles, regional) with torch.load(weights_only=True) and "
+                                    "write it as safetensors with its JSON config (format, config, meta).")
+    c.add_argument("source")
+    c.add_argument("target", help="the new file (.safetensors)")
+    c.set_defaults(handler=_cmd_weights_convert)
+
+
+def _cmd_weights_convert(args: argparse.Namespace) -> int:
+    from geoapp.models.checkpoint import convert_checkpoint
+
+    new = convert_checkpoint(args.source, args.target)
+    print(f"{args.target}: {new.format}, {len(new.state)} tensors, config {sorted(new.config)}, "
+          f"sha256 {new.sha256[:16]}…")
+    return EXIT_OK
 
 
 def _download_target_names() -> list[str]:

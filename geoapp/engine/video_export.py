@@ -35,11 +35,10 @@ def write_keyframes(result: VideoKeyframes, folder: str | Path, stem: str, quali
     for entry, row in zip(summary["keyframes"], rows):
         entry["file"] = row["file"]
     text = unicode_text(json.dumps(summary, indent=2, ensure_ascii=False))
-    written.append(atomic_write(folder / f"{stem}_keyframes.json", lambda out: out.write(text.encode("utf-8"))))
+    written.append(atomic_write(folder / f"{stem}_keyframes.json", text))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SIDECAR_COLUMNS)
     writer.writeheader()
     writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
-    written.append(atomic_write(folder / f"{stem}_keyframes.csv",
-                                lambda out: out.write(buffer.getvalue().encode("utf-8"))))
+    written.append(atomic_write(folder / f"{stem}_keyframes.csv", buffer.getvalue()))
     return written
