@@ -99,7 +99,8 @@ def keyframes_only(args: argparse.Namespace, keys: list[str]) -> int:
             print(f"  {key}: not a video, skipped (--keyframes-only writes video keyframes)", file=sys.stderr)
             continue
         try:
-            video = extract_keyframes(os.path.expanduser(key), settings.keyframes, settings.limits, name=key)
+            video = extract_keyframes(os.path.expanduser(key), settings.keyframes, settings.limits,
+                                       source=key)
         except VideoLoadError as error:
             failed += 1
             print(f"  {error}", file=sys.stderr)

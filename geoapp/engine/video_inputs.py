@@ -72,12 +72,13 @@ def video_facts(video: VideoKeyframes, frame) -> dict:
 
 def predict_video(family, key: str, options, settings: VideoSettings, *, location: str | None = None) -> list[Prediction]:
     """The records of one video: one per keyframe (in time order), then the fused one when ``settings.fuse``."""
-    try:
-        video = extract_keyframes(location or key, settings.keyframes, settings.limits, name=key)
+    try:  # messages name the file, as for photos; records are keyed by the input as given
+        video = extract_keyframes(location or key, settings.keyframes, settings.limits, source=key)
     except VideoLoadError as error:
         return [family.finish(Prediction(source=key, error=str(error)))]
     if not video.keyframes:  # cancelled before the first frame
-        return [family.finish(Prediction(source=key, error=f"{key}: no keyframe ({'; '.join(video.notes)})"))]
+        reason = "; ".join(video.notes) or "nothing decoded"
+        return [family.finish(Prediction(source=key, error=f"{video.info.name}: no keyframe ({reason})"))]
     predictions = family.predict_batch([k.image for k in video.keyframes], options)
     for frame, prediction in zip(video.keyframes, predictions):
         prediction.source = frame.source

@@ -41,6 +41,13 @@ def test_empty_file(tmp_path):
     assert "empty (0 bytes)" in _refused(path)
 
 
+def test_file_size_cap(clips):
+    size_mb = clips["mp4"].stat().st_size / 2**20
+    message = _refused(clips["mp4"], VideoLimits(max_file_mb=size_mb / 2))
+    assert "the file is too large" in message and "--max-video-mb" in message
+    assert extract_keyframes(clips["mp4"], limits=VideoLimits(max_file_mb=size_mb * 2)).keyframes
+
+
 def test_photo_renamed_mp4(tmp_path):
     path = tmp_path / "photo.mp4"
     path.write_bytes(next(iter(sorted(shared_path("im2gps3k-dev").glob("*.jpg")))).read_bytes())

@@ -64,9 +64,12 @@ def _stopper(cancel: Cancel) -> Callable[[], bool]:
 
 
 def extract_keyframes(path: str | os.PathLike, options: KeyframeOptions | None = None,
-                      limits: VideoLimits | None = None, *, name: str | None = None,
+                      limits: VideoLimits | None = None, *, name: str | None = None, source: str | None = None,
                       progress: VideoProgress | None = None, cancel: Cancel = None) -> VideoKeyframes:
     """Shots and keyframes of the video at ``path``.
+
+    ``name`` (default: the file name) is what messages call the file; ``source`` (default: ``name``) is what
+    keyframe sources start with (``source#t=12.48``), e.g. the path as the user gave it.
 
     Raises :class:`VideoLoadError` when the file cannot be used at all (empty, not a video, no video
     stream, unknown codec, over a refusal cap, or no frame decodable). Damage, caps and ``cancel`` after
@@ -83,7 +86,7 @@ def extract_keyframes(path: str | os.PathLike, options: KeyframeOptions | None =
             info.sha256 = file_sha256(path)
         feed = FrameFeed(opened.container, opened.stream, options, limits, _stopper(cancel))
         detector = CutDetector(options.cut_threshold, options.min_shot_s, info.frame_rate)
-        selector = KeyframeSelector(options, name, info.creation_time)
+        selector = KeyframeSelector(options, source or name, info.creation_time)
         first = True
         for frame, time_s in feed:
             if first:
