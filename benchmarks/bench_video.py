@@ -5,7 +5,9 @@ studio and to other places, sensor grain for a realistic bitrate, x264 veryfast 
 250 frames with scene-cut keyframes), made once into ``--clip-dir``. Every file is read once before timing
 (all runs read from the page cache).
 
-- **ours**: ``extract_keyframes(path)`` (auto mode: the codec's keyframes only; shots, sharpness, hashes);
+- **ours**: ``extract_keyframes(path)`` (auto mode: the codec's keyframes only, reached by seeking through the
+  MP4 index; shots, sharpness, hashes); **ours, reading** the same with ``seek=False``: every packet read,
+  only the keyframes decoded (what happens for Matroska/WebM/AVI, which index only some frames);
 - **plain**: decode every frame and analyse every frame with the same code (``mode="sampled"``,
   ``sample_interval_s=0``: hash, sharpness and cut test per frame), then pick;
 - **ffmpeg**: ``ffmpeg -skip_frame nokey -i CLIP -f null -`` (keyframes decoded, nothing written) and the same
@@ -88,7 +90,11 @@ def selection(path: Path, facts: dict, repeat: int) -> dict:
     out: dict = {"clip": facts, "load_before": load_average()}
     ours, out["ours"] = timed(lambda: extract_keyframes(path), repeat)
     out["ours"].update(decoded=ours.stats.decoded_frames, chosen=len(ours.keyframes), shots=len(ours.shots),
-                       mode_notes=ours.notes)
+                       seeking=ours.stats.seeking, packets_read=ours.stats.packets, notes=ours.notes)
+    reading, out["ours_reading"] = timed(lambda: extract_keyframes(path, KeyframeOptions(seek=False)), repeat)
+    out["ours_reading"].update(decoded=reading.stats.decoded_frames, chosen=len(reading.keyframes),
+                               packets_read=reading.stats.packets,
+                               same_keyframes=[k.time_s for k in reading.keyframes] == [k.time_s for k in ours.keyframes])
     plain, out["plain"] = timed(lambda: extract_keyframes(path, KeyframeOptions(mode="sampled",
                                                                                sample_interval_s=0.0)), 1)
     out["plain"].update(decoded=plain.stats.decoded_frames, chosen=len(plain.keyframes), shots=len(plain.shots))
@@ -98,13 +104,14 @@ def selection(path: Path, facts: dict, repeat: int) -> dict:
             out["ffmpeg_jpeg"] = ffmpeg(["-skip_frame", "nokey", "-i", str(path), "-an", "-fps_mode", "vfr",
                                          "-q:v", "3", f"{folder}/%05d.jpg"], repeat)
             out["ffmpeg_jpeg"]["written"] = len(os.listdir(folder))
-    for name in ("ours", "plain", "ffmpeg_null", "ffmpeg_jpeg"):
+    for name in ("ours", "ours_reading", "plain", "ffmpeg_null", "ffmpeg_jpeg"):
         if name in out:
             out[name]["video_frames_per_s"] = round(facts["frames"] / out[name]["wall_s"], 1)
     out["plain_over_ours"] = {k: round(out["plain"][k] / out["ours"][k], 1) for k in ("wall_s", "cpu_s")}
     if "ffmpeg_null" in out:
-        for ref in ("ffmpeg_null", "ffmpeg_jpeg"):
-            out[f"ours_over_{ref}"] = {k: round(out["ours"][k] / out[ref][k], 2) for k in ("wall_s", "cpu_s")}
+        for mine in ("ours", "ours_reading"):
+            for ref in ("ffmpeg_null", "ffmpeg_jpeg"):
+                out[f"{mine}_over_{ref}"] = {k: round(out[mine][k] / out[ref][k], 2) for k in ("wall_s", "cpu_s")}
     out["load_after"] = load_average()
     return out
 
