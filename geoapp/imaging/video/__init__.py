@@ -15,7 +15,7 @@ cap), ``extract`` (the whole path). Writing keyframes as files: ``geoapp.engine.
 
 from __future__ import annotations
 
-from .container import VIDEO_EXTENSIONS, VideoInfo, sniff_container
+from .container import VIDEO_EXTENSIONS, VideoInfo, is_video_path, sniff_container
 from .errors import VideoLoadError
 from .extract import VideoKeyframes, extract_keyframes
 from .options import KeyframeOptions, VideoLimits
@@ -24,21 +24,3 @@ from .selection import Keyframe, Shot
 __all__ = ["VIDEO_EXTENSIONS", "Keyframe", "KeyframeOptions", "Shot", "VideoInfo", "VideoKeyframes", "VideoLimits",
            "VideoLoadError", "extract_keyframes", "is_video_path", "sniff_container"]
 
-
-def is_video_path(path) -> bool:
-    """True for a local file with a video suffix, or without a photo suffix and a video container's first bytes."""
-    import os
-    from pathlib import Path
-
-    from ..paths import IMAGE_EXTENSIONS
-
-    p = Path(os.fspath(path))
-    if p.suffix.lower() in VIDEO_EXTENSIONS:
-        return True
-    if p.suffix.lower() in IMAGE_EXTENSIONS:
-        return False  # photos are not opened twice
-    try:
-        with open(p, "rb") as handle:
-            return sniff_container(handle.read(512)) is not None
-    except OSError:
-        return False

@@ -19,6 +19,7 @@ import av
 
 from ..decoders import _guess_format, _looks_like_heif
 from ..errors import _short_error
+from ..paths import IMAGE_EXTENSIONS
 from .errors import VideoLoadError
 from .options import VideoLimits
 
@@ -74,6 +75,20 @@ def sniff_container(head: bytes) -> str | None:
     if len(head) >= 377 and head[0] == head[188] == head[376] == 0x47:
         return "mpegts"
     return None
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True for a local file with a video suffix, or without a photo suffix and a video container's first bytes."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() in VIDEO_EXTENSIONS:
+        return True
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        return False  # photos are not opened twice
+    try:
+        with open(p, "rb") as handle:
+            return sniff_container(handle.read(512)) is not None
+    except OSError:
+        return False
 
 
 def _what_else(head: bytes) -> str:
