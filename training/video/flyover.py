@@ -176,6 +176,24 @@ def write_clip(path: str | Path, spec: ClipSpec) -> ClipFacts:
     return ClipFacts(str(path), shots, [s.kind for s in spec.segments], times, forced, spec.size)
 
 
+def repeat_clip(source: str | Path, path: str | Path, times: int) -> Path:
+    """``source`` played ``times`` times in a row, by stream copy (no re-encoding: seconds, not an hour, for a
+    long 1080p clip). The video stream only; timestamps shifted by the clip's duration each time."""
+    path = Path(path)
+    with av.open(str(source)) as src, av.open(str(path), "w", format=CONTAINER_FORMATS[path.suffix.lower()]) as dst:
+        inp = src.streams.video[0]
+        out = dst.add_stream_from_template(inp)
+        span = inp.duration or int(round(inp.frames / float(inp.average_rate) / float(inp.time_base)))
+        for k in range(times):
+            src.seek(0, stream=inp, backward=True)
+            for packet in src.demux(inp):
+                if packet.size:
+                    packet.pts, packet.dts = packet.pts + k * span, packet.dts + k * span
+                    packet.stream = out
+                    dst.mux(packet)
+    return path
+
+
 def demo_segments(seconds: float = 60.0) -> tuple[Segment, ...]:
     """Place A (Nile delta), a studio cut, place B (Andes/Atacama), then back over A further east: 40/15/30/15 %."""
     return (
