@@ -11,7 +11,6 @@ from geoapp.engine.video_inputs import VideoSettings, complete_videos, is_video_
 from geoapp.families import PredictOptions, registry
 from geoapp.results.formats import to_records
 from geoapp.results.prediction import Prediction
-from tests.families import toy  # noqa: F401  (registers the toy family)
 from tests.imaging.video.clips import three_shots
 
 from ..conftest import shared_path
@@ -19,7 +18,12 @@ from ..conftest import shared_path
 
 @pytest.fixture(scope="module")
 def family():
-    return registry.get("toy").load()
+    """The toy family, registered for these tests only (a registry with it fails the registry's own checks)."""
+    from tests.families import toy
+
+    registry.register(toy.SPEC)
+    yield registry.get("toy").load()
+    registry.unregister("toy")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def test_videos_and_photos_keep_input_order_with_a_record_per_keyframe(family, c
     frames = [r for r in records if r.source.startswith(f"{clip}#t=")]
     assert sources == [str(photo), *[f.source for f in frames], str(empty), str(photo)]
     assert [f.image["video"]["shot"] for f in frames] == [0, 1, 2]
-    assert all(f.ok and f.model["family"] == "toy" and toy.TOY_CAVEAT in f.warnings for f in frames)
+    assert all(f.ok and f.model["family"] == "toy" and family.caveat in f.warnings for f in frames)
     assert [f.image["video"]["time_s"] for f in frames] == [float(f.source.split("#t=")[1]) for f in frames]
     failed = records[-2]
     assert not failed.ok and failed.error == "empty.webm: the file is empty (0 bytes)" and failed.model["family"] == "toy"
