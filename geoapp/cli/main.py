@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from geoapp.cli import fusion as cli_fusion
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
 from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
@@ -43,7 +44,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-km", type=float, default=None,
                    help="merge candidates closer than this (default 25 km; finer inside small regions)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=("json", "csv", "geojson", "parquet", "jsonl"), default=None,
+    p.add_argument("--format", choices=("json", "csv", "geojson", "kml", "parquet", "jsonl"), default=None,
                    help="json (default), csv, geojson, or flat records: parquet, jsonl (default from the "
                         "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
@@ -52,6 +53,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-column", default=None,
                    help="the column of paths/URLs in a .csv/.parquet input (default: path)")
     p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
+    cli_fusion.add_predict_options(p)
     cli_video.add_video_arguments(p)
     engine = p.add_argument_group("batch engine")
     engine.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -91,6 +93,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     fmt = _output_format(args)
+    args.clues = cli_fusion.check_predict_args(args, fmt)  # a bad clue fails before the model loads
     if fmt in ("parquet", "jsonl"):
         if not args.output:
             raise ValueError(f"--format {fmt} writes a folder of parts: give --output (e.g. results.{fmt})")
@@ -112,8 +115,11 @@ def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -
                                    batch_size=max(1, args.batch_size), extras=family_extras(args))
     with tqdm(total=len(keys), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
         predictions = cli_video.predict(locator, keys, options, args, progress=bar.update)
-    text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
-        else formats.WRITERS[fmt](predictions)
+    if args.clues is not None:
+        text = cli_fusion.fused_text(args, predictions, args.clues, fmt)
+    else:
+        text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
+            else formats.WRITERS[fmt](predictions)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -464,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_gallery(sub)
     _add_case(sub)
+    cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)
     return parser
