@@ -231,11 +231,7 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
     values, total = _cohesion_space(lat, lon, config, features)
     rng = np.random.default_rng(config.seed)
     tiebreak = rng.permutation(1 << 20).astype(np.float64) / (1 << 20)  # tiny, seeded tie-breaker per spot
-    claimed = np.zeros(len(lat), dtype=bool)
-    groups: list[np.ndarray] = []
-    windows: list[tuple[float, float, float, float]] = []
-    south, west = lat.min(), lon.min()
-    extent = max(lat.max() - south, lon.max() - west)
+    claimed, groups, windows, (south, west, extent) = _empty_search(lat, lon)
     resolution = config.base_deg
     while resolution <= config.max_deg and not claimed.all():
         step = resolution / 2
@@ -264,10 +260,23 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
         if resolution > 2 * extent:
             break
         resolution *= 2
-    if not groups:  # fewer than min_images in total: one cell for everything
-        groups, claimed = [np.arange(len(lat))], np.ones(len(lat), dtype=bool)
-        windows = [(float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))]
-    return groups, claimed, windows
+    return _one_cell_if_none(lat, lon, groups, claimed, windows)
+
+
+def _empty_search(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, list, list, tuple[float, float, float]]:
+    """Nothing claimed, no cell, no window yet; the heat maps' anchor (south, west) and the points' extent."""
+    south, west = float(lat.min()), float(lon.min())
+    return (np.zeros(len(lat), dtype=bool), [], [],
+            (south, west, max(float(lat.max()) - south, float(lon.max()) - west)))
+
+
+def _one_cell_if_none(lat: np.ndarray, lon: np.ndarray, groups: list, claimed: np.ndarray, windows: list
+                      ) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """Fewer than ``min_images`` in every spot: one cell for everything (a model needs a class)."""
+    if groups:
+        return groups, claimed, windows
+    box = (float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))
+    return [np.arange(len(lat))], np.ones(len(lat), dtype=bool), [box]
 
 
 def _window_counts(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,11 +300,7 @@ def _bottom_up_paper(lat: np.ndarray, lon: np.ndarray, config: CellConfig, featu
     values = np.asarray(features, dtype=np.float64)
     if values.ndim != 2 or len(values) != len(lat):
         raise ValueError(f"features must be [N, D] with N = {len(lat)}; got {values.shape}")
-    claimed = np.zeros(len(lat), dtype=bool)
-    groups: list[np.ndarray] = []
-    windows: list[tuple[float, float, float, float]] = []
-    south, west = lat.min(), lon.min()
-    extent = max(lat.max() - south, lon.max() - west)
+    claimed, groups, windows, (south, west, extent) = _empty_search(lat, lon)
     resolution = config.base_deg
     while resolution <= config.max_deg:
         free = np.flatnonzero(~claimed)
@@ -318,10 +323,7 @@ def _bottom_up_paper(lat: np.ndarray, lon: np.ndarray, config: CellConfig, featu
         if resolution > extent:  # one pixel already held every point
             break
         resolution *= 2
-    if not groups:  # fewer than min_images in total: one cell for everything (a model needs a class)
-        groups, claimed = [np.arange(len(lat))], np.ones(len(lat), dtype=bool)
-        windows = [(float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))]
-    return groups, claimed, windows
+    return _one_cell_if_none(lat, lon, groups, claimed, windows)
 
 
 # ---------------------------------------------------------------------------------------------- shared
