@@ -11,13 +11,13 @@ from PIL import Image
 
 from geoapp import Geolocator
 from geoapp.families.geoclip.locator import GeoCLIPLocator
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.distance import CoordinateError, haversine_km
 from geoapp.geo.refine import RefineSpec
 from geoapp.geo.regions import RegionError, UnknownRegionError
 from geoapp.imaging import ImageLoadError
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from .conftest import shared_path
 

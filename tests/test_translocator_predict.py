@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from geoapp import Geolocator
-from geoapp.explain import gradcam_for_location
+from geoapp.api import gradcam_for_location
 from geoapp.families.translocator.explain import gradcam_translocator
 from geoapp.geo.regions import RegionError, parse_region
 from geoapp.imaging import ImageLoadError
@@ -18,7 +18,7 @@ from geoapp.models.places365 import SCENE3_NAMES
 from geoapp.models.segmentation import load_segmenter
 from geoapp.models.translocator import TransLocatorConfig, build_translocator, save_translocator_checkpoint
 from geoapp.models.weights import WeightsMissingError
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.families.translocator.locator import TransLocatorGeolocator
 from geoapp.families.translocator.results import TransLocatorPrediction
 

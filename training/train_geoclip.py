@@ -44,7 +44,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.metrics import error_summary
 from geoapp.models.backbones import BACKBONES, ClipBackbone
 from geoapp.models.geoclip import save_heads_checkpoint

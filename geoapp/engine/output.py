@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from geoapp.formats import RECORD_COLUMN_NAMES, RECORD_FORMATS, record_schema
+from geoapp.results.formats import RECORD_COLUMN_NAMES, RECORD_FORMATS, record_schema
 
 PART_PREFIX = "part-"
 TEMP_PREFIX = ".tmp-"

@@ -30,7 +30,7 @@ from typing import Any
 
 from geoapp.engine.inputs import load_family, predict_inputs
 from geoapp.engine.output import PartsOutput
-from geoapp.formats import to_records
+from geoapp.results.formats import to_records
 
 # Privacy rule: no telemetry. Set before ray is imported anywhere in this process.
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -106,9 +106,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
         return True
-    import geoapp
-
-    package_root = str(Path(geoapp.__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding the geoapp package
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env["RAY_USAGE_STATS_ENABLED"] = "0"

@@ -105,7 +105,7 @@ class SceneLabeller:
 
     @property
     def warnings(self) -> list[str]:
-        from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+        from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
         return [RANDOM_WEIGHTS_WARNING] if self.random_weights else []
 

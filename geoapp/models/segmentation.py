@@ -120,7 +120,7 @@ class Segmenter:
 
     @property
     def warnings(self) -> list[str]:
-        from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+        from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
         return [RANDOM_WEIGHTS_WARNING] if self.random_weights else []
 

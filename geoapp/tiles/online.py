@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoapp import __version__
+from geoapp.version import __version__
 from geoapp.tiles.base import (
     OfflineModeError,
     TileResult,

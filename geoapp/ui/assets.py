@@ -22,7 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from geoapp.maps import BASEMAP_GLOBAL, BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
+from geoapp.ui.maps.render import BASEMAP_GLOBAL, BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
 from geoapp.settings import get_settings
 
 LEAFLET_VERSION = "1.9.4"

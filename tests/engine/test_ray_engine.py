@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from geoapp.engine.output import PartsOutput, read_records
-from geoapp.formats import RECORD_COLUMN_NAMES
+from geoapp.results.formats import RECORD_COLUMN_NAMES
 
 from ..conftest import REPO, shared_path
 
@@ -62,7 +62,7 @@ def local_records(inputs, tiny_locator) -> dict[str, dict]:
     """The local engine's records (same loading, same prediction step, this process)."""
     from geoapp.engine.inputs import load_family, predict_inputs
     from geoapp.families import registry
-    from geoapp.formats import to_records
+    from geoapp.results.formats import to_records
 
     tiny_locator.candidate_set()  # the gallery is encoded once into the shared test cache, for the workers too
     job = _job()
@@ -174,7 +174,7 @@ def test_predict_without_engine_never_imports_ray_and_reads_a_csv_column(inputs,
     shutil.copy(photos[0], tmp_path / "relative.jpg")
     table.write_text("id,photo\n1,relative.jpg\n2,{}\n3,file://{}\n4,missing.jpg\n".format(photos[0], photos[1]))
     out = tmp_path / "local.jsonl"
-    code = ("import sys, geoapp.cli as c; rc = c.main(sys.argv[1:]); "
+    code = ("import sys, geoapp.cli.main as c; rc = c.main(sys.argv[1:]); "
             "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code, "predict", str(table), "--input-column", "photo",
                              "--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geoapp.families.geoclip.locator import GeoCLIPLocator
-from geoapp.gallery import Gallery, PrebuiltGallery
+from geoapp.galleries.gallery import Gallery, PrebuiltGallery
 from geoapp.index import IndexSpec
 
 from ..conftest import shared_path

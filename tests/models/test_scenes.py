@@ -20,7 +20,7 @@ from geoapp.models.scenes import (
     load_scene_labeller,
     scene_hierarchy,
 )
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from ..conftest import shared_path
 

@@ -24,7 +24,7 @@ from geoapp.models.segmentation import (
     legend,
     load_segmenter,
 )
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from ..conftest import REPO
 

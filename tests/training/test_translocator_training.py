@@ -21,7 +21,7 @@ from PIL import Image
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.models.ade20k import ADE20K_PALETTE
 from geoapp.models.translocator import TransLocatorConfig, build_translocator, load_translocator_checkpoint
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from training.data import DatasetSpec, read_records
 from training.translocator.augment import (SEG_VOID, PairedAugmentation, centre_crop_views, sample_generator,

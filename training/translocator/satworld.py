@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.models.translocator import TransLocator, TransLocatorConfig, build_translocator, load_translocator_checkpoint
 from geoapp.models.translocator_loss import TransLocatorTargets

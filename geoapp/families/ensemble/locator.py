@@ -39,7 +39,7 @@ from geoapp.families.translocator.results import TransLocatorPrediction
 from geoapp.geo.distance import haversine_km
 from geoapp.geo.regions import parse_region
 from geoapp.imaging import ImageLoadError
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.results.prediction import Prediction, build_prediction
 
 GEOCLIP_POOL = 256
 CELL_POOL = 64

@@ -1,7 +1,7 @@
 """GeoCLIP locator: model + cached gallery + region prior -> Prediction (also used by SatWorld).
 
 A prediction is one backbone forward (ten for TenCrop) and one matrix product against
-location embeddings that were computed once and cached (see :mod:`geoapp.gallery`).
+location embeddings that were computed once and cached (see :mod:`geoapp.galleries.gallery`).
 
 Large galleries are scored through a vector index (:mod:`geoapp.index`) instead: when
 ``choose_spec`` picks an approximate index for the gallery's size (1 M points and more), or the
@@ -13,7 +13,7 @@ those retrieved points only (plus a region's extra grid points, always scored ex
 says so in ``parameters["scoring"]`` and its warnings. With ``exact`` (the default below 1 M points)
 nothing changes: one matrix product over every candidate.
 
-A :class:`geoapp.gallery.PrebuiltGallery` (memory-mapped embeddings + prebuilt index, e.g. a
+A :class:`geoapp.galleries.gallery.PrebuiltGallery` (memory-mapped embeddings + prebuilt index, e.g. a
 10 M-point dense gallery) is used as is: nothing is embedded at load. A region restricts an indexed
 gallery to the ids of its gallery points inside the region (exact over those rows when the
 embeddings are attached, which they are for prebuilt and cached galleries).
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
 from geoapp.families.geoclip.evidence import RefinementEvidence
-from geoapp.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
+from geoapp.galleries.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
 from geoapp.geo.distance import validate_latlon
 from geoapp.geo.refine import RefineSpec, refine_places
 from geoapp.geo.regions import Region, RegionError, parse_region
@@ -44,7 +44,7 @@ from geoapp.imaging import LoadedImage, load_image
 from geoapp.index import IndexCache, IndexSpec, VectorIndex, choose_spec, index_key
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity
 from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
-from geoapp.prediction import Prediction, build_prediction, merge_candidates
+from geoapp.results.prediction import Prediction, build_prediction, merge_candidates
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
 
@@ -537,8 +537,7 @@ def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
     dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load, with a
     clear error naming the build command when it is not built); another PrebuiltGallery folder (with
     gallery.json); a CSV path; or a Gallery / PrebuiltGallery as is."""
-    from geoapp import dense_gallery
-
+    from geoapp.galleries import dense as dense_gallery
     if option is None:
         return Gallery.default()
     if isinstance(option, (Gallery, PrebuiltGallery)):

@@ -39,7 +39,7 @@ from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
                                         build_translocator, load_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.results.prediction import Prediction, build_prediction
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
 from geoapp.settings import get_settings
@@ -79,7 +79,7 @@ def default_checkpoint_paths() -> list[Path]:
 @functools.lru_cache(maxsize=2)
 def default_cell_table() -> GeocellHierarchy:
     """Geocells for a random-weight model: the GeoCLIP gallery partitioned with our partitioner."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     coords = Gallery.default().coords.astype(np.float64)
     return GeocellHierarchy.build(coords[:, 0], coords[:, 1], min_count=DEFAULT_CELL_MIN, max_counts=DEFAULT_CELL_MAX)

@@ -1,4 +1,4 @@
-"""What a TransLocator prediction adds to a :class:`~geoapp.prediction.Prediction` (torch-free), as
+"""What a TransLocator prediction adds to a :class:`~geoapp.results.prediction.Prediction` (torch-free), as
 evidence items (:class:`~geoapp.families.base.EvidenceItem`) that every consumer shows generically.
 
 * :class:`SegmentationSummary`: the ADE20K class map the segmentation branch saw, its colourised
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from geoapp.families.base import EvidenceItem, png_data_uri
-from geoapp.prediction import Prediction, percent
+from geoapp.results.prediction import Prediction, percent
 
 if TYPE_CHECKING:
     from geoapp.models.scenes import SceneResult

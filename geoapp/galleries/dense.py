@@ -12,7 +12,7 @@ land (:mod:`geoapp.geo.landgrid`, default 3.8 km spacing → 10.2 M land points)
   missing part; once all are done they are streamed into one memory-mappable ``embeddings.npy``
   [N, 512] float16 and deleted;
 - ``index-ivfpq.faiss`` (+ ``.json``) the IVF-PQ index (:mod:`geoapp.index`; built last, skipped when present);
-- ``gallery.json`` the :class:`geoapp.gallery.PrebuiltGallery` manifest the locator opens
+- ``gallery.json`` the :class:`geoapp.galleries.gallery.PrebuiltGallery` manifest the locator opens
   (``--gallery dense``: memory-mapped, nothing embedded at load);
 - ``manifest.json``  spacing, N, encoder id (digest of the loaded location-encoder weights), the
   parts done and the timings of each step.
@@ -34,7 +34,7 @@ import numpy as np
 from geoapp.fileio import atomic_write
 from geoapp.geo import landgrid
 
-FORMAT = "geoapp.dense_gallery.v1"
+FORMAT = "geoapp.galleries.dense.v1"
 DEFAULT_SPACING_KM = 3.8
 DEFAULT_CHUNK = 262_144
 DEFAULT_NAME = "dense"
@@ -68,7 +68,7 @@ def build_command(name: str = DEFAULT_NAME, spacing_km: float = DEFAULT_SPACING_
 
 def mp16_coords() -> np.ndarray:
     """GeoCLIP's 100K MP-16 gallery coordinates (shipped in the geoclip package)."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     return Gallery.default().coords
 
@@ -156,7 +156,7 @@ def open_dense(option: str | Path):
     """The prebuilt dense gallery named by ``option`` (coordinates and embeddings memory-mapped, index
     loaded lazily by the locator); a clear error naming the build command when it is not built yet."""
     folder = check_built(option)
-    from geoapp.gallery import PrebuiltGallery
+    from geoapp.galleries.gallery import PrebuiltGallery
 
     return PrebuiltGallery.open(folder)
 
@@ -329,7 +329,7 @@ def consolidate(folder: Path, manifest: dict, progress: bool = True, log=print) 
 
 
 def write_gallery_json(folder: Path, manifest: dict) -> None:
-    """The prebuilt-gallery manifest (``gallery.json``) that :class:`geoapp.gallery.PrebuiltGallery` opens."""
+    """The prebuilt-gallery manifest (``gallery.json``) that :class:`geoapp.galleries.gallery.PrebuiltGallery` opens."""
     meta = {"format": 1, "name": manifest["name"], "size": manifest["points"], "dim": EMBED_DIM,
             "encoder_id": manifest["encoder_id"], "digest": manifest["coords_sha256"], "dtype": "float16",
             "coords": "coords.npy", "embeddings": EMBEDDINGS_FILE,
