@@ -107,3 +107,20 @@ def test_the_build_form_offers_a_backbone_choice(monkeypatch, tmp_path):
     choices = [value for _, value in dropdown["props"]["choices"]]
     assert choices == ["auto", "ViT-L-14", "satworld"] and dropdown["props"]["value"] == "auto"
     assert "weak on ground-level photos" in dict((v, k) for k, v in dropdown["props"]["choices"])["satworld"]
+
+
+def test_models_entry_shows_a_variants_held_out_test_metrics(variants):
+    from types import SimpleNamespace
+
+    from geoapp.families.variants import write_manifest
+    from geoapp.ui.models_tab import family_markdown
+
+    write_manifest(variants / "alps", "regional", "alps", "model.pt", label="Regional: alps",
+                   extra={"heldout_images": 25, "backbone": {"name": "ViT-L-14"},
+                          "metrics": {"country_accuracy": 84.0, "within_km": {"25": 12.0, "200": 64.0, "750": 88.0}},
+                          "baseline_most_common_cell": {"country_accuracy": 52.0, "within_km": {"200": 20.0}}})
+    entry = family_markdown(SimpleNamespace(families=[registry.get("regional:alps")], problems={}, loaded={},
+                                            active="satworld"))
+    assert ("Held-out test photos (25, never used in training): country 84.0 %, within 25 km 12.0 %, 200 km 64.0 %, "
+            "750 km 88.0 % (most common cell: country 52.0 %, 200 km 20.0 %); features: ViT-L-14") in entry
+    assert builds.heldout_summary({"metrics": {}}) is None
