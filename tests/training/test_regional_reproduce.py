@@ -126,3 +126,26 @@ def test_finetuning_trains_a_copy_of_the_encoder_with_the_head_and_keeps_the_bes
     assert all(torch.equal(before[k], v) for k, v in extractor.network.state_dict().items())  # on a copy
     assert tuned.best_epoch == int(np.argmin(tuned.validation_km[1:])) + 1 and len(tuned.losses) == 3
     assert tuned.model.meta["finetune"]["lr"] == 1e-4 and FinetuneConfig().lr == 1e-5  # the paper's default
+
+
+def test_compare_lists_exactly_the_pairs_ordered_differently_from_the_paper():
+    from training.regional.compare import disagreements
+    from training.regional.reproduce import COLUMNS
+
+    def row(method: str, values: tuple, sd: float = 0.5) -> dict:
+        return {"method": method, "title": method, "split": "random", "seeds": 3,
+                "mean": dict(zip(COLUMNS, values)), "sd": dict.fromkeys(COLUMNS, sd)}
+
+    # The paper: top-down 61.8 > bottom-up (paper) 61.2 > MLP retrieval 53.3 at 200 km.
+    table = [row("cells-down", (80, 5, 20, 50, 79, 100)), row("cells-up-paper", (79, 5, 20, 60.3, 80, 100)),
+             row("retrieval-mlp", (78, 0, 5, 40, 70, 100))]
+    lines = disagreements(table)
+    at_200 = [line for line in lines if line.startswith("- random, 200 km")]
+    assert at_200 == ["- random, 200 km: top-down > bottom-up (paper) in the paper (61.8 vs 61.2), ours 50.0 vs 60.3"]
+    # The paper has the two cell methods 15.5 > 14.8 at 1 km; ours level: listed as such, not as agreement.
+    assert "bottom-up (paper) > top-down in the paper (15.5 vs 14.8), ours 5.0 vs 5.0" in next(
+        line for line in lines if line.startswith("- random, 1 km"))
+    assert not any(line.startswith("- random, 750 km") for line in lines)  # same order as the paper there
+    close = disagreements([row("cells-down", (80, 5, 20, 60.0, 80, 100)), row("cells-up-paper", (79, 5, 20, 60.3, 79,
+                                                                                                 100))])
+    assert "ours 60.0 vs 60.3, within one sd" in close[-1]
