@@ -98,6 +98,11 @@ def test_seeds_splits_finetuning_and_the_sweep_from_the_command_line(tmp_path, c
     assert sweep[0]["images"] == sweep[2]["images"] == summary["runs"][0]["sizes"]["test"]  # the same test part
     assert "sweep" not in summary["runs"][1]  # the sweep runs on the first seed only
     assert "| Cells, bottom-up (paper) (best cells on validation) | random | 0 | 0.5 |" in (out / "sweep.md").read_text()
+    from training.regional import compare
+
+    capsys.readouterr()
+    assert compare.main(["--table", str(out / "results.json")]) == 0
+    assert capsys.readouterr().out == table  # the same table from the stored runs
     assert main(["reproduce", "--out", str(out), "--split", "sideways"]) == 2
     assert "unknown split" in capsys.readouterr().err
 

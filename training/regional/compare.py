@@ -1,6 +1,9 @@
 """Every place where the reproduction orders two of the paper's rows differently from the paper's Table 1.
 
     python -m training.regional.compare runs/regional-blocks/results.json runs/regional-random/results.json
+    python -m training.regional.compare --table runs/regional-blocks/results.json runs/regional-random/results.json
+
+``--table`` prints the runs of several ``reproduce`` outputs as one table (both splits side by side).
 
 For each split, each column where the paper gives numbers and each pair of methods that the paper has: if
 the paper puts A above B and our mean puts B above A (or both level), the pair is listed with both sides'
@@ -15,7 +18,7 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from training.regional.reproduce import COLUMNS, PAPER
+from training.regional.reproduce import COLUMNS, PAPER, aggregate, markdown_table
 
 NAMES = ("country", "1 km", "25 km", "200 km", "750 km")
 
@@ -54,8 +57,12 @@ def _pair(rows: dict, a: str, b: str, column: int, key: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.regional.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, nargs="+", help="results.json of reproduce runs")
+    parser.add_argument("--table", action="store_true", help="print the runs as one table instead")
     args = parser.parse_args(argv)
-    table = [row for path in args.results for row in json.loads(path.read_text())["table"]]
+    table = aggregate([run for path in args.results for run in json.loads(path.read_text())["runs"]])
+    if args.table:
+        print(markdown_table(table), end="")
+        return 0
     lines = disagreements(table)
     print("\n".join(lines) if lines else "no pair ordered differently from the paper")
     return 0
