@@ -49,7 +49,7 @@ def _pair(rows: dict, a: str, b: str, column: int, key: str) -> str | None:
     if theirs > 0 and ours > 0 or theirs == 0 and ours == 0:
         return None
     noise = max(rows[a]["sd"][key], rows[b]["sd"][key])
-    within = ", within one sd" if rows[a]["seeds"] > 1 and abs(ours) <= noise else ""
+    within = ", within one sd" if rows[a]["seeds"] > 1 and 0 < abs(ours) <= noise else ""
     return (f"{SHORT[a]} {'>' if theirs else '='} {SHORT[b]} in the paper ({PAPER[a][column]:g} vs "
             f"{PAPER[b][column]:g}), ours {rows[a]['mean'][key]:.1f} vs {rows[b]['mean'][key]:.1f}{within}")
 

@@ -177,9 +177,11 @@ def aggregate(runs: list[dict]) -> list[dict]:
                 continue
             values = np.array([_values(r) for r in rows], dtype=np.float64)
             sd = values.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(values.shape[1])
+            cells = sorted({r["cells"] for r in rows if r.get("cells")})
             table.append({"method": name, "title": rows[0]["title"], "split": split_name, "seeds": len(rows),
                           "mean": dict(zip(COLUMNS, values.mean(axis=0).round(2))),
-                          "sd": dict(zip(COLUMNS, sd.round(2))), "cells": rows[0].get("cells")})
+                          "sd": dict(zip(COLUMNS, sd.round(2))),
+                          "cells": "–".join(str(c) for c in dict.fromkeys((cells[0], cells[-1]))) if cells else None})
     return table
 
 
