@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geoapp.families import AUTO, Family, LoadOptions, choose, families, load
+from geoapp.families import AUTO, DEFAULT_KEY, Family, LoadOptions, choose, families, load
 from geoapp.families.base import DEFAULT_MERGE_KM, REGION_EXTRA_POINTS, GradCamResult
 
 AUTO_MODEL = AUTO
@@ -22,7 +22,7 @@ class Geolocator:
     """Factory for geolocators (kept as the public name; the objects it returns are families)."""
 
     @staticmethod
-    def load(model: str = "geoclip", device: str | None = None, backbone_weights: str | Path | None = None, *,
+    def load(model: str = DEFAULT_KEY, device: str | None = None, backbone_weights: str | Path | None = None, *,
              checkpoint: str | Path | None = None, **extras) -> Family:
         """Load ``model`` (a registry key, ``family:tag``, or ``"auto"``).
 

@@ -59,10 +59,12 @@ def _crash_once_for_tests() -> None:
     folder = os.environ.get(CRASH_DIR_ENV)
     if not folder:
         return
-    try:
-        os.rename(os.path.join(folder, "armed"), os.path.join(folder, "fired"))
+    if not os.path.exists(os.path.join(folder, "armed")):
+        return
+    try:  # O_EXCL: exactly one worker claims the crash, even when several see the folder at once
+        os.close(os.open(os.path.join(folder, "fired"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except OSError:
-        return  # not armed, or another worker claimed it
+        return  # already fired by another worker
     os._exit(1)
 
 

@@ -23,7 +23,6 @@ Nothing here imports torch at module level: the build imports it when it embeds.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from geoapp.fileio import atomic_write
+from geoapp.fileio import atomic_write, atomic_write_path
 from geoapp.geo import landgrid
 
 FORMAT = "geoapp.galleries.dense.v1"
@@ -310,16 +309,18 @@ def consolidate(folder: Path, manifest: dict, progress: bool = True, log=print) 
     n, chunk = manifest["points"], manifest["chunk"]
     start = time.perf_counter()
     log(f"Writing {EMBEDDINGS_FILE} ({n * EMBED_DIM * 2 / 1e9:.1f} GB) from {manifest['parts']} parts …")
-    tmp = folder / f".{EMBEDDINGS_FILE}.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
-    with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="consolidate") as bar:
-        for i in range(manifest["parts"]):
-            part = np.load(folder / part_name(i), mmap_mode="r")
-            out[i * chunk:i * chunk + len(part)] = part
-            bar.update(len(part))
-    out.flush()
-    del out
-    os.replace(tmp, target)
+
+    def consolidate(tmp: str) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
+        with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="consolidate") as bar:
+            for i in range(manifest["parts"]):
+                part = np.load(folder / part_name(i), mmap_mode="r")
+                out[i * chunk:i * chunk + len(part)] = part
+                bar.update(len(part))
+        out.flush()
+        del out
+
+    atomic_write_path(target, consolidate)
     manifest["consolidated"] = True
     manifest["timings_s"]["consolidate"] = round(time.perf_counter() - start, 2)
     _save_json(folder / "manifest.json", manifest)

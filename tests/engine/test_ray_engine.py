@@ -143,13 +143,13 @@ def test_rerun_after_losing_half_the_parts_fills_in_exactly_the_missing(ray_outp
     assert len(parts) >= 2
     for part in parts[::2]:
         part.unlink()
-    (path / ".tmp-part-cut-short.parquet").write_bytes(b"PAR1 half written")  # a killed run's leftover
+    (path / ".part-cut-short.parquet.x1y2.tmp").write_bytes(b"PAR1 half written")  # a killed run's leftover
     kept = {r["input"] for r in read_records(path)}
     output = PartsOutput(path, part_rows=4)
     assert output.resumed == len(kept) and len(kept) < 20
     summary = ray_engine.run(inputs, _job(), output)
     assert summary["skipped"] == len(kept) and summary["written"] == 20 - len(kept)
-    assert not list(path.glob(".tmp-*"))
+    assert not list(path.glob(".part-*.tmp"))
     assert_records_equal(read_records(path), local_records)
     again = ray_engine.run(inputs, _job(), PartsOutput(path))  # complete: nothing to do, Ray not even asked
     assert again["written"] == 0 and again["skipped"] == 20

@@ -111,7 +111,7 @@ def test_embed_html_round_trips_through_srcdoc():
 def test_refinement_moves_are_drawn_on_the_map():
     import numpy as np
 
-    from geoapp.families.geoclip.evidence import RefinementEvidence
+    from geoapp.families.retrieval.evidence import RefinementEvidence
     from geoapp.results.prediction import build_prediction
 
     prediction = build_prediction("x", np.array([47.0, 48.0]), np.array([8.0, 9.0]), np.array([0.6, 0.4]), top_k=2,

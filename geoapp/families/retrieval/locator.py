@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
-from geoapp.families.geoclip.evidence import RefinementEvidence
+from geoapp.families.retrieval.evidence import RefinementEvidence
 from geoapp.galleries.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
 from geoapp.geo.distance import validate_latlon
 from geoapp.geo.refine import RefineSpec, refine_places
@@ -76,9 +76,9 @@ class GeoCLIPLocator(Family):
     def __init__(self, model: GeoCLIP, identity: ModelIdentity, gallery: Gallery | PrebuiltGallery,
                  device: torch.device, cache_dir: Path | None, spec=None, index: str | IndexSpec = "auto",
                  index_top: int = INDEX_TOP, index_dir: Path | None = None) -> None:
-        from geoapp.families.geoclip import SPEC
-
-        self.spec = spec or SPEC  # the registry sets SatWorld's (or a variant's) spec
+        if spec is None:
+            raise ValueError("a retrieval locator needs its family's spec (GeoCLIP's, SatWorld's or a variant's)")
+        self.spec = spec
         self.model = model.to(device).eval()
         self.identity = identity
         self.gallery = gallery
@@ -549,7 +549,7 @@ def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
     return Gallery.from_csv(option)
 
 
-def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
+def build_locator(spec, network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
     """A retrieval locator over ``options.extras['gallery']`` with the shared embedding cache."""
     from geoapp.settings import get_settings
 
@@ -557,23 +557,5 @@ def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIP
     cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
     index_dir = Path(cache_dir) / "indexes" if cache_dir is not None else get_settings().indexes_dir
     return GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
-                          resolve_device(options.device), cache, index=options.extras.get("index") or "auto",
+                          resolve_device(options.device), cache, spec=spec, index=options.extras.get("index") or "auto",
                           index_top=int(options.extras.get("index_top") or INDEX_TOP), index_dir=index_dir)
-
-
-def load(spec, options) -> GeoCLIPLocator:
-    """Registry loader. ``options.backbone_weights``: None (OpenAI CLIP from the local cache; fails at
-    once with the fix when missing), "random" (flagged test runs) or an open_clip checkpoint path.
-    ``options.checkpoint``: trained GeoCLIP heads (``training.train_geoclip``); extras: ``backbone``
-    (default ViT-L-14), ``heads`` (same as checkpoint), ``gallery`` (CSV path or PrebuiltGallery folder),
-    ``cache_dir``, ``index`` (auto | exact | flat | ivf-flat | ivf-pq), ``index_top`` (points retrieved)."""
-    from geoapp.models.backbones import BACKBONES
-    from geoapp.models.geoclip import build_geoclip
-
-    backbone = options.extras.get("backbone") or "ViT-L-14"
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
-    heads = options.checkpoint or options.extras.get("heads") or "pretrained"
-    resolve_device(options.device)  # a bad device fails before the backbone is built
-    network, identity = build_geoclip(backbone, options.backbone_weights, heads)
-    return build_locator(network, identity, options)
