@@ -90,14 +90,9 @@ def fused_text(args: argparse.Namespace, predictions: list, clues: list, fmt: st
 
 def _phash(path: str) -> str | None:
     """64-bit perceptual hash of a photo (None when it cannot be read: it then counts as unrelated)."""
-    import imagehash
+    from geoapp.imaging.phash import phash_hex
 
-    from geoapp.imaging import ImageLoadError, load_image
-
-    try:
-        return str(imagehash.phash(load_image(path).image.convert("RGB")))
-    except (ImageLoadError, OSError, ValueError):
-        return None
+    return phash_hex(path)
 
 
 def render(predictions: list, posteriors: list, levels: tuple[float, ...], fmt: str) -> str:

@@ -125,10 +125,17 @@ class LocateForm:
     region: RegionForm = field(default_factory=RegionForm)
     claimed: tuple[float, float] | None = None
     extras: dict = field(default_factory=dict)  # the family's own options (its spec's FamilyOption names)
+    clues: tuple[str, ...] = ()  # evidence-fusion clues, CLI syntax (geoapp.ui.fusion_service.parse_clue_lines)
+    same_place: bool = False  # the photos show one place: one fused map of all of them
+
+    @property
+    def fusion_requested(self) -> bool:
+        return bool(self.clues) or self.same_place
 
     @classmethod
     def from_values(cls, files: Sequence[object] | object | None, top_k: object, tencrop: object, model: object,
-                    region: RegionForm, claimed_text: str | None, extras: dict | None = None) -> "LocateForm":
+                    region: RegionForm, claimed_text: str | None, extras: dict | None = None,
+                    clues: tuple[str, ...] = (), same_place: object = False) -> "LocateForm":
         items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
         paths = tuple(p for p in (_file_path(item) for item in items) if p)
         if not paths:
@@ -137,7 +144,8 @@ class LocateForm:
         if not 1 <= k <= MAX_TOP_K:
             raise FormError(f"Number of candidates must be between 1 and {MAX_TOP_K}.")
         return cls(files=paths, top_k=k, tencrop=bool(tencrop), model=str(model or "auto"), region=region,
-                   claimed=parse_latlon(claimed_text), extras=dict(extras or {}))
+                   claimed=parse_latlon(claimed_text), extras=dict(extras or {}), clues=tuple(clues),
+                   same_place=bool(same_place))
 
 
 MAX_QUERY_CHARS = 300  # what Geolocator.text_map accepts

@@ -23,16 +23,18 @@ from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
+from geoapp.ui.fusion_service import parse_clue_lines
+from geoapp.ui.fusion_views import fusion_markdown
 from geoapp.ui.region_picker import build_region_picker, region_form
 from geoapp.ui.satellite import (
     build_satellite_controls,
     build_satellite_image,
     wire_candidate_view,
 )
-from geoapp.ui.service import GeolocationService, LocatedImage
+from geoapp.ui.service import CLAIMED_LABEL, GeolocationService, LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
-SHOWN_OUTPUTS = 10  # what LocateHandlers.show returns
+SHOWN_OUTPUTS = 11  # what LocateHandlers.show returns
 SESSION_TTL_S = 4 * 3600  # results (with probability surfaces) are dropped after 4 h without use
 
 
@@ -61,6 +63,8 @@ def api_payload(results: list[LocatedImage]) -> dict:
         # The full-resolution outline can be megabytes; clients get its identity, the map shows it.
         record["region"] = None if region is None else {"key": region.key, "label": region.label}
         record["references"] = [{"label": r.label, "lat": r.lat, "lon": r.lon} for r in located.references]
+        if located.fusion is not None:
+            record["fusion"] = located.fusion.to_dict()  # credible areas (GeoJSON), clue table, conflicts
         records.append(record)
     random = any(r.prediction.random_weights for r in results)
     return {"random_weights": random, "warning": RANDOM_WEIGHTS_WARNING if random else None, "results": records}
@@ -74,13 +78,16 @@ class LocateHandlers:
 
     def locate(self, photos, top_k=5, tencrop=False, model="auto", region_mode=REGION_WORLD, country=None,
                continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0, region_geojson=None,
-               claimed_location=None, model_options=None, progress=gr.Progress()):
+               claimed_location=None, model_options=None, clues="", same_place=False, progress=gr.Progress()):
         """Locate photos. Returns the session state (UI only) and a JSON record per photo.
 
-        ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``)."""
+        ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``).
+        ``clues``: evidence-fusion clues, one per line in the CLI's ``--clue`` syntax; with clues or
+        ``same_place`` each record gets ``fusion``: the credible areas (GeoJSON) and the clue table."""
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
         extras = _chosen_options(self.ctx.service, model, model_options)
-        form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras)
+        form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras,
+                                      parse_clue_lines(clues), same_place)
         first_run = not self.ctx.service.is_loaded(form.model)
         results = self.ctx.service.locate(form, progress_callback(progress))
         if first_run:
@@ -106,7 +113,7 @@ class LocateHandlers:
         options = self.ctx.map_options(online_tiles)
         if prediction.ok:
             page = prediction_map_html(prediction, options, references=located.references, selected_rank=1,
-                                       title=located.name)
+                                       title=located.name, fusion=located.fusion)
         else:
             page = placeholder_html(f"{located.name}: could not be analysed", options)
         table = gr.Dataframe(pd.DataFrame(views.candidate_rows(prediction, located.references),
@@ -119,7 +126,7 @@ class LocateHandlers:
         return (banner, selector, views.confidence_markdown(prediction, located.references),
                 embed_html(page, options.height_px, title=f"Map of candidates for {located.name}"), table,
                 located.display, views.exif_markdown(prediction.image), rank, gr.update(visible=bool(evidence)),
-                evidence)
+                evidence, fusion_markdown(located.fusion, _claimed(located)))
 
     def gradcam(self, session: LocateSession | None, index, rank, progress=gr.Progress()):
         """Grad-CAM of the selected photo towards the selected candidate (default #1)."""
@@ -170,6 +177,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
                                      info="Shown on the map with its distance to each candidate.")
             with gr.Accordion("Restrict the search region", open=False):
                 region = build_region_picker()
+            clues, same_place = build_clues_panel()
             photo = gr.Image(label="Photo as analysed (upright, normalised)", interactive=False, height=300,
                              type="pil", format="jpeg")
         with gr.Column(scale=2, min_width=480):
@@ -177,6 +185,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
             selector = gr.Dropdown(label="Photo", choices=[], visible=False, interactive=True,
                                    elem_id="geoapp-result-selector")
             summary = gr.Markdown("Drop photos on the left and press **Locate**.")
+            fusion = gr.Markdown(elem_id="geoapp-fusion")
             map_view = gr.HTML(embed_html(placeholder_html("Candidates will appear here", ctx.map_options(not ctx.config.offline_map)),
                                           title="Map of candidates"), elem_id="geoapp-locate-map")
             table = gr.Dataframe(elem_classes=["geoapp-table"], headers=views.CANDIDATE_COLUMNS, label="Candidates", interactive=False, wrap=True,
@@ -200,9 +209,9 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
     with gr.Accordion("Raw result (JSON, as returned by the /locate API)", open=False):
         raw = gr.JSON()
 
-    shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view]
+    shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view, fusion]
     cam_outputs = [cam_crop, cam_overlay, cam_caption, cam_others]
-    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options]
+    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options, clues, same_place]
     for option_field in option_fields:
         option_field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
                      api_visibility="private", show_progress="hidden")
@@ -228,6 +237,27 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
                         shown=table)
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
                        api_visibility="private", show_progress="hidden")
+
+
+def build_clues_panel():
+    """The Clues panel: clue lines (CLI syntax) and the "same place" tick."""
+    with gr.Accordion("Clues (evidence fusion)", open=False):
+        clues = gr.Textbox(label="Clues, one per line (a leading # switches one off)", lines=4, max_lines=20,
+                           elem_id="geoapp-clues", placeholder=CLUE_EXAMPLES,
+                           info="Same syntax as the command line's --clue. With clues, the map shows each clue as a "
+                                "layer, the fused map and its 50/80/90/95 % credible areas with their km².")
+        same_place = gr.Checkbox(value=False, label="The photos show the same place: fuse them into one map "
+                                                    "(near-duplicate photos count once)", elem_id="geoapp-same-place")
+    return clues, same_place
+
+
+CLUE_EXAMPLES = ("sun:time=2024-06-21T10:00:00Z,ratio=1.20,ratio_sd=0.05\ntz:offset=+02:00,time=2024-06-21T12:00:00\n"
+                 "drive:left\nelevation:min=2000\ncoast:max_km=20\nexclude:FILE.geojson\nregion:country:FR")
+
+
+def _claimed(located: LocatedImage) -> tuple[float, float] | None:
+    claim = next((r for r in located.references if r.label == CLAIMED_LABEL), None)
+    return None if claim is None else (claim.lat, claim.lon)
 
 
 CAM_DISPLAY_SIDE = 448  # small-input models (SatWorld: 64 px) are drawn at least this big

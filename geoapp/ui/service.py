@@ -37,6 +37,7 @@ from geoapp.ui.forms import COMPARE_DIFFERENCE, FormError, LocateForm, TextMapFo
 Progress = Callable[[float, str], None]
 
 EXIF_COLOUR = "#111111"
+CLAIMED_LABEL = "Claimed location"
 CLAIM_COLOUR = "#e65100"
 DISPLAY_MAX_SIDE = 1024  # the photo shown next to the results (the model gets the original file)
 
@@ -74,6 +75,7 @@ class LocatedImage:
     display: object | None = None  # PIL image, upright RGB, at most DISPLAY_MAX_SIDE
     references: list[ReferencePoint] = field(default_factory=list)
     model: str = AUTO  # the family key that produced it
+    fusion: object | None = None  # geoapp.ui.fusion_service.FusedMap, when clues or "same place" were given
 
     @property
     def name(self) -> str:
@@ -228,6 +230,12 @@ class GeolocationService:
                 prediction = locator.predict_batch([path], top_k=form.top_k, region=region, tencrop=form.tencrop,
                                                    on_error="record", extras=form.extras)[0]
             results.append(self._located(prediction, path, form.claimed, model))
+        if form.fusion_requested:
+            from geoapp.ui.fusion_service import fuse_located
+
+            progress(0.95, "Fusing the photo maps with the clues …")
+            for located, fused in zip(results, fuse_located(results, form.clues, form.same_place, region)):
+                located.fusion = fused
         progress(1.0, "Done")
         return results
 
@@ -252,7 +260,7 @@ class GeolocationService:
             references.append(ReferencePoint("EXIF GPS (in the file)", float(exif["gps_lat"]), float(exif["gps_lon"]),
                                              EXIF_COLOUR))
         if claimed is not None:
-            references.append(ReferencePoint("Claimed location", claimed[0], claimed[1], CLAIM_COLOUR))
+            references.append(ReferencePoint(CLAIMED_LABEL, claimed[0], claimed[1], CLAIM_COLOUR))
         display = None
         if prediction.ok:
             try:

@@ -490,8 +490,9 @@ def _heat_legend(extra: str = "") -> str:
 
 # ---------------------------------------------------------------------------- public API
 def prediction_map(prediction: Prediction, options: MapOptions, *, references: Sequence[ReferencePoint] = (),
-                   selected_rank: int | None = None, title: str | None = None) -> folium.Map:
-    """Candidates (numbered markers), probability heatmap, search region and reference positions."""
+                   selected_rank: int | None = None, title: str | None = None, fusion=None) -> folium.Map:
+    """Candidates (numbered markers), probability heatmap, search region and reference positions;
+    with ``fusion`` (a ``geoapp.ui.fusion_service.FusedMap``) also the fused map, its areas and clue layers."""
     fmap = _base_map(options, offline_background=bool(options.assets.basemap_js) and not options.online_tiles)
     bounds = _Bounds()
     heat = _heat_layer(prediction, options, "Probability heatmap")
@@ -499,11 +500,16 @@ def prediction_map(prediction: Prediction, options: MapOptions, *, references: S
         heat.add_to(fmap)
     _add_region(fmap, prediction.region, bounds)
     _add_evidence_layers(fmap, prediction)
+    areas = ""
+    if fusion is not None:
+        from geoapp.ui.maps.fusion_layers import add_fusion_layers
+
+        areas = '<div style="margin-top:4px">' + add_fusion_layers(fmap, fusion, bounds, _text, _tooltip) + "</div>"
     _add_candidates(fmap, prediction, references, bounds, selected_rank)
     _add_references(fmap, prediction, references, bounds)
     return _finish(fmap, bounds, title=title, random_weights=prediction.random_weights, caveats=prediction.caveats,
                    legend_html=_heat_legend('<div style="margin-top:4px">numbered markers: distinct candidate '
-                                            'places, <b style="color:#b3261e">#1</b> most probable</div>'))
+                                            'places, <b style="color:#b3261e">#1</b> most probable</div>' + areas))
 
 
 def difference_map(first: Prediction, second: Prediction, options: MapOptions, *, max_points: int = 3000,
