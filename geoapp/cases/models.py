@@ -88,6 +88,13 @@ class Case(Base):
     analyses: Mapped[list[Analysis]] = relationship(order_by="Analysis.finished_at")
     notes: Mapped[list[Note]] = relationship(order_by="Note.created_at")
     verdicts: Mapped[list[Verdict]] = relationship(order_by="Verdict.created_at")
+    clue_records: Mapped[list["CaseClue"]] = relationship(order_by="CaseClue.created_at")
+
+    @property
+    def clues(self) -> list["CaseClue"]:
+        """The current clues: active rows that no later row replaces, oldest first."""
+        replaced = {c.replaces for c in self.clue_records if c.replaces}
+        return [c for c in self.clue_records if c.active and c.id not in replaced]
 
     __table_args__ = (sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_cases_status"),)
 
@@ -211,6 +218,24 @@ class Verdict(Base):
     __table_args__ = (sa.CheckConstraint(f"verdict IN {VERDICTS!r}", name="ck_verdicts_verdict"),)
 
 
+class CaseClue(Base):
+    """An analyst's clue (evidence fusion, CLI syntax) as evidence of the case. Append-only: an edit or a
+    removal is a new row that ``replaces`` the old one (``active`` False for a removal); the current clues
+    are the active rows nothing replaces."""
+
+    __tablename__ = "case_clues"
+
+    id: Mapped[str] = _id_column()
+    case_id: Mapped[str] = _case_fk()
+    text: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    source: Mapped[str] = mapped_column(sa.Text, default="")  # where the clue came from (analyst, EXIF, a URL)
+    active: Mapped[bool]
+    replaces: Mapped[str | None] = mapped_column(sa.String(32), sa.ForeignKey("case_clues.id"))
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+
+
 class Event(Base):
     """Append-only audit log: what changed, when, by whom."""
 
@@ -228,4 +253,4 @@ class Event(Base):
     imported: Mapped[bool] = mapped_column(default=False)  # recorded elsewhere, came in a bundle
 
 
-APPEND_ONLY_TABLES = ("evidence", "claims", "analyses", "notes", "verdicts", "case_events")
+APPEND_ONLY_TABLES = ("evidence", "claims", "analyses", "notes", "verdicts", "case_events", "case_clues")

@@ -307,6 +307,7 @@ def _audit_section(events: list) -> str:
 
 def render_html(store: CaseStore, case_id: str) -> str:
     """The full report as one HTML string (UTF-8, no external references)."""
+    from geoapp.cases.clues import report_section as clues_report_section
     from geoapp.version import __version__
 
     case = store.get_case(case_id)
@@ -339,6 +340,7 @@ def render_html(store: CaseStore, case_id: str) -> str:
         ("integrity", "Evidence integrity", _integrity(problems, case)),
         ("verdict", "Verdict", _verdict_section(case)),
         ("claims", "Claim", _claims_section(case)),
+        ("clues", "Clues and credible areas", clues_report_section(case, e)),
         ("map", "Map", _maps(case)),
         ("evidence", "Evidence", _evidence_section(store, case, by_sha)),
         ("analyses", "Analyses", "".join(_analysis_block(store, a, names, by_sha) for a in case.analyses)

@@ -158,7 +158,8 @@ class CaseStore:
             case = session.scalars(
                 sa.select(Case).where(Case.id == case_id).options(
                     selectinload(Case.evidence), selectinload(Case.claims), selectinload(Case.analyses),
-                    selectinload(Case.notes), selectinload(Case.verdicts))).one_or_none()
+                    selectinload(Case.notes), selectinload(Case.verdicts),
+                    selectinload(Case.clue_records))).one_or_none()
             if case is None:
                 raise CaseNotFoundError(f"No case with id {case_id}")
             return case

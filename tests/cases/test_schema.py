@@ -19,7 +19,7 @@ def test_migrations_match_the_models(store: CaseStore):
         diff = compare_metadata(context, Base.metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == [], diff
-    assert version == "0001_initial"
+    assert version == "0002_case_clues"
 
 
 def test_reopening_is_idempotent(db_url, tmp_path):
@@ -31,7 +31,10 @@ def test_reopening_is_idempotent(db_url, tmp_path):
 
 
 def test_history_tables_are_append_only(store: CaseStore):
+    from geoapp.cases.clues import add_clue
+
     case_id = populated_case(store, photos=1)
+    add_clue(store, case_id, "drive:left", actor="alice")  # SQLite's row triggers need a row to refuse
     for table in APPEND_ONLY_TABLES:
         for statement in (f"UPDATE {table} SET case_id = case_id", f"DELETE FROM {table}"):
             with pytest.raises(sa.exc.DBAPIError, match="append-only"):
@@ -39,7 +42,7 @@ def test_history_tables_are_append_only(store: CaseStore):
                     conn.execute(sa.text(statement))
     case = store.get_case(case_id)
     assert [n.text for n in case.notes] == ["A note"] and len(case.evidence) == 1 and case.verdict is not None
-    assert len(store.events(case_id)) == 6
+    assert len(store.events(case_id)) == 7  # populated_case's six and the clue
 
 
 def test_foreign_keys_are_enforced(store: CaseStore):

@@ -1,0 +1,70 @@
+"""Clues as case evidence: add / edit / remove in the audit log (append-only rows), the case keeps its
+clues, and the report states the credible areas of each analysis times the clues, calibrated or not."""
+
+from __future__ import annotations
+
+import pytest
+
+from geoapp.cases import CaseStore
+from geoapp.cases.clues import add_clue, analysis_areas, edit_clue, remove_clue
+from geoapp.cases.errors import CaseInputError, CaseNotFoundError
+from geoapp.cases.report import render_html
+
+from .conftest import populated_case
+
+TZ = "tz:offset=+03:00,time=2008-10-20T12:00:00"  # Kharkiv (the populated case's claim) in October 2008: EEST
+
+
+def test_clues_are_kept_with_source_and_every_change_is_audited(store: CaseStore):
+    case_id = store.create_case("Clues", actor="alice").id
+    first = add_clue(store, case_id, "drive:left", source="street view of the photo", actor="alice")
+    add_clue(store, case_id, TZ, source="EXIF OffsetTimeOriginal (accepted)", actor="bob")
+    edited = edit_clue(store, case_id, first.id[:8], "drive:right", actor="alice")
+    case = store.get_case(case_id)
+    assert [(c.text, c.source) for c in case.clues] == [(TZ, "EXIF OffsetTimeOriginal (accepted)"),
+                                                       ("drive:right", "street view of the photo")]
+    remove_clue(store, case_id, edited.id, actor="carol")
+    case = store.get_case(case_id)
+    assert [c.text for c in case.clues] == [TZ]
+    assert len(case.clue_records) == 4  # every version stays
+    actions = [(e.action, e.actor) for e in store.events(case_id) if e.entity_type == "clue"]
+    assert actions == [("clue.add", "alice"), ("clue.add", "bob"), ("clue.edit", "alice"), ("clue.remove", "carol")]
+
+
+def test_bad_clues_are_refused_and_nothing_is_stored(store: CaseStore):
+    case_id = store.create_case("Bad", actor="alice").id
+    with pytest.raises(CaseInputError, match="drive:middle"):
+        add_clue(store, case_id, "drive:middle", actor="alice")
+    with pytest.raises(CaseNotFoundError):
+        remove_clue(store, case_id, "abcdef12", actor="alice")
+    clue = add_clue(store, case_id, "drive:left", actor="alice")
+    edit_clue(store, case_id, clue.id, "drive:right", actor="alice")
+    with pytest.raises(CaseNotFoundError):  # the old version is no longer current
+        edit_clue(store, case_id, clue.id, "coast:max_km=20", actor="alice")
+    assert [c.text for c in store.get_case(case_id).clues] == ["drive:right"]
+    assert [e.action for e in store.events(case_id) if e.entity_type == "clue"] == ["clue.add", "clue.edit"]
+
+
+def test_analysis_areas_with_clues_place_the_claim(store: CaseStore):
+    case_id = populated_case(store, photos=1)
+    add_clue(store, case_id, TZ, actor="alice")
+    case = store.get_case(case_id)
+    claim = case.claims[-1]
+    areas = analysis_areas(case.analyses[0], case.clues, (claim.lat, claim.lon))
+    assert [a.level for a in areas.areas] == [0.5, 0.8, 0.9, 0.95]
+    assert all(a.area_km2 > 0 and not a.calibrated and "not calibrated" in a.calibration for a in areas.areas)
+    assert areas.clues == [TZ]
+    assert areas.claim.startswith("inside the")  # Kharkiv holds 30 % of the stored map and is UTC+3
+    far = analysis_areas(case.analyses[0], case.clues, (-33.9, 151.2))
+    assert far.claim.startswith("outside the 95 % area")
+
+
+def test_report_states_the_clues_and_the_areas(store: CaseStore):
+    case_id = populated_case(store, photos=1)
+    add_clue(store, case_id, TZ, source="posted caption", actor="alice")
+    page = render_html(store, case_id)
+    section = page[page.index('id="clues"'):page.index('id="map"')]
+    assert "Clues and credible areas" in section and "posted caption" in section
+    assert "tz&#58;offset" in section or "tz:offset" in section
+    assert "90 %: " in section and "km²" in section and "not calibrated" in section
+    assert "The claimed place" in section and "lies inside the" in section
