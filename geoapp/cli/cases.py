@@ -74,6 +74,14 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("--gradcam", action="store_true",
                          help="also store the Grad-CAM of the top candidate (shown in the HTML report)")
 
+    clue = add("clue", 'add, edit or remove a clue (evidence fusion, as predict --clue: "sun:time=...,ratio=...", '
+                       '"tz:offset=+02:00,time=...", "drive:left" ...); every change is in the audit trail', _cmd_clue)
+    clue.add_argument("case_id", metavar="CASE_ID")
+    clue.add_argument("clue", nargs="?", default=None, metavar="CLUE")
+    clue.add_argument("--source", default="analyst", help="where the clue comes from (text or URL)")
+    clue.add_argument("--edit", default=None, metavar="CLUE_ID", help="replace this clue by CLUE")
+    clue.add_argument("--remove", default=None, metavar="CLUE_ID", help="remove this clue")
+
     note = add("note", 'add an analyst note (TEXT "-" reads standard input)', _cmd_note)
     note.add_argument("case_id", metavar="CASE_ID")
     note.add_argument("text", metavar="TEXT")
@@ -179,6 +187,8 @@ def _cmd_show(args: argparse.Namespace, store: Any) -> int:
             flag = " RANDOM WEIGHTS" if a.random_weights else ""
             print(f"  analysis {a.id}: {_t(a.model)}/{_t(a.backbone)} top {_t(top.get('place', '?'))} "
                   f"({top.get('probability', 0):.1%}){flag}")
+        for c in case.clues:
+            print(f"  clue {c.id}: {_t(c.text)} (from {_t(c.source)})")
         for n in case.notes:
             print(f"  note {n.id} ({_t(n.created_by)}): {_t(n.text[:80])}")
         if case.verdict:
@@ -276,6 +286,24 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     if locator.random_weights:
         _info("WARNING: random weights — these analyses are meaningless (test mode).")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_clue(args: argparse.Namespace, store: Any) -> int:
+    from geoapp.cases.clues import add_clue, edit_clue, remove_clue
+    from geoapp.cases.errors import CaseInputError
+
+    case_id = store.resolve_case_id(args.case_id)
+    if args.remove:
+        row = remove_clue(store, case_id, args.remove, actor=args.actor)
+    elif not args.clue:
+        raise CaseInputError('give the clue, e.g. case clue CASE "drive:left" (or --remove CLUE_ID)')
+    elif args.edit:
+        row = edit_clue(store, case_id, args.edit, args.clue, source=args.source, actor=args.actor)
+    else:
+        row = add_clue(store, case_id, args.clue, source=args.source, actor=args.actor)
+    _emit(args, row.id, {"id": row.id, "text": row.text, "kind": row.kind, "source": row.source,
+                         "active": row.active, "replaces": row.replaces})
+    return EXIT_OK
 
 
 def _cmd_note(args: argparse.Namespace, store: Any) -> int:

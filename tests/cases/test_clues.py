@@ -68,3 +68,23 @@ def test_report_states_the_clues_and_the_areas(store: CaseStore):
     assert "tz&#58;offset" in section or "tz:offset" in section
     assert "90 %: " in section and "km²" in section and "not calibrated" in section
     assert "The claimed place" in section and "lies inside the" in section
+
+
+def test_case_clue_command_adds_edits_removes_and_refuses_bad_clues(db_url, tmp_path, capsys):
+    from geoapp.cli.main import main
+
+    base = ["--database-url", db_url, "--case-store", str(tmp_path / "ev"), "--actor", "dana"]
+    assert main(["case", "new", "CLI clues", *base]) == 0
+    case_id = capsys.readouterr().out.strip().split()[0]
+    sun = "sun:time=2024-06-21T10:00:00Z,ratio=1.20,ratio_sd=0.05"
+    assert main(["case", "clue", case_id, sun, "--source", "pole shadow", *base]) == 0
+    clue_id = capsys.readouterr().out.strip()
+    assert main(["case", "clue", case_id, "drive:left", *base]) == 0
+    left_id = capsys.readouterr().out.strip()
+    assert main(["case", "clue", case_id, "--remove", left_id, *base]) == 0
+    assert main(["case", "clue", case_id, "sun:ratio=oops", *base]) == 2
+    assert "sun:ratio=oops" in capsys.readouterr().err
+    with CaseStore.open(database_url=db_url, store_dir=tmp_path / "ev") as store:
+        case = store.get_case(case_id)
+        assert [(c.id, c.text, c.source) for c in case.clues] == [(clue_id, sun, "pole shadow")]
+        assert [e.actor for e in store.events(case_id) if e.entity_type == "clue"] == ["dana"] * 3
