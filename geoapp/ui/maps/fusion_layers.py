@@ -14,7 +14,7 @@ from geoapp.fusion.areas import mass_above
 
 AREA_COLOURS = {0.5: "#7f0000", 0.8: "#d7301f", 0.9: "#fc8d59", 0.95: "#fdd49e"}
 CLUE_COLOURS = ("#1565c0", "#2e7d32", "#6a1b9a", "#00838f", "#5d4037", "#ad1457", "#37474f")
-FUSED_CELLS = 1500  # densest cells drawn as the fused map (the areas show the rest)
+FUSED_CELLS = 600  # densest cells drawn as the fused map (the areas show the rest)
 FUSED_RAMP = ("#fff5eb", "#fdbe85", "#fd8d3c", "#d94701", "#8c2d04")
 
 
