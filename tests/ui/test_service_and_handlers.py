@@ -58,7 +58,9 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert gps_record["image"]["exif"]["gps_lat"] == pytest.approx(43.467448, abs=1e-4)
     assert [ref["label"] for ref in gps_record["references"]] == ["EXIF GPS (in the file)", "Claimed location"]
 
-    banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view = handlers.show(session, 1, False)
+    banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view, fusion = \
+        handlers.show(session, 1, False)
+    assert fusion == ""  # no clues: no fused map
     assert evidence["visible"] is True and "Fine refinement" in evidence_view  # GeoCLIP: the refinement of its places
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
@@ -67,6 +69,23 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
     assert photo is not None and "43.467448" in exif and rank["value"] == 1
     crop, overlay, caption, others = handlers.gradcam(session, 1, 2, progress=no_progress)
     assert overlay is not None and "RANDOM WEIGHTS" in caption and "#2" in caption and not others["visible"]
+
+
+def test_locate_with_clues_and_same_place_fuses_one_map_with_areas(ctx):
+    handlers = LocateHandlers(ctx)
+    photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
+    tz = "tz:offset=+02:00,time=2024-06-21T12:00:00"
+    session, payload = handlers.locate(photos, 3, False, "geoclip", claimed_location="43.0, 11.0", clues=f"{tz}\n",
+                                       same_place=True, progress=no_progress)
+    first, second = (r["fusion"] for r in payload["results"])
+    assert first == second and first["photos"] == [IM2GPS_PHOTO, "DSCN0010.jpg"]
+    assert [c["name"] for c in first["clues"]] == [tz]
+    assert len(first["areas"]["features"]) == 4 and len(first["tempering"]["weights"]) == 2
+    shown = handlers.show(session, 0, False)
+    assert "Fused map of the same place" in shown[-1] and "90 %" in shown[-1] and "Claimed location" in shown[-1]
+    assert "geoapp-area-90" in shown[3]
+    with pytest.raises(gr.Error, match="drive:middle"):
+        user_errors(handlers.locate)(photos, 3, False, "geoclip", clues="drive:middle", progress=no_progress)
 
 
 def test_bad_file_and_unknown_country_are_readable_errors(ctx, tmp_path):
@@ -161,7 +180,7 @@ def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
     record = payload["results"][0]
     assert payload["random_weights"] and record["model"]["model"] == model and len(record["candidates"]) == 3
     assert record["scene"]["label365"] and record["segmentation"]["legend"]
-    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view = handlers.show(session, 0, False)
+    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view, _ = handlers.show(session, 0, False)
     assert "RANDOM WEIGHTS" in banner and "geoapp-pin" in map_html and rank["value"] == 1
     assert evidence["visible"] is True and "data:image/png;base64," in evidence_view  # the segmentation map
     assert ("Scene" in evidence_view and "Segmentation" in evidence_view
@@ -185,7 +204,7 @@ def test_locate_tab_shows_the_map_tile_search_path_and_tiles(ctx):
     session, payload = handlers.locate([photo], 3, False, "maptiles", progress=no_progress)
     record = payload["results"][0]
     assert record["model"]["model"] == "maptiles" and record["search_path"]["levels"]
-    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view = handlers.show(session, 0, False)
+    banner, _, _, map_html, _, _, _, rank, evidence, evidence_view, _ = handlers.show(session, 0, False)
     assert "Map-tile search path" in map_html and "geoapp-pin" in map_html
     assert evidence["visible"] is True and "Best map tiles" in evidence_view and "data:image/png;base64," in evidence_view
     crop, overlay, caption, _ = handlers.gradcam(session, 0, 1, progress=no_progress)
