@@ -78,7 +78,7 @@ class LocateHandlers:
 
     def locate(self, photos, top_k=5, tencrop=False, model="auto", region_mode=REGION_WORLD, country=None,
                continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0, region_geojson=None,
-               claimed_location=None, model_options=None, clues="", same_place=False, progress=gr.Progress()):
+               claimed_location=None, model_options=None, clues=None, same_place=False, progress=gr.Progress()):
         """Locate photos. Returns the session state (UI only) and a JSON record per photo.
 
         ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``).
