@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from geoapp.ui.assets import map_asset_dir
 from geoapp.ui.cases_tab import build_cases_tab
 from geoapp.ui.common import UiContext
-from geoapp.ui.config import MB, AppConfig
+from geoapp.ui.config import MB, OFFLINE_MAP_EFFECT, AppConfig
 from geoapp.ui.guard import GuardPolicy, RequestGuard, normalised_origins
 from geoapp.ui.locate_tab import build_locate_tab
 from geoapp.ui.models_tab import build_models_tab
@@ -94,13 +94,16 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
                 value=not config.offline_map, interactive=not config.offline_map,
                 label="Online map tiles (OpenStreetMap streets, Esri satellite imagery)",
                 info="Off: the page contacts nothing but this app (country outlines as the basemap). "
-                     + ("Started with --offline-map: restart without it for online tiles." if config.offline_map else ""))
+                     + (f"Started with --offline-map: {OFFLINE_MAP_EFFECT}." if config.offline_map else ""))
             tile_source = build_tile_source_setting()
         shared = SharedWidgets(online_tiles=online_tiles, tile_source=tile_source)
         with gr.Tabs():
             for spec in tabs if tabs is not None else default_tabs():
                 with gr.Tab(spec.label, elem_id=spec.elem_id):
                     spec.build(ctx, shared)
+        ctx.pickers.wire(demo, service)  # model lists follow trained models appearing on disk
+    if config.preload:
+        service.start_warmup(announce=lambda message: print(f"geoapp: {message}", flush=True))
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.queue_max_size)
     launch = {
         "server_name": config.host, "server_port": config.port, "share": config.share, "auth": config.auth,

@@ -144,5 +144,5 @@ def metrics_markdown(manifest: dict) -> str:
              f"photos, {manifest.get('heldout_images', '?')} held out.", "",
              "| held-out photos | country | ≤ 25 km | ≤ 200 km | ≤ 750 km |", "|---|---|---|---|---|",
              row("this model", metrics), row("most common cell (baseline)", baseline), "",
-             f"Choose **{key}** in Locate or Cases (reload the page), or `--model {key}` on the command line."]
+             f"Choose **{key}** in Locate or Cases (it is listed there now), or `--model {key}` on the command line."]
     return "\n".join(lines)

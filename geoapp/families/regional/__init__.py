@@ -42,6 +42,7 @@ SPEC = register(FamilySpec(
         help="Photos with EXIF GPS (or a CSV path,lat,lon) in the chosen countries; the model keeps their features "
              "and thumbnails to show the most similar ones with every prediction.",
     ),
+    variants_only=True,  # each regional model is a variant regional:NAME
     test_options={"method": "cells", "countries": "SE,CH"},
     paper="Sweden or Switzerland - GeoLocation on Noisy Datasets (Engdahl, Heubi)",
 ))
