@@ -93,9 +93,15 @@ def evidence_rows(case) -> list[list]:
     for e in case.evidence:
         gps = e.gps
         rows.append([display_text(e.original_name), f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
-                     (e.exif or {}).get("capture_time") or "—", f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
+                     _capture_time(e.exif), f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
                      e.sha256[:SHA_SHOWN] + "…", e.added_by, _short(e.id)])
     return rows
+
+
+def _capture_time(exif: dict | None) -> str:
+    """EXIF capture time as date and time ("2008-10-22 16:28:39": may wrap between the two, never inside)."""
+    value = str((exif or {}).get("capture_time") or "")
+    return value.replace("T", " ", 1) if value else "—"
 
 
 def evidence_choices(case) -> list[tuple[str, str]]:

@@ -48,6 +48,7 @@ class RunningApp:
     process: subprocess.Popen
     startup_s: float
     log_path: Path
+    variants_dir: Path | None = None  # the app's $GEOAPP_VARIANTS_DIR, where set
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -92,8 +93,11 @@ def stop_app(app: RunningApp) -> None:
 def running_app(tiny_locator, tmp_path_factory) -> RunningApp:
     """One offline-map app with the tiny random backbone, shared by the API and browser tests."""
     tiny_locator.candidate_set()  # the gallery embeddings are cached before the app needs them
-    app = start_app(["--backbone", "tiny-test", "--backbone-weights", "random", "--offline-map"],
-                    tmp_path_factory.mktemp("app") / "app.log")
+    folder = tmp_path_factory.mktemp("app")
+    # Its own (empty) folder of trained models: tests add and remove models there while the app runs.
+    app = start_app(["--backbone", "tiny-test", "--backbone-weights", "random", "--offline-map"], folder / "app.log",
+                    env_extra={"GEOAPP_VARIANTS_DIR": str(folder / "variants")})
+    app.variants_dir = folder / "variants"
     yield app
     stop_app(app)
 
