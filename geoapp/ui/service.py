@@ -33,9 +33,9 @@ from geoapp.families import (
 )
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError, load_image
-from geoapp.maps import ReferencePoint
-from geoapp.prediction import Prediction
+from geoapp.results.prediction import Prediction
 from geoapp.ui.forms import COMPARE_DIFFERENCE, ClaimedLocation, FormError, LocateForm, TextMapForm
+from geoapp.ui.maps.render import ReferencePoint
 from geoapp.ui.warmup import Warmup
 
 Progress = Callable[[float, str], None]
