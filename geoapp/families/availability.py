@@ -38,6 +38,8 @@ def _note(spec: FamilySpec, settings: Settings | None) -> str:
     if spec.variants_only and spec.variant is None:
         return "none built yet (Models tab)"
     missing = [w.filename for w in spec.missing_files(settings)]
+    if len(missing) > 2:  # the Models tab lists them, with how to get each
+        return f"needs {len(missing)} weight files (Models tab)"
     return f"needs {', '.join(missing)}" if missing else "see the Models tab"
 
 

@@ -61,7 +61,11 @@ class ClaimedLocation:
 
     lat: float
     lon: float
-    label: str  # what the text resolved to: "Odesa, Ukraine", or the coordinates as typed
+    name: str | None = None  # the place a name resolved to ("Odesa, Ukraine"); None for typed coordinates
+
+    @property
+    def label(self) -> str:
+        return f"Claimed location ({self.name})" if self.name else "Claimed location"
 
 
 def parse_claimed_location(text: str | None) -> ClaimedLocation | None:
@@ -81,7 +85,7 @@ def parse_claimed_location(text: str | None) -> ClaimedLocation | None:
         raise FormError(f"Claimed location {str(text).strip()!r} is a country ({place.label}), not a point: type a "
                         "town or 'latitude, longitude', or restrict the search region to the country (a Case can "
                         "record a claim about a whole country).")
-    return ClaimedLocation(place.lat, place.lon, place.name or f"{place.lat:.5f}, {place.lon:.5f}")
+    return ClaimedLocation(place.lat, place.lon, place.name)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from geoapp.ui.satellite import (
     build_satellite_image,
     wire_candidate_view,
 )
-from geoapp.ui.service import GeolocationService, LocatedImage
+from geoapp.ui.service import LocatedImage
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
 SHOWN_OUTPUTS = 10  # what LocateHandlers.show returns

@@ -310,8 +310,7 @@ class GeolocationService:
             references.append(ReferencePoint("EXIF GPS (in the file)", float(exif["gps_lat"]), float(exif["gps_lon"]),
                                              EXIF_COLOUR))
         if claimed is not None:
-            references.append(ReferencePoint(f"Claimed location ({claimed.label})", claimed.lat, claimed.lon,
-                                             CLAIM_COLOUR))
+            references.append(ReferencePoint(claimed.label, claimed.lat, claimed.lon, CLAIM_COLOUR))
         display = None
         if prediction.ok:
             try:

@@ -102,6 +102,19 @@ def running_app(tiny_locator, tmp_path_factory) -> RunningApp:
     stop_app(app)
 
 
+@pytest.fixture(scope="module")
+def ctx(tiny_locator):
+    """The UI context on the tiny random GeoCLIP (one service per test module; tests adopt more models into it)."""
+    from geoapp.ui.common import UiContext
+    from geoapp.ui.config import AppConfig
+    from geoapp.ui.service import GeolocationService, ModelSettings
+
+    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
+    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
+    service.adopt("geoclip", tiny_locator)
+    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -66,19 +66,11 @@ def test_a_model_without_grad_cam_gets_a_calm_note_and_no_stale_maps(toy_ctx):
     assert crop is None and overlay is None and "does not offer Grad-CAM" in caption and "rror" not in caption
 
 
-def test_the_grad_cam_panel_is_cleared_while_a_new_map_is_computed(ctx_with_tiny):
-    handlers = LocateHandlers(ctx_with_tiny)
+def test_the_grad_cam_panel_is_cleared_while_a_new_map_is_computed(ctx):
+    handlers = LocateHandlers(ctx)
     session, _ = handlers.locate([photo()], 3, False, "geoclip", progress=no_progress)
     crop, overlay, caption, others = handlers.cam_pending(session, 0, 2)
     assert crop is None and overlay is None and others["visible"] is False and "candidate #2" in caption
-
-
-@pytest.fixture(scope="module")
-def ctx_with_tiny(tiny_locator) -> UiContext:
-    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
-    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
-    service.adopt("geoclip", tiny_locator)
-    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
 
 
 def test_a_claimed_place_typed_as_a_name_is_on_the_map_and_in_the_table(toy_ctx):
