@@ -1,6 +1,6 @@
 """A first run from an empty cache, in headless Chromium: the Locate button goes busy at once, the page
 shows each step (loading, encoding the gallery with a count) on visible widgets, and says the next runs
-are fast. Offline, like the other browser tests."""
+are fast. Offline, like the other browser tests; started with --no-preload (the on-demand path)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ def fresh_app(tmp_path_factory):
     gallery = folder / "gallery.csv"  # big enough for several encoding steps, small enough for CI
     points = zip(rng.uniform(-55, 70, 40_000), rng.uniform(-180, 180, 40_000))
     gallery.write_text("LAT,LON\n" + "".join(f"{a:.5f},{b:.5f}\n" for a, b in points))
-    app = start_app(["--backbone", "tiny-test", "--backbone-weights", "random", "--offline-map", "--gallery",
-                     str(gallery)], folder / "app.log", env_extra={"GEOAPP_CACHE_DIR": str(folder / "empty-cache")})
+    # --no-preload: the on-demand path (the background warm-up, the default, is tested in test_warmup.py).
+    app = start_app(["--backbone", "tiny-test", "--backbone-weights", "random", "--offline-map", "--no-preload",
+                     "--gallery", str(gallery)], folder / "app.log",
+                    env_extra={"GEOAPP_CACHE_DIR": str(folder / "empty-cache")})
     yield app
     stop_app(app)
 
