@@ -7,9 +7,10 @@ Events (the first is the public API ``/locate``; the rest only redraw from the s
                                  (fails) --failed--> the error beside the form, the button back
     photo selector / candidate selector / tile setting --> show / gradcam again (no new prediction)
 
-The model dropdown (geoapp/ui/model_picker.py) lists every model that can be chosen, unavailable ones marked. Family-specific evidence (TransLocator's
-segmentation and scene, a tile search path ...) is shown by the "Evidence from the model" panel from
-each result's evidence items, and families with several inputs add one Grad-CAM per branch.
+The model dropdown (geoapp/ui/model_picker.py) lists every model that can be chosen, unavailable ones marked.
+Family-specific evidence (TransLocator's segmentation and scene, a tile search path ...) is shown by the
+"Evidence from the model" panel from each result's evidence items, and families with several inputs add one
+Grad-CAM per branch.
 """
 
 from __future__ import annotations
