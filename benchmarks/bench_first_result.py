@@ -11,8 +11,9 @@
 - ``preload, Locate once ready``: Locate pressed as soon as the app's log says the warm-up is done (an analyst
   who took longer than the warm-up): the first result is then a warm prediction.
 
-Also: the warm-up's own duration (the app's ``... is ready (X s after the app started)`` log line), and the
-machine with its load averages before and after, as every benchmark here records.
+Also: the warm-up's own duration (the app's ``... is ready (X s after the server started listening)`` log
+line; it starts when the server listens, so page start-up + X is when the model was ready), and the machine
+with its load averages before and after, as every benchmark here records.
 
     python benchmarks/bench_first_result.py [--photo PATH] [--delay 60] [--model auto] [--json OUT]
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTO = REPO.parent / "shared" / "data" / "im2gps3k-dev" / "1008845063_ace4ef829f_1204_97522422@N00.jpg"
-READY = re.compile(r"is ready \(([\d.]+) s after the app started\)")
+READY = re.compile(r"is ready \(([\d.]+) s after the server started listening\)")
 
 
 def machine_description() -> str:

@@ -63,7 +63,7 @@ class Warmup:
             self.seconds = time.perf_counter() - start
             self._done.set()
         if self.error is None:
-            self._announce(f"{self.label} is ready ({self.seconds:.1f} s after the app started)")
+            self._announce(f"{self.label} is ready ({self.seconds:.1f} s after the server started listening)")
         else:
             self._announce(f"{self.label} could not be prepared in the background ({self.error}); it loads on first use")
 
