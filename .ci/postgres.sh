@@ -13,7 +13,7 @@
 pg_test_bin() {
     # The newest installed server's bin folder (Debian keeps them out of PATH).
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
     if [ -z "$dir" ] && command -v initdb >/dev/null 2>&1; then
         dir=$(dirname "$(command -v initdb)")
     fi
