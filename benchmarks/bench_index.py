@@ -70,7 +70,7 @@ def location_encoder():
     from geoapp.models.geoclip import build_geoclip
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, identity = build_geoclip("tiny-test", "random", "pretrained")
+    model, identity = build_geoclip("tiny-test", "random", "pretrained", family="geoclip")
     return model.eval(), identity
 
 

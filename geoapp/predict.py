@@ -12,6 +12,7 @@ from pathlib import Path
 
 from geoapp.families import AUTO, Family, LoadOptions, choose, families, load
 from geoapp.families.base import DEFAULT_MERGE_KM, REGION_EXTRA_POINTS
+from geoapp.families.registry import preferred
 
 AUTO_MODEL = AUTO
 __all__ = ["AUTO_MODEL", "DEFAULT_MERGE_KM", "REGION_EXTRA_POINTS", "Geolocator", "choose_model", "model_keys"]
@@ -21,9 +22,10 @@ class Geolocator:
     """Factory for geolocators (kept as the public name; the objects it returns are families)."""
 
     @staticmethod
-    def load(model: str = "geoclip", device: str | None = None, backbone_weights: str | Path | None = None, *,
+    def load(model: str | None = None, device: str | None = None, backbone_weights: str | Path | None = None, *,
              checkpoint: str | Path | None = None, **extras) -> Family:
-        """Load ``model`` (a registry key, ``family:tag``, or ``"auto"``).
+        """Load ``model`` (a registry key, ``family:tag``, or ``"auto"``; default: the family ``auto``
+        ranks first, GeoCLIP, whether or not its weights are here).
 
         ``backbone_weights``: None (real pretrained weights from the local cache; fails at once with
         the fix when missing), ``"random"`` (real architecture, random weights: every result is
@@ -31,7 +33,7 @@ class Geolocator:
         Family-specific keywords (``backbone``, ``gallery``, ``cache_dir``, ``segmenter`` ...) pass through.
         """
         weights = None if backbone_weights is None else str(backbone_weights)
-        return load(model, device, weights, checkpoint=checkpoint, **extras)
+        return load(model or preferred().key, device, weights, checkpoint=checkpoint, **extras)
 
 
 def choose_model(model: str = AUTO, backbone_weights: str | Path | None = None) -> tuple[str, str | None]:

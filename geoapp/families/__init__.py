@@ -1,6 +1,7 @@
 """Model families: one package each, one registration each, one contract for all.
 
-``geoapp.families.get("geoclip").load(...)`` or, the public way, ``geoapp.Geolocator.load("geoclip")``.
+``geoapp.families.get(KEY).load(...)`` or, the public way, ``geoapp.Geolocator.load(KEY)`` (``python -m
+geoapp models`` lists the keys).
 See :mod:`.base` (the contract), :mod:`.registry` (specs, lookup, ``auto``) and :mod:`.variants`
 (user-trained ``family:tag`` variants). Torch is imported only when a family is loaded.
 """

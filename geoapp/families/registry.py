@@ -266,6 +266,20 @@ def download_targets() -> dict[str, WeightFile]:
     return targets
 
 
+def ranked() -> list[FamilySpec]:
+    """The families ``auto`` may choose, best first (highest ``auto_priority``)."""
+    return sorted((s for s in families(include_variants=False) if s.auto_priority is not None),
+                  key=lambda s: -s.auto_priority)
+
+
+def preferred() -> FamilySpec:
+    """The family ``auto`` chooses when every weight file is present (the default of ``Geolocator.load``)."""
+    best = ranked()
+    if not best:
+        raise UnknownFamilyError("no family can be chosen automatically; name one with --model")
+    return best[0]
+
+
 def choose(key: str = AUTO, options: LoadOptions | None = None,
            settings: Settings | None = None) -> tuple[FamilySpec, str | None]:
     """Resolve ``auto``: the highest-priority family that can give real results here.
@@ -276,14 +290,11 @@ def choose(key: str = AUTO, options: LoadOptions | None = None,
     if key not in (AUTO, "", None):
         return get(key), None
     options = options or LoadOptions()
-    ranked = sorted((s for s in families(include_variants=False) if s.auto_priority is not None),
-                    key=lambda s: -s.auto_priority)
-    if not ranked:
-        raise UnknownFamilyError("no family can be chosen automatically; name one with --model")
+    best = preferred()
     if options.random or options.backbone_weights not in (None, ""):
-        return ranked[0], None  # a test run or an explicit backbone: the caller wants the main family
+        return best, None  # a test run or an explicit backbone: the caller wants the main family
     skipped: list[str] = []
-    for spec in ranked:
+    for spec in ranked():
         problem = spec.problem(options, settings)
         if problem is None:
             if not skipped:
@@ -291,4 +302,4 @@ def choose(key: str = AUTO, options: LoadOptions | None = None,
             notice = f"{' '.join(skipped)} So {spec.label} is used instead."
             return spec, notice + (f" {spec.caveat}" if spec.caveat else "")
         skipped.append(f"{spec.label} cannot run here ({problem}).")
-    return ranked[0], None  # nothing is ready: the first one fails at load with its fix
+    return best, None  # nothing is ready: the first one fails at load with its fix

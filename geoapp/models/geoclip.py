@@ -161,8 +161,8 @@ def state_digest(module: nn.Module) -> str:
 
 
 def build_geoclip(backbone: str | BackboneSpec = "ViT-L-14", backbone_weights: str | Path | None = None,
-                  heads: str | Path = "pretrained") -> tuple[GeoCLIP, ModelIdentity]:
-    """Build GeoCLIP.
+                  heads: str | Path = "pretrained", *, family: str) -> tuple[GeoCLIP, ModelIdentity]:
+    """Build GeoCLIP; ``family``: the registry key of the family that uses it (recorded in the identity).
 
     ``backbone_weights``: None/"pretrained"/"openai" for the real OpenAI CLIP weights, "random"
     for random weights (tests/benchmarks; every result is flagged), or a checkpoint path.
@@ -185,7 +185,7 @@ def build_geoclip(backbone: str | BackboneSpec = "ViT-L-14", backbone_weights: s
         heads_digest = load_heads_checkpoint(model, Path(heads))
     model.eval()
     identity = ModelIdentity(
-        model="geoclip",
+        model=family,
         backbone=spec.name,
         backbone_weights=backbone_description,
         heads_sha256=heads_digest,

@@ -149,9 +149,7 @@ class GeolocationService:
         """The reason ``model`` (default: the best family, as ``auto`` ranks them) cannot give real results
         here, with the fix; None when it can. A file lookup, nothing is loaded."""
         if model is None:
-            ranked = sorted((s for s in registry.families(include_variants=False) if s.auto_priority is not None),
-                            key=lambda s: -s.auto_priority)
-            model = ranked[0].key
+            model = registry.preferred().key
         spec = self.spec(model)
         problem = spec.problem(self.settings.load_options())
         return None if problem is None else f"{spec.label}: {problem} Then restart the app."

@@ -22,7 +22,6 @@ from geoapp.cli import main as cli_main
 from geoapp.textsafe import csv_cell, display_text, terminal_text, xml_text
 from tests.cases.conftest import gps_photos, populated_case
 from tests.cases.test_exports import StrictHTML
-from tests.ui.conftest import synthetic_prediction
 
 # Every code point below 0x20, the two non-characters, lone surrogates (high, low, and the ones a
 # non-UTF-8 file name decodes to), DEL and a C1 control, and the right-to-left override.

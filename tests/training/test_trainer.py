@@ -94,7 +94,7 @@ def test_checkpoint_loads_into_geolocator(toy_store, tmp_path, capsys, small_gal
         torch.testing.assert_close(value, state["image_head"][name])
     # Training moved the weights away from the pretrained ones, fine branch included.
     assert state["location_encoder"]["branches.3.head.weight"].abs().sum() > 0
-    pretrained, _ = build_geoclip("tiny-test", "random", "pretrained")
+    pretrained, _ = build_geoclip("tiny-test", "random", "pretrained", family="geoclip")
     assert not torch.equal(pretrained.image_head[0].weight, locator.model.image_head[0].weight)
     prediction = locator.predict(dev_dir / dev_truth["IMG_ID"][0], top_k=3)
     assert prediction.ok and len(prediction.candidates) == 3 and prediction.random_weights

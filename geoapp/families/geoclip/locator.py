@@ -576,5 +576,5 @@ def load(spec, options) -> GeoCLIPLocator:
         raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
     heads = options.checkpoint or options.extras.get("heads") or "pretrained"
     resolve_device(options.device)  # a bad device fails before the backbone is built
-    network, identity = build_geoclip(backbone, options.backbone_weights, heads)
+    network, identity = build_geoclip(backbone, options.backbone_weights, heads, family=spec.key)
     return build_locator(network, identity, options)
