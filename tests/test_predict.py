@@ -261,7 +261,7 @@ def test_refinement_is_off_by_default_for_geoclip(tiny_locator, photo):
 
 
 def test_refinement_stays_inside_the_region_and_tencrop_works(tiny_locator, photo):
-    prediction = tiny_locator.predict(photo, top_k=8, region="CH", tencrop=True, refine_top=16)
+    prediction = tiny_locator.predict(photo, top_k=8, region="CH", tencrop=True, refine_km=15, refine_top=16)
     assert prediction.parameters["refinement"]["top_n"] == 16
     lat, lon = np.array([[c.lat, c.lon] for c in prediction.candidates]).T
     assert set(get_country_index().lookup(lat, lon)) == {"CH"}
