@@ -15,10 +15,7 @@ assert. Over budget is reported, not failed: on a shared machine it says as much
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -27,10 +24,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, bench_parser, emit, load_average, machine_line
+
 YFCC26K = REPO.parent / "shared" / "data" / "benchmarks" / "yfcc25600_places365.csv"
 
 
@@ -92,12 +88,10 @@ def app_startup(cache: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, device=False)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-               "loadavg_start": os.getloadavg(), "rows": []}
+    results = {"machine": machine_line(), "load_average_start": load_average(), "rows": []}
     country_lookup()  # warm-up: builds the country index once
     rows = [("country lookup, 100 000 points", median_s(country_lookup, args.repeats), 2.0)]
     if YFCC26K.is_file():
@@ -110,14 +104,15 @@ def main() -> None:
         Geolocator.load(backbone="tiny-test", backbone_weights="random", device="cpu").candidate_set()
         startups = [app_startup(cache) for _ in range(args.repeats)]
         rows.append(("python app.py until HTTP 200 (tiny backbone, cached gallery)", statistics.median(startups), 15.0))
-    results["loadavg_end"] = os.getloadavg()
+    results["load_average_end"] = load_average()
     for what, seconds, budget in rows:
-        verdict = "" if budget is None else (f"  (budget {budget:g} s: " + ("within)" if seconds <= budget else "OVER)"))
-        print(f"{what}: median {seconds:.2f} s of {args.repeats}{verdict}")
-        results["rows"].append({"what": what, "median_s": round(seconds, 3), "budget_s": budget})
-    print(f"{results['machine']}; load average {results['loadavg_start']} -> {results['loadavg_end']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        results["rows"].append({"what": what, "median_s": round(seconds, 3), "budget_s": budget,
+                                "within_budget": None if budget is None else seconds <= budget})
+    emit(results, args.json)
+    for row in results["rows"]:
+        verdict = "" if row["budget_s"] is None else \
+            f"  (budget {row['budget_s']:g} s: {'within' if row['within_budget'] else 'OVER'})"
+        print(f"{row['what']}: median {row['median_s']:.2f} s of {args.repeats}{verdict}")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,9 @@ def main() -> None:
                         help="geoapp's fine refinement radius (default: the family's default, off for GeoCLIP)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    import os
+    from _common import load_average
 
-    load_start = os.getloadavg()
+    load_start = load_average()
     device = torch.device(args.device)
     runs = args.runs or (30 if device.type == "cuda" else 3)
     ref_runs = args.reference_runs or runs
@@ -113,7 +113,7 @@ def main() -> None:
         "tencrop_over_single": med(ours_tencrop) / med(ours_times),
         "reference_cpu_ms": med(ref_cpu), "ours_cpu_ms": med(ours_cpu), "speedup_cpu": med(ref_cpu) / med(ours_cpu),
         "all_ms": {"reference": ref_times, "ours": ours_times, "ours_tencrop": ours_tencrop},
-        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "load_average_start": load_start, "load_average_end": load_average(),
     })
     print(f"machine: {results['machine']}")
     print(f"reference geoclip.predict   median {results['reference_predict_ms']:9.1f} ms  ({ref_runs} runs)")
@@ -122,7 +122,7 @@ def main() -> None:
     print(f"speed-up {results['speedup']:.1f}x wall, {results['speedup_cpu']:.1f}x CPU time "
           f"(CPU ms: reference {results['reference_cpu_ms']:.0f}, ours {results['ours_cpu_ms']:.0f}); "
           f"TenCrop / single crop {results['tencrop_over_single']:.2f}x")
-    print(f"refinement: {results['ours_refinement'] or 'off'}; load average {load_start} -> {results['loadavg_end']}")
+    print(f"refinement: {results['ours_refinement'] or 'off'}; load average {load_start} -> {results['load_average_end']}")
     print(f"one-time gallery encoding (then cached on disk): {results['ours_gallery_encoding_s']:.1f} s; "
           f"model load {results['ours_load_s']:.1f} s")
     if args.json:

@@ -19,6 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
+from _common import load_average
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2gps3k-dev"
 
 
@@ -40,9 +42,9 @@ def main() -> int:
     settings = [(r, t) for r in (args.radius or [15.0]) for t in (args.top or [0, 16])]
     labels = [f"{r:g} km, top {t or 'k=5'}" for r, t in settings]
 
-    from geoapp.predict import Geolocator
+    from geoapp.api import Geolocator
 
-    load_start = os.getloadavg()
+    load_start = load_average()
     folder = Path(args.images)
     photos = sorted([*folder.glob("*.jpg"), *folder.glob("*.png")])[: args.photos]
     if not photos:
@@ -84,8 +86,8 @@ def main() -> int:
               "device": args.device, "model": args.model, "images": str(folder),
               "off_ms": round(base, 1), "off_cpu_ms": round(base_cpu, 1), "rows": rows, "photos": len(photos),
               "repeats": args.repeats, "random_backbone": weights == "random",
-              "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
-    print(f"{args.model}, load average {load_start} -> {result['loadavg_end']}")
+              "load_average_start": load_start, "load_average_end": load_average()}
+    print(f"{args.model}, load average {load_start} -> {result['load_average_end']}")
     print(f"prediction without refinement: {base:.0f} ms wall, {base_cpu:.0f} ms CPU (median of {len(times['off'])})")
     for row in rows:
         print(f"refine {row['setting']} @ {row['step_km']:g} km: {row['points_scored']} points, "

@@ -6,7 +6,7 @@ gallery. After warm-up, N queries (cycling through 5 texts) are timed and the me
 
 - ``Geolocator.text_map``: tokenise + text encoder + one [1 x 100K] product against the cached
   gallery embeddings + merging/place names (what the app's /text_map endpoint runs);
-- the same plus the map page the UI draws (``geoapp.maps.prediction_map_html``);
+- the same plus the map page the UI draws (``geoapp.ui.maps.render.prediction_map_html``);
 - the naive approach of the reference ``geoclip`` package's ``predict`` (re-encode the 100K GPS
   gallery with the location encoder on every query, then score), on the same model and process;
 - the same query with open_clip's own ``encode_text`` (all 77 token positions) instead of the
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import load_average
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -81,11 +82,11 @@ def main() -> None:
     import torch.nn.functional as F
 
     from geoapp import Geolocator
-    from geoapp.maps import MapAssets, MapOptions, prediction_map_html
-    from geoapp.prediction import build_prediction
+    from geoapp.ui.maps.render import MapAssets, MapOptions, prediction_map_html
+    from geoapp.results.prediction import build_prediction
 
     results: dict = {"machine": machine_description(device), "device": str(device), "queries": QUERIES,
-                     "loadavg_start": os.getloadavg()}
+                     "load_average_start": load_average()}
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         locator = Geolocator.load(device=device, backbone_weights="random", cache_dir=cache)
@@ -143,7 +144,7 @@ def main() -> None:
     results["text_map_plus_map_html"] = summary(with_map)
     results["naive_reencode_gallery"] = summary(naive_times)
     results["text_map_breakdown_ms"] = {k: round(v, 1) for k, v in breakdown.items()}  # medians over the runs
-    results["loadavg_end"] = os.getloadavg()
+    results["load_average_end"] = load_average()
     results["speedup_vs_naive"] = results["naive_reencode_gallery"]["median_ms"] / results["text_map"]["median_ms"]
     print(json.dumps(results, indent=2))
     print(f"full 77-token text tower: median {results['full_77_token_text_map']['median_ms']:.0f} ms; "

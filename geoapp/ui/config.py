@@ -12,8 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoapp import dense_gallery
-
+from geoapp.galleries import dense as dense_gallery
 DEFAULT_HOST = "127.0.0.1"
 AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
 MB = 1024 * 1024

@@ -30,8 +30,8 @@ from geoapp.families import (
 )
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError, load_image
-from geoapp.maps import ReferencePoint
-from geoapp.prediction import Prediction
+from geoapp.ui.maps.render import ReferencePoint
+from geoapp.results.prediction import Prediction
 from geoapp.ui.forms import COMPARE_DIFFERENCE, FormError, LocateForm, TextMapForm
 
 Progress = Callable[[float, str], None]
@@ -149,7 +149,9 @@ class GeolocationService:
         """The reason ``model`` (default: the best family, as ``auto`` ranks them) cannot give real results
         here, with the fix; None when it can. A file lookup, nothing is loaded."""
         if model is None:
-            model = registry.preferred().key
+            ranked = sorted((s for s in registry.families(include_variants=False) if s.auto_priority is not None),
+                            key=lambda s: -s.auto_priority)
+            model = ranked[0].key
         spec = self.spec(model)
         problem = spec.problem(self.settings.load_options())
         return None if problem is None else f"{spec.label}: {problem} Then restart the app."

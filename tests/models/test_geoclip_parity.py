@@ -26,7 +26,7 @@ def _coordinates(n_random: int = 2000) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models():
-    ours, _ = build_geoclip("tiny-test", "random", family="geoclip")  # heads: the published geoclip weights
+    ours, _ = build_geoclip("tiny-test", "random")  # heads: the published geoclip weights
     ref = reference.LocationEncoder()  # loads the same published weights with the reference code
     return ours, ref.eval()
 
@@ -70,8 +70,8 @@ def test_reference_image_encoder_mlp_matches(models):
 
 def test_random_heads_differ_and_are_flagged(models):
     pretrained, _ = models
-    _, pretrained_identity = build_geoclip("tiny-test", "random", family="geoclip")
-    model, identity = build_geoclip("tiny-test", "random", heads="random", family="geoclip")
+    _, pretrained_identity = build_geoclip("tiny-test", "random")
+    model, identity = build_geoclip("tiny-test", "random", heads="random")
     assert identity.random_weights
     assert isinstance(model.image_head, ImageHead)
     assert identity.heads_sha256 != pretrained_identity.heads_sha256

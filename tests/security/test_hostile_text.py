@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from geoapp import formats
+from geoapp.results import formats
 from geoapp.cases import CaseStore, geoexport, render_html
 from geoapp.cases.exports import render
 from geoapp.cases.models import Case
-from geoapp.cli import main as cli_main
-from geoapp.textsafe import csv_cell, display_text, terminal_text, xml_text
+from geoapp.cli.main import main as cli_main
+from geoapp.results.textsafe import csv_cell, display_text, terminal_text, xml_text
 from tests.cases.conftest import gps_photos, populated_case
 from tests.cases.test_exports import StrictHTML
 
@@ -97,7 +97,7 @@ def southern_western_prediction(source: str, place: str):
     """A prediction whose every candidate has a negative latitude and longitude (Buenos Aires,
     Santiago) and whose place names start like formulas: data a CSV writer must keep apart."""
     from geoapp.geo.places import Place
-    from geoapp.prediction import build_prediction
+    from geoapp.results.prediction import build_prediction
 
     lat, lon = np.array([-34.6037, -33.4489]), np.array([-58.3816, -70.6693])
     prediction = build_prediction(source, lat, lon, np.array([0.7, 0.3]), top_k=2, merge_km=1.0)
@@ -189,7 +189,7 @@ def test_report_map_tells_analyses_apart(store: CaseStore):
 
 
 def test_the_ui_shows_direction_overrides():
-    from geoapp.maps import _text
+    from geoapp.ui.maps.render import _text
     from geoapp.ui.views import escape
 
     assert "U+202E" in escape("photo\u202egpj.exe") and "\u202e" not in escape("photo\u202egpj.exe")

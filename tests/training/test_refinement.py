@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from geoapp.families import registry
-from geoapp.families.geoclip.evidence import RefinementEvidence
+from geoapp.families.retrieval.evidence import RefinementEvidence
 from geoapp.geo.distance import haversine_km
-from geoapp.prediction import Candidate, Prediction
+from geoapp.results.prediction import Candidate, Prediction
 
 from training.evaluate import main
 from training.refinement import compare, gallery_answer

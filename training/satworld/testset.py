@@ -27,7 +27,7 @@ from .train import TrainConfig, eval_images
 
 def export(out: Path, seed: int = 0, limit: int | None = None) -> dict:
     """Render and write the test split; returns counts."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     from .splits import make_splits
 

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from geoapp.models import weights
-from geoapp.models.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, classes_from_colours
-from geoapp.models.segmentation import (
+from geoapp.families.translocator.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, classes_from_colours
+from geoapp.families.translocator.segmentation import (
     SEGFORMER_B2,
     SEGMENTERS,
     class_shares,
@@ -23,9 +23,9 @@ from geoapp.models.segmentation import (
     legend,
     load_segmenter,
 )
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
-from ..conftest import REPO
+from ...conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_real_checkpoint_fails_fast_without_hf_offline_flag(tmp_path):
             raise OSError("no network in this test")
         socket.socket.connect = socket.socket.connect_ex = refuse
         from geoapp.models import weights
-        from geoapp.models.segmentation import load_segmenter
+        from geoapp.families.translocator.segmentation import load_segmenter
         try:
             load_segmenter()
         except weights.WeightsMissingError as error:
