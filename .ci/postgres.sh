@@ -21,8 +21,8 @@ pg_test_bin() {
 }
 
 pg_test_as_owner() {
-    # Run a command as the server's owner.
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    # Run a command as the server's owner, from / (a root-only checkout folder is not readable for it).
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_test_start() {
