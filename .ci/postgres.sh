@@ -60,7 +60,18 @@ pg_test_start() {
 
 pg_test_stop() {
     [ -n "${PG_TEST_DIR:-}" ] || return 0
-    pg_test_as_owner "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$PG_TEST_DIR"
+    local pid="" _
+    if [ -f "$PG_TEST_DIR/data/postmaster.pid" ]; then pid=$(head -n 1 "$PG_TEST_DIR/data/postmaster.pid"); fi
+    # Immediate: the data is thrown away, so there is no shutdown checkpoint to wait for.
+    pg_test_as_owner "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m immediate -w -t 120 stop >/dev/null 2>&1 || true
+    # Delete the folder only once the server has exited (a server still writing would leave files behind).
+    if [ -n "$pid" ]; then
+        for _ in $(seq 1 600); do  # gone, or a zombie waiting to be reaped
+            case "$(ps -o stat= -p "$pid" 2>/dev/null)" in ""|Z*) break ;; esac
+            sleep 0.2
+        done
+    fi
+    rm -rf "$PG_TEST_DIR" || { sleep 1; rm -rf "$PG_TEST_DIR"; } \
+        || echo "could not delete $PG_TEST_DIR: delete it by hand" >&2
     unset PG_TEST_DIR GEOAPP_TEST_DATABASE_URL
 }
