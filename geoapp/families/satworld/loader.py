@@ -19,12 +19,12 @@ def load(spec, options) -> GeoCLIPLocator:
                       DeprecationWarning, stacklevel=3)
         checkpoint = checkpoint or heads
     if options.random:
-        return build_locator(*random_satworld(), options)
+        return build_locator(*random_satworld(), options, spec)
     if options.backbone_weights not in (None, ""):
         raise ValueError("SatWorld ships trained weights and has no separate backbone: drop --backbone-weights "
                          "(use --checkpoint PATH for another SatWorld checkpoint)")
     network, identity = load_satworld(checkpoint)
-    return build_locator(network, identity, options)
+    return build_locator(network, identity, options, spec)
 
 
 def random_satworld() -> tuple[SatWorld, ModelIdentity]:

@@ -1,0 +1,99 @@
+"""The int8 quality gate: an int8 tower runs only where it was measured against fp32 on data with answers.
+
+A gate is run by ``python -m geoapp runtime gate --model KEY --precision int8 --runtime ENGINE`` (the measuring
+code is in ``training/runtime_gate.py``: SatWorld's held-out split, the map-tile demo's held-out locations, or a
+labelled dataset the user names for GeoCLIP with real weights). It quantises the tower, measures accuracy at
+200 / 750 / 2500 km with torch fp32 and with the int8 engine on the same images, and stores a
+:class:`GateResult` per (tower digest, engine, machine). ``--precision int8`` looks that verdict up: no verdict, a
+failed one or a changed int8 file refuse to run, with the reason and the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from geoapp.models.weights import sha256_file
+from geoapp.runtime.engines import TowerSource
+from geoapp.runtime.request import GATE_COMMAND, RuntimeUnavailableError
+from geoapp.runtime.store import machine, read_json, verdict_path, write_json
+
+GATE_THRESHOLDS_KM = (200, 750, 2500)
+MAX_DROP_POINTS = 1.0  # int8 accuracy may be at most this many points below fp32 at every threshold
+
+
+@dataclass
+class GateResult:
+    family: str
+    digest: str  # the fp32 tower's digest
+    engine: str  # onnx | openvino
+    passed: bool
+    dataset: str  # what it was measured on
+    images: int
+    fp32_accuracy: dict[str, float]  # threshold km (str) -> % within it
+    int8_accuracy: dict[str, float]
+    int8_file: str
+    int8_sha256: str
+    calibration: str  # the calibration images
+    command: str  # how to run it again
+    int8_ms: float = 0.0  # median batch-1 forward of the int8 tower when the gate ran (--runtime auto compares it)
+    torch_ms: float = 0.0  # the same for torch fp32
+    checked_at: str = ""
+    random_weights: bool = False
+    machine: dict = field(default_factory=dict)
+
+    @property
+    def drops(self) -> dict[str, float]:
+        return {k: round(self.fp32_accuracy[k] - self.int8_accuracy.get(k, 0.0), 3) for k in self.fp32_accuracy}
+
+    def reason(self) -> str:
+        worst = max(self.drops.items(), key=lambda kv: kv[1])
+        return (f"on {self.dataset} ({self.images} images) int8 accuracy is at most {worst[1]:.2f} points below fp32 "
+                f"(at {worst[0]} km; allowed {MAX_DROP_POINTS:g})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def judge(fp32: dict[str, float], int8: dict[str, float]) -> bool:
+    """Passed when int8 is within :data:`MAX_DROP_POINTS` of fp32 at every gate threshold."""
+    return all(int8[str(t)] >= fp32[str(t)] - MAX_DROP_POINTS for t in GATE_THRESHOLDS_KM)
+
+
+def gate_path(source: TowerSource, engine: str) -> Path:
+    return verdict_path("gates", source.family, source.digest, engine, "int8")
+
+
+def store_gate(result: GateResult) -> Path:
+    return write_json(verdict_path("gates", result.family, result.digest, result.engine, "int8"), result.to_dict())
+
+
+def stored_gate(source: TowerSource, engine: str) -> GateResult | None:
+    data = read_json(gate_path(source, engine))
+    if data is None or data.get("digest") != source.digest:
+        return None
+    try:
+        return GateResult(**data)
+    except TypeError:
+        return None
+
+
+def require_gate(source: TowerSource, engine: str) -> GateResult:
+    """The passed gate of ``source`` on ``engine`` (its int8 file checked), or :class:`RuntimeUnavailableError` saying why not."""
+    command = GATE_COMMAND.format(family=source.family, runtime=engine)
+    result = stored_gate(source, engine)
+    if result is None:
+        raise RuntimeUnavailableError(
+            f"--precision int8 is refused for {source.family} with --runtime {engine}: its int8 quality gate has not "
+            f"been run on this machine for these weights. Run `{command}` (compares int8 with fp32 accuracy at "
+            f"{'/'.join(map(str, GATE_THRESHOLDS_KM))} km on held-out data with known answers), or drop --precision int8.")
+    if not result.passed:
+        raise RuntimeUnavailableError(
+            f"--precision int8 is refused for {source.family} with --runtime {engine}: its int8 quality gate failed "
+            f"on this machine ({result.reason()}). Use fp32 (drop --precision int8); `{command}` measures it again.")
+    path = Path(result.int8_file)
+    if not path.is_file() or sha256_file(path) != result.int8_sha256:
+        raise RuntimeUnavailableError(
+            f"--precision int8 is refused for {source.family}: the int8 model its gate measured ({path}) is missing "
+            f"or was changed. Run `{command}` again.")
+    return result
