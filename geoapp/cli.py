@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from geoapp.cases.cli import add_case_parser as _add_case
 from geoapp.cli_family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli_runtime import add_runtime_commands as _add_runtime
 from geoapp.tiles.cli import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -445,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_gallery(sub)
     _add_case(sub)
+    _add_runtime(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)
     return parser

@@ -117,6 +117,10 @@ class OpenVinoTower:
         return torch.from_numpy(np.array(request.infer([_numpy(pixels)])[0], dtype=np.float32))
 
 
+class EngineLoadError(RuntimeError):
+    """An engine could not load an exported model (a damaged file, an operator it lacks ...)."""
+
+
 ENGINES: dict[str, type] = {"onnx": OnnxRuntimeTower, "openvino": OpenVinoTower}
 ENGINE_MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
 
@@ -135,4 +139,7 @@ def open_engine(engine: str, source: TowerSource, path: Path, precision: str = "
     if engine not in installed_engines():
         raise ImportError(f"--runtime {engine} needs the {ENGINE_MODULES[engine]} package: "
                           f"pip install -r requirements.txt (it pins {ENGINE_MODULES[engine]})")
-    return ENGINES[engine](source, path, precision, note)
+    try:
+        return ENGINES[engine](source, path, precision, note)
+    except Exception as error:  # the engines raise their own exception types (ORT's derive from Exception only)
+        raise EngineLoadError(f"{ENGINE_MODULES[engine]} cannot load {path}: {error}") from error

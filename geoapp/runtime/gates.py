@@ -97,3 +97,35 @@ def require_gate(source: TowerSource, engine: str) -> GateResult:
             f"--precision int8 is refused for {source.family}: the int8 model its gate measured ({path}) is missing "
             f"or was changed. Run `{command}` again.")
     return result
+
+
+def run_gate(source: TowerSource, engine: str, evaluate, calibration, *, dataset: str, images: int, command: str,
+             random_weights: bool = False, fp32_accuracy: dict[str, float] | None = None, log=print) -> GateResult:
+    """Quantise ``source`` for ``engine``, measure it and store the verdict.
+
+    ``evaluate(tower) -> {threshold km (str): accuracy %}`` scores a tower on the gate's data (the same images
+    for both); ``calibration``: an ImageSet (:mod:`.images`) of images *not* in that data. ``fp32_accuracy``:
+    torch's result when already measured (several engines share it)."""
+    import time
+
+    from geoapp.runtime.engines import TorchTower, open_engine
+    from geoapp.runtime.export import ensure_fp32, int8_path
+    from geoapp.runtime.parity import median_ms
+    from geoapp.runtime.quantize import quantize_int8
+
+    path, settings, seconds = quantize_int8(ensure_fp32(source), int8_path(source, engine), calibration.pixels)
+    log(f"{source.family}: int8 model for {engine} written in {seconds:.0f} s ({path.stat().st_size / 1e6:.0f} MB; "
+        f"{settings.to_dict()})")
+    reference = TorchTower(source)
+    tower = open_engine(engine, source, path, "int8")
+    fp32 = fp32_accuracy if fp32_accuracy is not None else evaluate(reference)
+    int8 = evaluate(tower)
+    one = calibration.pixels[:1]
+    result = GateResult(
+        family=source.family, digest=source.digest, engine=engine, passed=judge(fp32, int8), dataset=dataset,
+        images=images, fp32_accuracy=fp32, int8_accuracy=int8,
+        int8_file=str(path), int8_sha256=sha256_file(path), calibration=calibration.description, command=command,
+        int8_ms=median_ms(tower, one), torch_ms=median_ms(reference, one),
+        checked_at=time.strftime("%Y-%m-%dT%H:%M:%S"), random_weights=random_weights, machine=machine())
+    store_gate(result)
+    return result

@@ -48,7 +48,7 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.double(), b.double(), dim=-1)
 
 
-def _median_ms(tower: ImageTower, pixels: torch.Tensor, runs: int) -> float:
+def median_ms(tower: ImageTower, pixels: torch.Tensor, runs: int = TIMING_RUNS) -> float:
     tower(pixels)  # warm-up: first calls allocate and pick kernels
     times = []
     for _ in range(runs):
@@ -71,7 +71,7 @@ def check_parity(source: TowerSource, tower: ImageTower, engine: str, pixels: to
     one = pixels[:1]
     return ParityResult(family=source.family, digest=source.digest, engine=engine, precision=tower.precision,
                         passed=minimum >= MIN_COSINE, min_cosine=minimum, images=images,
-                        torch_ms=_median_ms(reference, one, runs), engine_ms=_median_ms(tower, one, runs),
+                        torch_ms=median_ms(reference, one, runs), engine_ms=median_ms(tower, one, runs),
                         checked_at=time.strftime("%Y-%m-%dT%H:%M:%S"), machine=machine())
 
 
