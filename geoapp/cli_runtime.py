@@ -29,8 +29,10 @@ def add_runtime_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--images", default=None, help="folder of photos to compare on (default: ../shared photos or "
                                                   "synthetic images)")
     c.set_defaults(handler=_cmd_check)
-    g = rsub.add_parser("gate", help="int8 quality gate (python -m training.runtime_gate; --help there)",
-                        add_help=False)
+    # Every argument goes to the gate runner as it is (its --help documents them): "+" as the only option prefix
+    # keeps argparse from reading "--model ..." here.
+    g = rsub.add_parser("gate", help="int8 quality gate (runs python -m training.runtime_gate; see its --help)",
+                        add_help=False, prefix_chars="+")
     g.add_argument("gate_args", nargs=argparse.REMAINDER)
     g.set_defaults(handler=_cmd_gate)
 
