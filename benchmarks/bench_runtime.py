@@ -157,11 +157,17 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--rows", default=",".join(f"{e}:{p}" for e, p in ROWS), help="engine:precision,...")
     parser.add_argument("--runs", type=int, default=5, help="passes over the 8 photos per row")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in every row (the engines use as many); default: torch's (the cores)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # family:engine:precision
     parser.add_argument("--prepare", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.worker:
         key, engine, precision = args.worker.split(":")
         print(json.dumps(worker(key, engine, precision, args.runs)))
@@ -176,8 +182,9 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--prepare", key], check=True)
         for row in args.rows.split(","):
             engine, precision = row.split(":")
+            threads = ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run([sys.executable, __file__, "--worker", f"{key}:{engine}:{precision}",
-                                  "--runs", str(args.runs)], check=True, capture_output=True, text=True)
+                                  "--runs", str(args.runs), *threads], check=True, capture_output=True, text=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             result["load_during"] = os.getloadavg()
             results["rows"].append(result)

@@ -16,7 +16,7 @@ from pathlib import Path
 from geoapp.models.weights import sha256_file
 from geoapp.runtime.engines import TowerSource
 from geoapp.runtime.request import GATE_COMMAND, RuntimeUnavailableError
-from geoapp.runtime.store import machine, read_json, verdict_path, write_json
+from geoapp.runtime.store import machine, read_verdict, verdict_path, write_json
 
 GATE_THRESHOLDS_KM = (200, 750, 2500)
 MAX_DROP_POINTS = 1.0  # int8 accuracy may be at most this many points below fp32 at every threshold
@@ -69,13 +69,7 @@ def store_gate(result: GateResult) -> Path:
 
 
 def stored_gate(source: TowerSource, engine: str) -> GateResult | None:
-    data = read_json(gate_path(source, engine))
-    if data is None or data.get("digest") != source.digest:
-        return None
-    try:
-        return GateResult(**data)
-    except TypeError:
-        return None
+    return read_verdict(gate_path(source, engine), source.digest, GateResult)
 
 
 def require_gate(source: TowerSource, engine: str) -> GateResult:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from geoapp.runtime.engines import ImageTower, TorchTower, TowerSource
-from geoapp.runtime.store import machine, read_json, verdict_path, write_json
+from geoapp.runtime.store import machine, read_verdict, verdict_path, write_json
 
 MIN_COSINE = 0.9999
 TIMING_RUNS = 3
@@ -80,13 +80,7 @@ def parity_path(source: TowerSource, engine: str, precision: str = "fp32"):
 
 
 def stored_parity(source: TowerSource, engine: str) -> ParityResult | None:
-    data = read_json(parity_path(source, engine))
-    if data is None or data.get("digest") != source.digest:
-        return None
-    try:
-        return ParityResult(**data)
-    except TypeError:
-        return None  # written by another version: checked again
+    return read_verdict(parity_path(source, engine), source.digest, ParityResult)
 
 
 def store_parity(result: ParityResult) -> None:

@@ -71,6 +71,18 @@ def read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def read_verdict(path: Path, digest: str, kind: type):
+    """The verdict stored at ``path`` as ``kind`` for the tower ``digest``; None when absent, for other weights,
+    damaged or written by another version (then it is checked again)."""
+    data = read_json(path)
+    if data is None or data.get("digest") != digest:
+        return None
+    try:
+        return kind(**data)
+    except TypeError:
+        return None
+
+
 def write_json(path: Path, data: dict) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8")
     return atomic_write(path, lambda out: out.write(text))
