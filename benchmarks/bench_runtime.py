@@ -62,7 +62,7 @@ def int8_file(source, engine: str) -> tuple[Path, str]:
     if gate is not None:
         status = ("gate passed" if gate.passed else "GATE FAILED") + (f" ({gate.reason()})")
         return Path(gate.int8_file), status
-    path = int8_path(source, engine)
+    path = int8_path(source, "bench")  # one quantisation for both engines (the gate makes one per engine)
     if not path.is_file():
         quantize_int8(ensure_fp32(source), path, tower_images(source, None, 32).pixels)
     return path, "no gate (random weights: speed only)"
@@ -117,12 +117,18 @@ def prepare(key: str) -> None:
     from geoapp.runtime.engines import installed_engines
     from geoapp.runtime.towers import verdict
 
-    family = load_family(key)
+    import gc
+
+    source = load_family(key).tower.source
+    passed = []
     for engine in installed_engines():
-        result, _ = verdict(family.tower.source, engine)
+        result, _ = verdict(source, engine)
         print(f"  {key} {engine}: parity {'passed' if result.passed else 'REFUSED'} ({result.reason})", file=sys.stderr)
-        if result.passed:
-            int8_file(family.tower.source, engine)
+        passed += [engine] if result.passed else []
+    source.module = None  # the digest is known: free the torch weights before quantising (ViT-L/14: 1.2 GB)
+    gc.collect()
+    for engine in passed:
+        int8_file(source, engine)
 
 
 def machine() -> dict:
