@@ -59,7 +59,7 @@ def _chunks(tower: ImageTower, pixels: torch.Tensor, size: int = 64) -> torch.Te
 
 def satworld_data(family, limit: int | None) -> GateData:
     from geoapp.families.satworld.model import pretrained_location_encoder
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from geoapp.settings import get_settings
     from training.satworld.train import TrainConfig, build_problem, eval_images, to_pixels
 
@@ -83,7 +83,7 @@ def satworld_data(family, limit: int | None) -> GateData:
 
 
 def maptiles_data(family, limit: int | None) -> GateData:
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from training.maptiles.data import render_queries, splits
     from training.maptiles.train import TrainConfig
 

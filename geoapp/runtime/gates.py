@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from geoapp.models.weights import sha256_file
 from geoapp.runtime.engines import TowerSource
 from geoapp.runtime.request import GATE_COMMAND, RuntimeUnavailableError
-from geoapp.runtime.store import machine, read_verdict, verdict_path, write_json
+from geoapp.runtime.store import file_sha256, machine, read_verdict, verdict_path, write_json
 
 GATE_THRESHOLDS_KM = (200, 750, 2500)
 MAX_DROP_POINTS = 1.0  # int8 accuracy may be at most this many points below fp32 at every threshold
@@ -86,7 +85,7 @@ def require_gate(source: TowerSource, engine: str) -> GateResult:
             f"--precision int8 is refused for {source.family} with --runtime {engine}: its int8 quality gate failed "
             f"on this machine ({result.reason()}). Use fp32 (drop --precision int8); `{command}` measures it again.")
     path = Path(result.int8_file)
-    if not path.is_file() or sha256_file(path) != result.int8_sha256:
+    if not path.is_file() or file_sha256(path) != result.int8_sha256:
         raise RuntimeUnavailableError(
             f"--precision int8 is refused for {source.family}: the int8 model its gate measured ({path}) is missing "
             f"or was changed. Run `{command}` again.")
@@ -118,7 +117,7 @@ def run_gate(source: TowerSource, engine: str, evaluate, calibration, *, dataset
     result = GateResult(
         family=source.family, digest=source.digest, engine=engine, passed=judge(fp32, int8), dataset=dataset,
         images=images, fp32_accuracy=fp32, int8_accuracy=int8,
-        int8_file=str(path), int8_sha256=sha256_file(path), calibration=calibration.description, command=command,
+        int8_file=str(path), int8_sha256=file_sha256(path), calibration=calibration.description, command=command,
         int8_ms=median_ms(tower, one), torch_ms=median_ms(reference, one),
         checked_at=time.strftime("%Y-%m-%dT%H:%M:%S"), random_weights=random_weights, machine=machine())
     store_gate(result)

@@ -84,5 +84,13 @@ def read_verdict(path: Path, digest: str, kind: type):
 
 
 def write_json(path: Path, data: dict) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8")
-    return atomic_write(path, lambda out: out.write(text))
+    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def file_sha256(path: Path) -> str:
+    """What an int8 gate records of the file it measured (runtime sits beside models/, so no shared helper)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

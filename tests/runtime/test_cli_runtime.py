@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 
 def run_main(*args: str) -> tuple[int, str]:
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

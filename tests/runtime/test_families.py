@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoapp import Geolocator, formats
+from geoapp import Geolocator
+from geoapp.results import formats
 from geoapp.families import LoadOptions, registry
 from geoapp.runtime.gates import run_gate
 from geoapp.runtime.images import ImageSet
@@ -28,7 +29,7 @@ def engine_cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runtime-families")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GEOAPP_CACHE_DIR", str(folder / "cache"))
-        from geoapp.gallery import Gallery
+        from geoapp.galleries.gallery import Gallery
 
         gallery = folder / "gallery.csv"
         coords = Gallery.default().coords[::50]  # 2,000 real photo locations: quick to embed
@@ -102,7 +103,7 @@ def test_gradcam_says_it_runs_on_torch(engine_cache):
 
 
 def run_main(*args: str) -> tuple[int, str, str]:
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -15,7 +15,7 @@ from training import runtime_gate
 @pytest.fixture(scope="module")
 def tiny_geoclip(tmp_path_factory):
     from geoapp import Geolocator
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     gallery = tmp_path_factory.mktemp("gate") / "gallery.csv"
     gallery.write_text("LAT,LON\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in Gallery.default().coords[::100]))

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_runtime_commands(sub: argparse._SubParsersAction) -> None:
-    from geoapp.cli_family import add_model_arguments
+    from geoapp.cli.family import add_model_arguments
 
     p = sub.add_parser("runtime", help="CPU inference engines (ONNX Runtime, OpenVINO): exports, parity, int8 gates")
     rsub = p.add_subparsers(dest="runtime_command", required=True)
@@ -66,7 +66,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from geoapp.cli_family import load_family_from_args
+    from geoapp.cli.family import load_family_from_args
     from geoapp.runtime.engines import installed_engines
     from geoapp.runtime.towers import verdict
 
