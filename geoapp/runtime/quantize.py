@@ -74,24 +74,65 @@ def quantize_int8(fp32_model: Path, out: Path, pixels: torch.Tensor,
                   settings: QuantSettings | None = None) -> tuple[Path, QuantSettings, float]:
     """Write the int8 (QDQ) model of ``fp32_model`` to ``out`` (atomically), calibrated on ``pixels`` [N, 3, S, S].
 
-    Returns (path, settings, seconds)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from geoapp.runtime.export import INPUT_NAME
+    Runs in a child process: ONNX Runtime's quantiser holds several copies of the model at once (ViT-L/14 went past
+    10 GB in one process with the family loaded), so the caller keeps only its own memory. Returns (path, settings,
+    seconds)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
 
     if len(pixels) == 0:
         raise ValueError("int8 calibration needs at least one image")
     settings = settings or settings_for_this_cpu()
     start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="geoapp-quantize-") as folder:
+        images = Path(folder) / "calibration.npy"
+        np.save(images, np.ascontiguousarray(pixels.numpy().astype(np.float32)))
 
-    def write(name: str) -> None:
-        quantize_static(str(fp32_model), name, _Batches(INPUT_NAME, pixels, CALIBRATION_BATCH),
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
-                        per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-                        activation_type=QuantType.QUInt8 if settings.activation == "uint8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"MatMulConstBOnly": True,
-                                       "ActivationSymmetric": settings.activation == "int8"})
+        def write(name: str) -> None:
+            command = [sys.executable, "-m", "geoapp.runtime.quantize", str(fp32_model), name, str(images),
+                       json.dumps(settings.to_dict())]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"int8 quantisation of {fp32_model.name} failed (exit {done.returncode}): "
+                                   f"{done.stderr.strip()[-2000:]}")
 
-    atomic_write_path(out, write)
+        atomic_write_path(out, write)
     return out, settings, time.perf_counter() - start
+
+
+def _quantize_here(fp32_model: str, out: str, images: str, settings: QuantSettings) -> None:
+    """Calibrate (ranges to a cache file), free the calibration session, then quantise from the cached ranges, so
+    the two halves' copies of the model are never in memory together."""
+    import gc
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    from geoapp.runtime.export import INPUT_NAME
+
+    scratch = Path(images).parent  # the parent's temporary folder: removed with it
+    ranges = scratch / "ranges.json"
+    calibrator = create_calibrator(Path(fp32_model), list(settings.op_types),
+                                   augmented_model_path=str(scratch / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.MinMax)
+    calibrator.collect_data(_Batches(INPUT_NAME, torch.from_numpy(np.load(images)), CALIBRATION_BATCH))
+    save_tensors_data(calibrator.compute_data(), ranges)
+    del calibrator
+    gc.collect()
+    quantize_static(fp32_model, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
+                    per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                    activation_type=QuantType.QUInt8 if settings.activation == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    calibration_cache_path=str(ranges),
+                    extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": settings.activation == "int8"})
+
+
+if __name__ == "__main__":  # the child process of quantize_int8
+    import json
+    import sys
+
+    model, target, calibration, raw = sys.argv[1:5]
+    data = json.loads(raw)
+    _quantize_here(model, target, calibration, QuantSettings(**{**data, "op_types": tuple(data["op_types"])}))
