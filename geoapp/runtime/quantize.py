@@ -21,7 +21,6 @@ import torch
 from geoapp.fileio import atomic_write_path
 
 CALIBRATION_IMAGES = 32
-CALIBRATION_BATCH = 4  # MinMax calibration keeps only per-tensor minima/maxima per batch: memory stays small
 
 
 @dataclass(frozen=True)
@@ -56,20 +55,6 @@ def settings_for_this_cpu() -> QuantSettings:
     return QuantSettings(reduce_range=not vnni)
 
 
-class _Batches:
-    """ONNX Runtime's calibration reader over preprocessed pixels."""
-
-    def __init__(self, input_name: str, pixels: torch.Tensor, batch: int) -> None:
-        array = np.ascontiguousarray(pixels.numpy().astype(np.float32))
-        self._items = iter([{input_name: array[i:i + batch]} for i in range(0, len(array), batch)])
-
-    def get_next(self):
-        return next(self._items, None)
-
-    def rewind(self):  # pragma: no cover - ORT calls it only for some calibrators
-        pass
-
-
 def quantize_int8(fp32_model: Path, out: Path, pixels: torch.Tensor,
                   settings: QuantSettings | None = None) -> tuple[Path, QuantSettings, float]:
     """Write the int8 (QDQ) model of ``fp32_model`` to ``out`` (atomically), calibrated on ``pixels`` [N, 3, S, S].
@@ -102,25 +87,53 @@ def quantize_int8(fp32_model: Path, out: Path, pixels: torch.Tensor,
     return out, settings, time.perf_counter() - start
 
 
-def _quantize_here(fp32_model: str, out: str, images: str, settings: QuantSettings) -> None:
-    """Calibrate (ranges to a cache file), free the calibration session, then quantise from the cached ranges, so
-    the two halves' copies of the model are never in memory together."""
+def _calibration_ranges(fp32_model: str, images: str, op_types: tuple[str, ...], scratch: Path) -> Path:
+    """Min/max of every float input and output of the quantisable nodes over the calibration images, written as
+    ONNX Runtime's calibration cache. Done here rather than with ORT's calibrator, which holds the model three
+    times (ViT-L/14: ~10 GB): the graph gains those tensors as outputs, the model proto is freed before the session
+    opens, and each image's tensors are reduced to two numbers at once."""
     import gc
 
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    from geoapp.runtime.export import INPUT_NAME
-
-    scratch = Path(images).parent  # the parent's temporary folder: removed with it
-    ranges = scratch / "ranges.json"
-    calibrator = create_calibrator(Path(fp32_model), list(settings.op_types),
-                                   augmented_model_path=str(scratch / "augmented.onnx"),
-                                   calibrate_method=CalibrationMethod.MinMax)
-    calibrator.collect_data(_Batches(INPUT_NAME, torch.from_numpy(np.load(images)), CALIBRATION_BATCH))
-    save_tensors_data(calibrator.compute_data(), ranges)
-    del calibrator
+    model = onnx.load(fp32_model)
+    weights = {init.name for init in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    names = sorted({name for node in model.graph.node if node.op_type in op_types
+                    for name in (*node.input, *node.output) if name and name not in weights})
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                              for name in names if name not in outputs)
+    augmented = scratch / "augmented.onnx"
+    onnx.save(model, str(augmented))
+    del model
     gc.collect()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor by its name
+    session = ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+    lowest = {name: np.inf for name in names}
+    highest = {name: -np.inf for name in names}
+    pixels = np.load(images)
+    input_name = session.get_inputs()[0].name
+    for row in range(len(pixels)):  # one image at a time: a ViT-L/14 forward's tensors are ~0.3 GB
+        for name, value in zip(names, session.run(names, {input_name: pixels[row:row + 1]})):
+            if value.size and value.dtype.kind == "f":
+                lowest[name] = min(lowest[name], float(value.min()))
+                highest[name] = max(highest[name], float(value.max()))
+    ranges = {name: (np.array([lowest[name]], np.float32), np.array([highest[name]], np.float32))
+              for name in names if np.isfinite(lowest[name])}
+    path = scratch / "ranges.json"
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), path)
+    return path
+
+
+def _quantize_here(fp32_model: str, out: str, images: str, settings: QuantSettings) -> None:
+    """Calibrate (ranges to ORT's cache file), then quantise from the cached ranges, in this (child) process."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    ranges = _calibration_ranges(fp32_model, images, settings.op_types, Path(images).parent)
     quantize_static(fp32_model, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
                     per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                     activation_type=QuantType.QUInt8 if settings.activation == "uint8" else QuantType.QInt8,
