@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, bench_parser, emit, machine
+
 SHARED = REPO.parent / "shared" / "data"
 FAMILIES = {  # key -> LoadOptions keywords
     "geoclip": {"backbone_weights": "random"},
@@ -131,16 +130,6 @@ def prepare(key: str) -> None:
         int8_file(source, engine)
 
 
-def machine() -> dict:
-    import torch
-
-    from geoapp.runtime.store import machine as runtime_machine
-
-    return {**runtime_machine(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE")
-                                                                          * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)}
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| family | engine | precision | batch 1 ms/img | × torch | batch 8 img/s | × torch | first call ms | "
              "load s | peak RSS GB | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -159,13 +148,12 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, device=False)  # the exported engines run on the CPU
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--rows", default=",".join(f"{e}:{p}" for e, p in ROWS), help="engine:precision,...")
     parser.add_argument("--runs", type=int, default=5, help="passes over the 8 photos per row")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads in every row (the engines use as many); default: torch's (the cores)")
-    parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # family:engine:precision
     parser.add_argument("--prepare", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,7 +169,12 @@ def main() -> None:
     if args.prepare:
         prepare(args.prepare)
         return
-    results = {"command": "python " + " ".join(sys.argv), "machine": machine(), "load_before": os.getloadavg(),
+    import torch  # so that machine() records torch's version and threads
+
+    from geoapp.runtime.store import machine as engine_versions
+
+    results = {"command": "python " + " ".join(sys.argv), "machine": {**machine(), **engine_versions()},
+               "load_before": os.getloadavg(),
                "photos": [p.name for p in photos()], "rows": []}
     for key in args.families.split(","):
         print(f"{key}: preparing exports, parity checks and int8 files ...", file=sys.stderr)
@@ -196,11 +189,10 @@ def main() -> None:
             results["rows"].append(result)
             print(json.dumps(result), file=sys.stderr)
     results["load_after"] = os.getloadavg()
+    emit(results, args.json)
     print(table(results["rows"]))
     print(f"\nmachine: {results['machine']}\nload average before {results['load_before']}, after "
           f"{results['load_after']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
