@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geoapp.fileio import atomic_write
+
 SPLITS = ("blocks", "random")
 
 
@@ -145,9 +147,8 @@ def load_data(out: Path, config: ReproConfig) -> ReproData:
     extractor = load_extractor("satworld")
     features = encode(images, extractor.network, extractor.preprocess)
     out.mkdir(parents=True, exist_ok=True)
-    temporary = out / "data.tmp.npz"
-    np.savez(temporary, images=images, features=features, coords=coords, key=np.array(key))
-    temporary.replace(path)
+    atomic_write(path, lambda handle: np.savez(handle, images=images, features=features, coords=coords,
+                                               key=np.array(key)))
     return ReproData(coords, country, base, images, features)
 
 
