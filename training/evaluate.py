@@ -51,6 +51,7 @@ from geoapp.geo.metrics import THRESHOLDS_KM, error_summary, geoguessr_score
 from geoapp.imaging import ImageLoadError
 from geoapp.models.backbones import BACKBONES
 from geoapp.families import registry
+from geoapp.runtime.request import add_runtime_arguments
 
 from training.data import LAYOUTS, DatasetSpec, GeoRecords, read_records
 from training.refinement import RefinementComparison, compare, gallery_answer
@@ -159,7 +160,7 @@ def evaluate(args: argparse.Namespace) -> EvalResult:
     if len(records) == 0:
         raise ValueError(f"{args.csv}: no usable rows ({records.skipped_rows} skipped)")
     refine, answers = refinement_extras(args), []
-    extras = {"backbone": args.backbone, "gallery": args.gallery}
+    extras = {"backbone": args.backbone, "gallery": args.gallery, "runtime": args.runtime, "precision": args.precision}
     if args.heads not in (None, "pretrained"):
         extras["heads"] = args.heads
     locator = Geolocator.load(args.model, device=args.device, backbone_weights=args.backbone_weights,
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", default="pretrained", help="'pretrained' or a checkpoint from training.train_geoclip")
     p.add_argument("--gallery", default=None, help="gallery CSV (default: GeoCLIP's 100K MP-16 gallery)")
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper evaluation)")
+    add_runtime_arguments(p)
     p.add_argument("--prior-km", type=float, default=None, choices=(2500.0, 750.0, 200.0, 25.0),
                    help="GeoCLIP Table 5: search only within this radius of the true location")
     p.add_argument("--prior-extra-points", type=int, default=0,
