@@ -1,8 +1,8 @@
 """Write the held-out images of SatWorld and of the map-tile demo as files + ``path,lat,lon`` CSVs.
 
-``python -m training.fusion.sets --out runs/fusion-sets`` renders, for each model, its validation split
-(the calibration set of ``python -m geoapp calibrate``) and its test split (the coverage report), with
-exactly the splits and renderings the models were trained and evaluated with:
+``python -m training.fusion.sets --out runs/fusion-sets`` renders, for each model, its validation and test
+splits (none used in training; calibrated on validation and checked on test they give the cross-region
+coverage of ``training.fusion.coverage``), with exactly the splits and renderings the models were trained and evaluated with:
 
 - SatWorld: ``training.satworld.splits`` with the default ``SplitConfig`` (seed 0), the random *land*
   locations of its val / test cells (1 000 each, seeded; gallery locations are left out because they are
