@@ -143,7 +143,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-default-apps", "--disable-extensions", "--metrics-recording-only"]
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 VIEWPORT = {"width": 1400, "height": 1000}
-PAGE_READY_S = 60.0  # the page's first load (Gradio's bundle) on a busy CI machine
+PAGE_READY_S = 240.0  # the page's first load (Gradio's bundle) on a busy CI machine
 
 
 def external_requests(urls: list[str]) -> list[str]:
@@ -179,12 +179,12 @@ class BrowserSession:
         """Give files to a gr.File and wait until every one is uploaded (listed with its size)."""
         self.page.locator(f"{selector} input[type=file]").set_input_files(paths)
         for path in paths:
-            self.page.wait_for_selector(f"{selector} >> text={Path(path).stem[:8]}", timeout=30_000)
+            self.page.wait_for_selector(f"{selector} >> text={Path(path).stem[:8]}", timeout=120_000)
         self.page.wait_for_function(
             "([selector, count]) => { const root = document.querySelector(selector);"
             " return root && !root.innerText.includes('Uploading')"
             " && (root.innerText.match(/\\d[.,\\d]*\\s?[KMG]?B\\b/g) || []).length >= count; }",
-            arg=[selector, len(paths)], timeout=60_000)
+            arg=[selector, len(paths)], timeout=180_000)
 
 
 def wait_in_map(frame, selector: str, timeout_s: float = 90.0) -> int:

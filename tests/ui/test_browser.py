@@ -50,7 +50,7 @@ def test_locate_in_the_browser_offline(running_app, artifacts_dir, browser):
     assert map_frame.locator(".leaflet-control-layers").count() == 1
     assert map_frame.locator("path.leaflet-interactive, .leaflet-pane path").count() > 50  # basemap drawn
     page.wait_for_selector("#geoapp-gradcam img", timeout=90_000)
-    page.wait_for_selector("#geoapp-candidates table", timeout=10_000)
+    page.wait_for_selector("#geoapp-candidates table", timeout=180_000)
     assert page.locator(".geoapp-random").count() >= 2  # page banner + result banner
     _check_satellite_view(page, map_frame)
     page.wait_for_timeout(1500)  # let the map and images settle for the screenshot (no assertion follows)
@@ -78,7 +78,7 @@ def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifac
     map_frame = locate_with_model(browser, running_app.url, photo, "TransLocator")
     markers = wait_in_map(map_frame, ".geoapp-candidate", timeout_s=240)
     assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
-    page.wait_for_selector("#geoapp-evidence img", timeout=60_000)  # the segmentation map (evidence item)
+    page.wait_for_selector("#geoapp-evidence img", timeout=180_000)  # the segmentation map (evidence item)
     evidence = page.locator("#geoapp-evidence")
     assert "Scene" in evidence.inner_text() and "Segmentation" in evidence.inner_text()
     assert "RANDOM SEGMENTER WEIGHTS" in evidence.inner_text()
@@ -95,13 +95,13 @@ def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir, browser):
     page.get_by_role("tab", name="Cases").click()
     page.get_by_label("Title").fill("Browser case")
     page.locator("#geoapp-case-create").click()
-    page.wait_for_selector("#geoapp-case-header h2:has-text('Browser case')", timeout=30_000)
+    page.wait_for_selector("#geoapp-case-header h2:has-text('Browser case')", timeout=120_000)
     browser.upload("#geoapp-case-evidence", [str(shared_path(*GPS_PHOTO))])
     page.get_by_role("button", name="Add evidence").click()
-    page.wait_for_selector("text=43.46745, 11.88513 >> visible=true", timeout=30_000)  # EXIF GPS in the evidence table
+    page.wait_for_selector("text=43.46745, 11.88513 >> visible=true", timeout=120_000)  # EXIF GPS in the evidence table
     page.get_by_label("Claimed place").fill("circle:43.47,11.88,30")
     page.get_by_role("button", name="Record claim").click()
-    page.wait_for_selector("#geoapp-case-figures >> text=EXIF GPS → claim", timeout=30_000)
+    page.wait_for_selector("#geoapp-case-figures >> text=EXIF GPS → claim", timeout=120_000)
     # SatWorld (aerial imagery only) on a street photo: its caveat must follow the figures and the map.
     page.locator("#geoapp-case-model input").click()
     page.get_by_role("option", name="SatWorld (satellite/aerial imagery only)", exact=True).click()
@@ -112,7 +112,7 @@ def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir, browser):
     assert wait_in_map(map_frame, ".geoapp-reference") == 2  # EXIF GPS + claimed point
     assert wait_in_map(map_frame, ".geoapp-banner") == 1  # random weights flagged on the map
     assert wait_in_map(map_frame, ".geoapp-caveat") == 1  # SatWorld's caveat on the map
-    page.wait_for_selector("#geoapp-case-figures >> text=Rank of the claim", timeout=30_000)
+    page.wait_for_selector("#geoapp-case-figures >> text=Rank of the claim", timeout=120_000)
     figures = page.locator("#geoapp-case-figures").inner_text()
     assert "Model caveat (satworld)" in figures and "not made for ground-level photos" in figures
     page.wait_for_timeout(1000)
@@ -129,7 +129,7 @@ def test_maptiles_search_path_and_tile_thumbnails_in_the_browser(running_app, ar
     markers = wait_in_map(map_frame, ".geoapp-candidate", timeout_s=300)
     assert markers == 5, f"expected 5 candidate markers, got {markers}\n{running_app.log()[-3000:]}"
     assert wait_in_map(map_frame, "text=Map-tile search path") >= 1  # the search path's map layer
-    page.wait_for_selector("#geoapp-evidence img", timeout=60_000)  # thumbnails of the best final tiles
+    page.wait_for_selector("#geoapp-evidence img", timeout=180_000)  # thumbnails of the best final tiles
     assert page.locator("#geoapp-evidence img").count() >= 2
     page.wait_for_timeout(1000)
     page.screenshot(path=str(artifacts_dir / "locate_maptiles.png"), full_page=True)

@@ -55,8 +55,8 @@ def test_first_locate_shows_progress_and_busy_state(fresh_app, artifacts_dir, br
         time.sleep(0.1)
     assert wait_in_map(map_frame, ".geoapp-candidate", timeout_s=30) == 5, fresh_app.log()[-3000:]
     page.screenshot(path=str(artifacts_dir / "first_run_done.png"), full_page=True)
-    page.wait_for_selector("text=the next photos take seconds", timeout=30_000)
+    page.wait_for_selector("text=the next photos take seconds", timeout=120_000)
     assert busy, "the Locate button stayed clickable during the first run"
-    page.wait_for_function("!document.querySelector('#geoapp-locate-button').disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#geoapp-locate-button').disabled", timeout=120_000)
     assert "Encoding gallery locations" in seen and "count" in seen, f"progress steps seen: {sorted(seen)}"
     assert browser.external() == [], f"offline mode contacted other hosts: {browser.external()}"
