@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
-from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.family import add_family_options, add_model_arguments
+from geoapp.cli.serve import add_serve_command as _add_serve
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,6 +67,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     engine.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per Ray worker")
     engine.add_argument("--gpus-per-worker", type=float, default=None,
                         help="GPUs per Ray worker (default: 1 with --device cuda, else 0)")
+    engine.add_argument("--no-worker", action="store_true",
+                        help="predict in this process even when a local worker (`geoapp serve`) with the same "
+                             "model options is running (by default it is used: no model load per call)")
     p.set_defaults(handler=_cmd_predict)
 
 
@@ -79,7 +83,6 @@ def _output_format(args: argparse.Namespace) -> str:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from geoapp.engine.inputs import expand_inputs
-    from geoapp.geo.regions import parse_region
 
     keys = expand_inputs(args.paths, args.input_column)
     if not keys:
@@ -87,7 +90,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.keyframes_only:
         return cli_video.keyframes_only(args, keys)
-    region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
+    region = None
+    if args.region:  # a bad region fails before the model loads
+        from geoapp.geo.regions import parse_region
+
+        region = parse_region(args.region)
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     fmt = _output_format(args)
@@ -103,25 +110,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
     from tqdm import tqdm
 
-    from geoapp.results import formats
-    from geoapp.families import PredictOptions
+    from geoapp.cli.predict_route import run_text
 
-    cli_video.video_settings(args)  # bad video options fail before the model loads
-    locator = load_family_from_args(args)
-    options = PredictOptions.build(top_k=args.top_k, region=region, tencrop=args.tencrop, merge_km=args.merge_km,
-                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
     with tqdm(total=len(keys), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
-        predictions = cli_video.predict(locator, keys, options, args, progress=bar.update)
-    text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
-        else formats.WRITERS[fmt](predictions)
+        result = run_text(args, keys, fmt, region, bar)
+    text = result.text
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-    failed = [p for p in predictions if not p.ok]
-    print(f"{len(predictions)} inputs: {len(predictions) - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
-    for p in failed:
-        print(f"  {p.error}", file=sys.stderr)
+    failed = result.failed
+    print(f"{result.count} inputs: {result.count - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
+    for error in failed:
+        print(f"  {error}", file=sys.stderr)
     return EXIT_FAILED if (failed and args.strict) else EXIT_OK
 
 
@@ -131,8 +132,9 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
 
     from tqdm import tqdm
 
+    from geoapp.cli.predict_job import predict_options
+    from geoapp.cli.predict_route import RecordsRunner
     from geoapp.engine.output import PartsOutput
-    from geoapp.families import PredictOptions
 
     output = PartsOutput(args.output, fmt, part_rows=args.part_rows)
     cli_video.check_engine(args, keys)
@@ -140,23 +142,18 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
     if output.resumed:
         print(f"Resuming {args.output}: {len(keys) - len(todo)} of {len(keys)} inputs already have a record.",
               file=sys.stderr)
-    options = PredictOptions.build(top_k=args.top_k, region=region,
-                                   tencrop=args.tencrop, merge_km=args.merge_km,
-                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
+    options = predict_options(args, region)
     failed = 0
     if todo and args.engine == "ray":
         summary = _predict_on_ray(args, keys, output, options, len(todo))
         failed = summary["failed"]
     elif todo:
-        from geoapp.results import formats
-
-        locator = load_family_from_args(args)
-        with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
+        with RecordsRunner(args, region) as runner, \
+                tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
             try:
                 step = max(1, args.batch_size) * 4  # records reach the output (and its parts) as they come
                 for start in range(0, len(todo), step):
-                    chunk = todo[start:start + step]
-                    records = formats.to_records(cli_video.predict(locator, chunk, options, args, progress=bar.update))
+                    records = runner.records(todo[start:start + step], bar)
                     output.add(records)
                     failed += sum(1 for r in records if not r["ok"])
             finally:
@@ -464,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_gallery(sub)
     _add_case(sub)
+    _add_serve(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)
     return parser
@@ -484,6 +482,7 @@ def _add_family_commands(groups: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --detach` starts itself again with them
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:
