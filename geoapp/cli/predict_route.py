@@ -15,6 +15,20 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+class _Progress:
+    """The worker's progress on the bar, taken back when the call falls back to this process."""
+
+    def __init__(self, bar):
+        self.bar, self.done = bar, 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+
+    def undo(self) -> None:
+        self.bar.update(-self.done)
+
+
 def run_text(args: argparse.Namespace, keys: list[str], fmt: str, region, bar) -> TextResult:
     """The whole call's text, from a matching local worker or in this process."""
     from geoapp.cli.family import load_family_from_args
@@ -22,19 +36,13 @@ def run_text(args: argparse.Namespace, keys: list[str], fmt: str, region, bar) -
 
     worker = open_worker(args, _note)
     if worker is not None:
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            bar.update(n)
-
+        progress = _Progress(bar)
         try:
             with worker:
                 return worker.predict_text(keys, args, fmt, progress=progress)
         except WorkerUnavailable as unavailable:
             _note(str(unavailable))
-            bar.update(-done)
+            progress.undo()
     from geoapp.cli import video as cli_video
 
     cli_video.video_settings(args)  # bad video options fail before the model loads (a worker checks them itself)
@@ -62,20 +70,14 @@ class RecordsRunner:
         from geoapp.cli.worker.client import WorkerUnavailable
 
         if self.worker is not None:
-            done = 0
-
-            def progress(n: int) -> None:
-                nonlocal done
-                done += n
-                bar.update(n)
-
+            progress = _Progress(bar)
             try:
                 return self.worker.predict_records(keys, self.args, progress=progress)
             except WorkerUnavailable as unavailable:  # this chunk and the rest: in this process
                 _note(str(unavailable))
                 self.worker.close()
                 self.worker = None
-                bar.update(-done)
+                progress.undo()
         if self.family is None:
             from geoapp.cli.family import load_family_from_args
 
