@@ -97,7 +97,8 @@ def main() -> None:
     parser = bench_parser(__doc__, device=False)
     parser.add_argument("--calls", type=int, default=10, help="sequential predict calls per way (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of --help and models (median; default 3)")
-    parser.add_argument("--families", nargs="+", default=["satworld", "geoclip-random"], choices=sorted(FAMILIES))
+    parser.add_argument("--families", nargs="*", default=["satworld", "geoclip-random"], choices=sorted(FAMILIES),
+                        help="families to time (none: only --help and models)")
     args = parser.parse_args()
     photos = sorted(PHOTOS.glob("*.jpg"))
     photos = (photos * (1 + args.calls // max(1, len(photos))))[:args.calls]
