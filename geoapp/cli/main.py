@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from geoapp.cli import fusion as cli_fusion
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
 from geoapp.cli.family import add_family_options, add_model_arguments
+from geoapp.cli.runtime import add_runtime_commands as _add_runtime
 from geoapp.cli.serve import add_serve_command as _add_serve
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
 
@@ -44,7 +46,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-km", type=float, default=None,
                    help="merge candidates closer than this (default 25 km; finer inside small regions)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=("json", "csv", "geojson", "parquet", "jsonl"), default=None,
+    p.add_argument("--format", choices=("json", "csv", "geojson", "kml", "parquet", "jsonl"), default=None,
                    help="json (default), csv, geojson, or flat records: parquet, jsonl (default from the "
                         "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
@@ -53,6 +55,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-column", default=None,
                    help="the column of paths/URLs in a .csv/.parquet input (default: path)")
     p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
+    cli_fusion.add_predict_options(p)
     cli_video.add_video_arguments(p)
     engine = p.add_argument_group("batch engine")
     engine.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -98,6 +101,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     fmt = _output_format(args)
+    args.clues = cli_fusion.check_predict_args(args, fmt)  # a bad clue fails before the model loads
     if fmt in ("parquet", "jsonl"):
         if not args.output:
             raise ValueError(f"--format {fmt} writes a folder of parts: give --output (e.g. results.{fmt})")
@@ -256,7 +260,7 @@ def _human_size(n: int | None) -> str:
 
 
 def _cmd_weights_status(args: argparse.Namespace) -> int:
-    from geoapp.families import registry
+    from geoapp.families import availability, registry
     from geoapp.models import weights
 
     settings = _settings(args)
@@ -271,9 +275,7 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
     print()
     present = {r.weight.key for r in rows if r.present}
     for spec in registry.families():
-        missing = [w for w in spec.missing_files(settings)]
-        state = "ready" if not missing else f"missing {', '.join(w.filename for w in missing)}"
-        print(f"{spec.key:<22} {state}")
+        print(f"{spec.key:<22} {availability.family_state(spec, settings)}")
     print()
     if not all(w.key in present for w in registry.get(registry.choose()[0].key).required_files()):
         print("Meanwhile `--backbone-weights random` runs the full pipeline with random weights (flagged, meaningless).")
@@ -288,7 +290,10 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
 
 def _print_status_row(row, families: list[str]) -> None:
     """One weight file's block in `weights status`."""
-    mark = "OK     " if row.present else ("absent " if row.weight.optional else "MISSING")
+    from geoapp.families.availability import per_variant_file
+
+    per_variant = None if row.present else per_variant_file(row.weight)  # a built model's file, not a missing one
+    mark = "OK     " if row.present else ("absent " if row.weight.optional or per_variant else "MISSING")
     if row.checksum_ok is False:
         mark = "BAD SUM"
     print(f"[{mark}] {row.weight.description}")
@@ -300,6 +305,8 @@ def _print_status_row(row, families: list[str]) -> None:
         print(f"          path: {row.path}")
         print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
               + (f" ({check})" if row.sha256 else ""))
+    elif per_variant:
+        print(f"          {per_variant}: {row.weight.fix_hint()}")
     else:
         print(f"          to fix: {row.weight.fix_hint()}")
 
@@ -462,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gallery(sub)
     _add_case(sub)
     _add_serve(sub)
+    _add_runtime(sub)
+    cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)
     return parser

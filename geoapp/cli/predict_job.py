@@ -45,8 +45,13 @@ def text_output(family, keys: list[str], args: argparse.Namespace, fmt: str, reg
     from geoapp.results import formats
 
     predictions = cli_video.predict(family, keys, predict_options(args, region), args, progress=progress)
-    text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
-        else formats.WRITERS[fmt](predictions)
+    if getattr(args, "clues", None) is not None:  # evidence fusion: in this process only (see predict_route)
+        from geoapp.cli import fusion as cli_fusion
+
+        text = cli_fusion.fused_text(args, predictions, args.clues, fmt)
+    else:
+        text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
+            else formats.WRITERS[fmt](predictions)
     return TextResult(text, len(predictions), [p.error for p in predictions if not p.ok])
 
 

@@ -34,7 +34,8 @@ def run_text(args: argparse.Namespace, keys: list[str], fmt: str, region, bar) -
     from geoapp.cli.family import load_family_from_args
     from geoapp.cli.worker.client import WorkerUnavailable, open_worker
 
-    worker = open_worker(args, _note)
+    # evidence fusion (--clue/--fuse/--area) works on Prediction objects, which the worker does not send back
+    worker = open_worker(args, _note) if getattr(args, "clues", None) is None else None
     if worker is not None:
         progress = _Progress(bar)
         try:

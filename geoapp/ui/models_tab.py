@@ -8,7 +8,7 @@ import html
 import gradio as gr
 import pandas as pd
 
-from geoapp.families import registry
+from geoapp.families import availability, registry
 from geoapp.ui import builds
 from geoapp.ui.common import USER_ERRORS, UiContext, progress_callback, user_errors
 from geoapp.ui.config import is_loopback
@@ -23,7 +23,8 @@ def weights_table(status: ModelStatus) -> pd.DataFrame:
         where = str(row.path) if row.present else row.weight.fix_hint()
         size = f"{row.size_bytes / 1e6:,.1f}" if row.size_bytes else "—"
         users = ", ".join(spec.key for spec in status.families if row.weight in spec.all_files())
-        present = "yes" if row.present else ("not installed (optional)" if row.weight.optional else "MISSING")
+        present = "yes" if row.present else ("not installed (optional)" if row.weight.optional else
+                                             availability.per_variant_file(row.weight) or "MISSING")
         rows.append([row.weight.description, row.weight.filename, users, present, size, where])
     return pd.DataFrame(rows, columns=WEIGHT_COLUMNS)
 
@@ -44,6 +45,8 @@ def family_markdown(status: ModelStatus) -> str:
         loaded = status.loaded.get(spec.key)
         if loaded is not None:
             state = f"loaded — {html.escape(loaded.summary())}"
+        elif spec.variants_only and spec.variant is None:  # its models are its variants: never "missing"
+            state, problem = html.escape(availability.family_state(spec)) + " (build one below)", None
         elif problem is None:
             state = "ready (loads on first use, or press *Load the chosen model now*)"
         else:
@@ -54,6 +57,9 @@ def family_markdown(status: ModelStatus) -> str:
                   f"- Made for: **{html.escape(spec.input_domain)}**; can: {', '.join(spec.capabilities.names())}"
                   + (f"; combines: {', '.join(spec.members)}" if spec.members else ""),
                   f"- State: {state}"]
+        heldout = builds.heldout_summary(dict(spec.variant.manifest)) if spec.variant is not None else None
+        if heldout:
+            lines.append(f"- {html.escape(heldout)}")
         if spec.caveat:
             lines.append(f"- Caveat shown with every result: {html.escape(spec.caveat)}")
         if problem is not None:
@@ -81,8 +87,8 @@ def build_models_tab(ctx: UiContext) -> None:
     status = ctx.service.status()
     summary = gr.Markdown(status_markdown(ctx, status), elem_id="geoapp-models-summary")
     with gr.Row():
-        choice = gr.Dropdown(ctx.service.model_choices(), value=status.active, label="Model to load",
-                             elem_id="geoapp-models-choice")
+        choice = ctx.pickers.dropdown(ctx.service, label="Model to load", elem_id="geoapp-models-choice",
+                                      value=status.active, info=None)
         load = gr.Button("Load the chosen model now", variant="secondary", elem_id="geoapp-models-load")
         refresh = gr.Button("Refresh")
     table = gr.Dataframe(weights_table(status), label="Weight files of every model (checked on this machine, no network)",
@@ -121,6 +127,9 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
         with gr.Row():
             family = gr.Dropdown([(s.label, s.key) for s in buildable], value=first.key, label="Kind of model")
             method = gr.Dropdown(list(first.builder.methods), value=first.builder.default_method, label="Method")
+            backbone = gr.Dropdown(list(first.builder.backbones), value=first.builder.default_backbone or None,
+                                   label="Image features (backbone)", visible=bool(first.builder.backbones),
+                                   elem_id="geoapp-build-backbone")
             name = gr.Textbox(label="Name (the model becomes family:name)", placeholder="my-area", max_lines=1,
                               elem_id="geoapp-build-name")
             countries = gr.Textbox(label="Countries", placeholder="SE,CH", max_lines=1, elem_id="geoapp-build-countries")
@@ -135,21 +144,24 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
 
     def methods_of(key: str):
         spec = registry.get(key)
-        return gr.update(choices=list(spec.builder.methods), value=spec.builder.default_method)
+        return (gr.update(choices=list(spec.builder.methods), value=spec.builder.default_method),
+                gr.update(choices=list(spec.builder.backbones), value=spec.builder.default_backbone or None,
+                          visible=bool(spec.builder.backbones)))
 
-    def run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+    def run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder):
         # A generator (streamed log), so errors are turned into messages here rather than by user_errors.
         try:
-            yield from _run(key, chosen_method, variant_name, country_text, zip_file, server_folder)
+            yield from _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder)
         except USER_ERRORS as error:
             raise gr.Error(html.escape(str(error)), duration=None, title="Cannot build the model",
                            print_exception=False) from error
 
-    def _run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+    def _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder):
         zip_path = getattr(zip_file, "name", zip_file) or None
         request = builds.BuildRequest(family=str(key), countries=str(country_text or "").strip(),
                                       method=str(chosen_method or ""), name=str(variant_name or "").strip(),
-                                      zip_path=zip_path, folder=(server_folder or "").strip() or None)
+                                      zip_path=zip_path, folder=(server_folder or "").strip() or None,
+                                      backbone=str(chosen_backbone or ""))
         lines: list[str] = []
         yield "Starting …", "", *[gr.update() for _ in status_outputs]
         for line in builds.run_build(request, allow_folders):
@@ -161,6 +173,9 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
         markdown = builds.metrics_markdown(builds.built_manifest(request.name))
         yield "\n".join(lines[-60:]), markdown, *refresh_status()
 
-    family.input(methods_of, inputs=family, outputs=method, api_visibility="private", show_progress="hidden")
-    start.click(run, inputs=[family, method, name, countries, upload, folder], outputs=[log, result, *status_outputs],
-                api_visibility="private", concurrency_id="build", concurrency_limit=1)
+    family.input(methods_of, inputs=family, outputs=[method, backbone], api_visibility="private",
+                 show_progress="hidden")
+    built = start.click(run, inputs=[family, method, backbone, name, countries, upload, folder],
+                        outputs=[log, result, *status_outputs], api_visibility="private", concurrency_id="build",
+                        concurrency_limit=1)
+    ctx.pickers.refresh_after(built, ctx.service)  # the new model is a choice in every tab at once
