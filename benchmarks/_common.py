@@ -9,6 +9,10 @@ Usage in a script::
     args = parser.parse_args()
     results = {"machine": machine(args.device), ...}
     emit(results, args.json)
+
+Timing helpers that do not import torch until used: ``pick_device`` (``--device auto``), ``sync`` and
+``time_calls``. A benchmark imports torch inside ``main()``, so that ``--help`` stays light
+(``tests/test_benchmarks.py`` checks both: this module used, and no torch at ``--help``).
 """
 
 from __future__ import annotations
