@@ -65,8 +65,9 @@ def auto_cell_min(train_images: int) -> int:
 def build(source: str | Path, countries: str | list[str], method: str, name: str, *, backbone: str = "satworld",
           backbone_weights: str | None = None, config: TrainConfig | None = None, cell_min: int | None = None,
           holdout: float = 0.1, output_dir: Path | None = None, force: bool = False, progress: bool = True,
-          overrides: dict | None = None) -> BuildResult:
-    """Build the variant ``regional:NAME`` (see the module docstring)."""
+          overrides: dict | None = None, paths_within: Path | None = None) -> BuildResult:
+    """Build the variant ``regional:NAME`` (see the module docstring). ``paths_within``: an uploaded
+    source's folder; CSV rows naming files outside it are refused (see training.regional.sources)."""
     check_tag(name)
     if method not in METHODS:
         raise SourceError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -74,7 +75,7 @@ def build(source: str | Path, countries: str | list[str], method: str, name: str
     folder = (output_dir or variants_dir()) / name
     if folder.exists() and not force:
         raise SourceError(f"a model named {name!r} already exists at {folder}; choose another --name or pass --force")
-    records, report = read_source(source, codes)
+    records, report = read_source(source, codes, within=paths_within)
     for line in report.lines():
         print(line)
     extractor = load_extractor(backbone, backbone_weights, (config or TrainConfig()).device)
@@ -144,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output-dir", type=Path, default=None, help="default: the variants folder ($GEOAPP_VARIANTS_DIR)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    b.add_argument("--paths-within", type=Path, default=None, metavar="DIR",
+                   help="refuse CSV rows whose file is not inside DIR (absolute paths, .., links out); "
+                        "the app sets it for uploaded zips")
     r = commands.add_parser("reproduce", help="the paper's Table 1 on Sweden and Switzerland (offline data)")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--quick", action="store_true", help="a small run (a few hundred locations per country)")
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, epochs=args.epochs, retrieval_epochs=args.epochs)
         build(args.source, args.countries, args.method, args.name, backbone=args.backbone,
               backbone_weights=args.backbone_weights, config=config, cell_min=args.cell_min,
-              output_dir=args.output_dir, force=args.force, overrides=overrides)
+              output_dir=args.output_dir, force=args.force, overrides=overrides, paths_within=args.paths_within)
         return 0
     except (SourceError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
