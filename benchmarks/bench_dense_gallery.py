@@ -41,7 +41,7 @@ def memory_mb() -> dict[str, float]:
 def query_embeddings(csv_path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from geoapp.models.geoclip import load_location_encoder
 
     coords = Gallery.from_csv(csv_path).coords
@@ -53,7 +53,7 @@ def query_embeddings(csv_path: Path, count: int) -> tuple[np.ndarray, np.ndarray
 
 
 def main(argv=None) -> int:
-    from geoapp import dense_gallery
+    from geoapp.galleries import dense as dense_gallery
     from dataclasses import replace
 
     from geoapp.index import exact_search, load_index

@@ -8,7 +8,7 @@ points not in the set, i.e. "where is the nearest gallery point to this place"),
 region-free prediction asks of the index when the image embedding lands near a location embedding.
 
 10 M: ``--dense PATH`` (a PrebuiltGallery folder from the dense-gallery build, see
-:class:`geoapp.gallery.PrebuiltGallery`, or a ``.npy`` of [N, 512] embeddings); without it
+:class:`geoapp.galleries.gallery.PrebuiltGallery`, or a ``.npy`` of [N, 512] embeddings); without it
 ``--synthetic-10m`` derives 10 M vectors from the 1 M set (each real vector plus 9 small random
 perturbations, re-normalised; memory-mapped float16 on disk), which keeps the neighbourhood structure
 of real embeddings but is not a real 10 M gallery.
@@ -104,7 +104,7 @@ def embed(coords: np.ndarray, out: Path | None = None, chunk: int = 16384, log=p
 
 def real_set(n: int, queries: int, log=print) -> tuple[np.ndarray, np.ndarray, float]:
     """(base [n, 512] memmap, held-out queries [q, 512], seconds spent embedding, 0 when cached)."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     base_path, query_path = WORK / f"loc{n}.npy", WORK / f"loc{n}-queries{queries}.npy"
     spent = 0.0
@@ -205,7 +205,7 @@ def bench(base: np.ndarray, queries: np.ndarray, kinds: list[str], device: str, 
 def load_dense(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
         return np.load(path, mmap_mode="r")
-    from geoapp.gallery import PrebuiltGallery
+    from geoapp.galleries.gallery import PrebuiltGallery
 
     return PrebuiltGallery.open(path).embeddings()
 

@@ -35,7 +35,7 @@ def main() -> int:
     settings = [(r, t) for r in (args.radius or [15.0]) for t in (args.top or [0, 16])]
     labels = [f"{r:g} km, top {t or 'k=5'}" for r, t in settings]
 
-    from geoapp.predict import Geolocator
+    from geoapp.api import Geolocator
 
     photos = sorted(SHARED.glob("*.jpg"))[: args.photos]
     if not photos:

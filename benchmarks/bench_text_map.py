@@ -6,7 +6,7 @@ gallery. After warm-up, each query is timed N times and the median reported, for
 
 - ``Geolocator.text_map``: tokenise + text encoder + one [1 x 100K] product against the cached
   gallery embeddings + merging/place names (what the app's /text_map endpoint runs);
-- the same plus the map page the UI draws (``geoapp.maps.prediction_map_html``);
+- the same plus the map page the UI draws (``geoapp.ui.maps.render.prediction_map_html``);
 - the naive approach of the reference ``geoclip`` package's ``predict`` (re-encode the 100K GPS
   gallery with the location encoder on every query, then score), on the same model and process;
 - the same query with open_clip's own ``encode_text`` (all 77 token positions) instead of the
@@ -77,8 +77,8 @@ def main() -> None:
     import torch.nn.functional as F
 
     from geoapp import Geolocator
-    from geoapp.maps import MapAssets, MapOptions, prediction_map_html
-    from geoapp.prediction import build_prediction
+    from geoapp.ui.maps.render import MapAssets, MapOptions, prediction_map_html
+    from geoapp.results.prediction import build_prediction
 
     results: dict = {"machine": machine_description(device), "device": str(device), "queries": QUERIES}
     with tempfile.TemporaryDirectory() as cache:

@@ -41,8 +41,8 @@ def _sync(device: torch.device) -> None:
 
 def bench_training(device: torch.device, batch: int, steps: int, compile_model: bool, fused: bool) -> dict:
     from geoapp.geo.geocells import GeocellHierarchy, GeocellPartition
-    from geoapp.models.translocator import TransLocatorConfig, build_translocator
-    from geoapp.models.translocator_loss import TransLocatorTargets
+    from geoapp.families.translocator.network import TransLocatorConfig, build_translocator
+    from training.translocator.loss import TransLocatorTargets
     from training.distributed import DistEnv
     from training.translocator.data import ModelBatch
     from training.translocator.engine import OptimConfig, TransLocatorTrainer
@@ -93,7 +93,7 @@ def bench_training(device: torch.device, batch: int, steps: int, compile_model: 
 
 
 def bench_predict(device: torch.device, image: Path, runs: int) -> dict:
-    from geoapp.models.segmentation import load_segmenter
+    from geoapp.families.translocator.segmentation import load_segmenter
     from geoapp.families.translocator.locator import TransLocatorGeolocator
 
     started = time.perf_counter()

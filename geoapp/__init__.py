@@ -12,17 +12,18 @@ Imports are lazy so that ``import geoapp`` stays cheap (no torch until a model i
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from geoapp.version import __version__
+
 __all__ = ["Geolocator", "Prediction", "Candidate", "parse_region", "Region", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "Geolocator":
-        from geoapp.predict import Geolocator
+        from geoapp.api import Geolocator
 
         return Geolocator
     if name in ("Prediction", "Candidate"):
-        from geoapp import prediction
+        from geoapp.results import prediction
 
         return getattr(prediction, name)
     if name in ("parse_region", "Region"):

@@ -2,7 +2,7 @@
 
 import sys
 
-from geoapp.cli import main
+from geoapp.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

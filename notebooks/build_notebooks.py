@@ -32,7 +32,7 @@ QUICKSTART = [
     new_code_cell(SETUP),
     new_code_cell('''import numpy as np
 from geoapp import Geolocator
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 
 gallery = Gallery.default()
 if FAST:   # a 5 000-point subsample keeps the one-time gallery encoding short
@@ -55,10 +55,10 @@ print(result.warnings)'''),
     new_code_cell('''africa = locator.predict(image, top_k=3, region="Africa")
 circle = locator.predict(image, top_k=3, region="circle:30,31,400")
 [(c.place_label, round(c.probability, 3)) for c in africa.candidates], circle.parameters["candidate_points"]'''),
-    new_code_cell('''from geoapp.explain import gradcam_for_location
+    new_code_cell('''from geoapp.api import gradcam_for_location
 cam = gradcam_for_location(locator, image, result.top.lat, result.top.lon)
 cam.side_by_side()'''),
-    new_code_cell('''from geoapp.maps import MapOptions, MapAssets, prediction_map_html
+    new_code_cell('''from geoapp.ui.maps.render import MapOptions, MapAssets, prediction_map_html
 html = prediction_map_html(result, MapOptions(MapAssets.local("assets/"), online_tiles=False))
 print(len(html), "bytes of map HTML (Folium, offline basemap)")
 records = locator.predict_batch([image, b"not an image"], top_k=1)
@@ -91,7 +91,7 @@ for i, (lat, lon) in enumerate(points):
 rows.append({"IMG_ID": "bad.jpg", "LAT": 0.0, "LON": 0.0})
 pd.DataFrame(rows).to_csv(work / "truth.csv", index=False)
 len(rows)'''),
-    new_code_cell('''from geoapp.gallery import Gallery
+    new_code_cell('''from geoapp.galleries.gallery import Gallery
 gallery_csv = work / "gallery.csv"
 coords = Gallery.default().coords
 if FAST:

@@ -78,7 +78,7 @@ def test_bad_region_is_one_readable_line():
 
 
 def test_auto_model_falls_back_to_satworld_without_clip_weights(monkeypatch, tmp_path):
-    from geoapp.predict import choose_model
+    from geoapp.api import choose_model
 
     monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
     model, notice = choose_model("auto")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from geoapp.cli import program_name
+from geoapp.cli.main import program_name
 
 from .conftest import REPO, shared_path
 
@@ -23,13 +23,13 @@ def _run(command: list[str], *args: str) -> subprocess.CompletedProcess:
 
 
 def _installed_command() -> list[str]:
-    """The `geoapp` console script of this environment; where it is not installed, the same entry point
-    run under that name (what the script does)."""
+    """The `geoapp` console script of this environment; where it is not installed (or was installed for an
+    older layout), the same entry point run under that name (what the script does)."""
     script = Path(sys.executable).parent / "geoapp"
-    if script.is_file():
+    if script.is_file() and "geoapp.cli.main" in script.read_text(errors="replace"):
         return [str(script)]
     return [sys.executable, "-c", "import sys; sys.argv[0] = '/usr/local/bin/geoapp'; "
-                                  "from geoapp.cli import main; sys.exit(main())"]
+                                  "from geoapp.cli.main import main; sys.exit(main())"]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from geoapp import dense_gallery
+from geoapp.galleries import dense as dense_gallery
 from geoapp.geo import landgrid
 
 SPACING = 500.0  # ~590 land points: a build of a few seconds
@@ -115,7 +115,7 @@ def test_option_names():
 def test_predict_through_the_dense_gallery_index(tiny_build, capsys):
     """CLI end to end: --gallery dense:FOLDER loads the prebuilt gallery (nothing embedded) and scores through
     its IVF-PQ index; the record says the probabilities are over the retrieved neighbours."""
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     from .conftest import shared_path
 
@@ -134,7 +134,7 @@ def test_predict_through_the_dense_gallery_index(tiny_build, capsys):
 
 
 def test_cli_unbuilt_dense_gallery_is_one_clear_line(tmp_path, capsys, monkeypatch):
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
     code = main(["predict", __file__, "--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu",
@@ -144,7 +144,7 @@ def test_cli_unbuilt_dense_gallery_is_one_clear_line(tmp_path, capsys, monkeypat
 
 
 def test_build_dense_command_line(monkeypatch, tmp_path, capsys):
-    from geoapp import cli
+    from geoapp.cli import main as cli
 
     seen = {}
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from geoapp.families.ensemble.locator import ENSEMBLE_RULE, EnsembleGeolocator, mixture
-from geoapp.explain import gradcam_for_location
+from geoapp.api import gradcam_for_location
 from geoapp.geo.regions import parse_region
 from geoapp.imaging import ImageLoadError
-from geoapp.models.segmentation import load_segmenter
-from geoapp.models.translocator import TransLocatorConfig
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.families.translocator.segmentation import load_segmenter
+from geoapp.families.translocator.network import TransLocatorConfig
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.families.translocator.locator import TransLocatorGeolocator
 from geoapp.families.translocator.results import TransLocatorPrediction
 

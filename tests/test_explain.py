@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoapp.explain import EmbeddingSimilarityTarget, gradcam_for_location, vit_reshape_transform
+from geoapp.api import gradcam_for_location
+from geoapp.runtime.cam import EmbeddingSimilarityTarget, vit_reshape_transform
 
 from .conftest import shared_path
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from geoapp.gallery import Gallery, GalleryError, LocationEmbeddingCache
+from geoapp.galleries.gallery import Gallery, GalleryError, LocationEmbeddingCache
 
 
 def test_default_gallery_is_the_packaged_100k():

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from geoapp import Geolocator
-from geoapp.families.geoclip.locator import GeoCLIPLocator
-from geoapp.gallery import Gallery
+from geoapp.families.retrieval.locator import GeoCLIPLocator
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.distance import CoordinateError, haversine_km
 from geoapp.geo.refine import RefineSpec
 from geoapp.geo.regions import RegionError, UnknownRegionError
 from geoapp.imaging import ImageLoadError
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from .conftest import shared_path
 
@@ -142,7 +142,8 @@ def test_probabilities_match_reference_pipeline(tiny_locator, photo, tmp_path):
     """Cached-gallery probabilities equal the reference GeoCLIP computation on the same CLIP features."""
     geoclip = pytest.importorskip("geoclip")
     subset = Gallery("subset", tiny_locator.gallery.coords[::20].copy(), "test")
-    locator = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, subset, torch.device("cpu"), tmp_path)
+    locator = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, subset, torch.device("cpu"), tmp_path,
+                             spec=tiny_locator.spec)
     ours = locator.predict(photo, top_k=5).surface.probability
 
     reference = geoclip.GeoCLIP(from_pretrained=True, clip_pretrained=False).eval()
@@ -178,8 +179,10 @@ def test_custom_gallery_and_cache_reuse(tmp_path, photo, tiny_locator):
         calls.append(len(coords))
         return original(self, coords)
 
-    first = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
-    second = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c")
+    first = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c",
+                            spec=tiny_locator.spec)
+    second = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"), tmp_path / "c",
+                            spec=tiny_locator.spec)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(GeoCLIPLocator, "_normalised_embeddings", counting)
         a = first.predict(photo, top_k=4, merge_km=0, refine_km=0)  # refinement encodes new points by design

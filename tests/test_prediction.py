@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoapp.prediction import build_prediction, merge_candidates
+from geoapp.results.prediction import build_prediction, merge_candidates
 
 
 def test_near_duplicates_merge_and_probabilities_sum():
@@ -56,7 +56,7 @@ def test_build_prediction_distances_mass_and_surface():
 
 
 def test_surface_top_keeps_most_probable_mass():
-    from geoapp.prediction import ProbabilitySurface
+    from geoapp.results.prediction import ProbabilitySurface
 
     prob = np.array([0.001] * 100 + [0.9])
     prob = prob / prob.sum()

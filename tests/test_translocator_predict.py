@@ -10,20 +10,20 @@ import pytest
 import torch
 
 from geoapp import Geolocator
-from geoapp.explain import gradcam_for_location
+from geoapp.api import gradcam_for_location
 from geoapp.families.translocator.explain import gradcam_translocator
 from geoapp.geo.regions import RegionError, parse_region
 from geoapp.imaging import ImageLoadError
-from geoapp.models.places365 import SCENE3_NAMES
-from geoapp.models.segmentation import load_segmenter
-from geoapp.models.translocator import TransLocatorConfig, build_translocator, save_translocator_checkpoint
+from geoapp.families.translocator.places365 import SCENE3_NAMES
+from geoapp.families.translocator.segmentation import load_segmenter
+from geoapp.families.translocator.network import TransLocatorConfig, build_translocator, save_translocator_checkpoint
 from geoapp.models.weights import WeightsMissingError
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.families.translocator.locator import TransLocatorGeolocator
 from geoapp.families.translocator.results import TransLocatorPrediction
 
 from .conftest import shared_path
-from .models.test_translocator import tiny_cells
+from .families.translocator.test_network import tiny_cells
 
 PHOTOS = ("1008845063_ace4ef829f_1204_97522422@N00.jpg", "103404365_f852148f5b_34_73293249@N00.jpg",
           "104138228_eac9608bce_34_19355699@N00.jpg")

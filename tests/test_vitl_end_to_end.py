@@ -29,7 +29,7 @@ def test_vitl_random_predictions_are_flagged_and_consistent(vitl_locator):
 
 
 def test_vitl_gradcam_and_text(vitl_locator):
-    from geoapp.explain import gradcam_for_location
+    from geoapp.api import gradcam_for_location
 
     photo = shared_path("im2gps3k-dev", "1008845063_ace4ef829f_1204_97522422@N00.jpg")
     cam = gradcam_for_location(vitl_locator, photo, 48.85, 2.35)

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from geoapp.fileio import atomic_write
 from geoapp.models.backbones import BACKBONES, ClipBackbone, build_clip_backbone
 from geoapp.models.geoclip import state_digest
 from geoapp.models.preprocess import centre_crop_tensor
@@ -93,10 +93,7 @@ def build_backbone(name: str, weights: str | None, seed: int) -> tuple[ClipBackb
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def ensure_manifest(out: Path, identity: dict[str, Any], source: dict[str, Any], units: list[WorkUnit]) -> dict[str, Any]:
@@ -164,9 +161,7 @@ def write_feature_unit(out: Path, name: str, features: np.ndarray, index: pd.Dat
         raise ValueError(f"{len(index)} index rows for {features.shape[0]} feature rows")
     paths = unit_paths(out, name)
     # Data files first, each renamed into place; the done marker last (see feature_store).
-    tmp_npy = paths["features"].with_suffix(".tmp.npy")
-    np.save(tmp_npy, np.ascontiguousarray(features, dtype=np.float16))
-    os.replace(tmp_npy, paths["features"])
+    atomic_write(paths["features"], lambda handle: np.save(handle, np.ascontiguousarray(features, dtype=np.float16)))
     _atomic_write_text(paths["index"], index.to_csv(index=False, float_format="%.6f"))
     done = {"unit": name, "features": int(features.shape[0]),
             "skipped": (skipped or SkipCounter()).to_dict(), "seconds": round(seconds, 2)}

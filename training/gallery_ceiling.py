@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.distance import EARTH_RADIUS_KM, haversine_km
 from geoapp.geo.metrics import THRESHOLDS_KM, geoguessr_score
 from geoapp.geo.refine import RefineSpec, refine_places
@@ -103,8 +103,7 @@ def ceiling_row(dataset: str, true_latlon: np.ndarray, nearest: NearestGallery, 
 
 def load_gallery_coords(option: str | None) -> Gallery:
     """--gallery: None (MP-16 100K), "dense[:SPACING_KM]", a .npy of coordinates, a dense gallery folder, a CSV."""
-    from geoapp import dense_gallery
-
+    from geoapp.galleries import dense as dense_gallery
     if not option:
         return Gallery.default()
     if option == "dense" or option.startswith("dense:"):

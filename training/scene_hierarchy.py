@@ -4,7 +4,7 @@ The TransLocator authors published scene labels at three levels with their bench
 truth (columns ``S3_Label, S16_Label, S365_Label``: integer class ids; MIT licence). Each
 Places365 category is given the level-2 group it most often carries there, and each level-2
 group the level-1 class it most often carries (majority vote; ties go to the smaller id).
-The result is a small table shipped in :mod:`geoapp.models.places365` (the CSV rows are not).
+The result is a small table shipped in :mod:`geoapp.families.translocator.places365` (the CSV rows are not).
 
     python -m training.scene_hierarchy                  # print the derived tables and agreement
     python -m training.scene_hierarchy --check          # exit 1 if the shipped tables differ
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote the hierarchy into {MODULE_PATH}")
         return 0
     if args.check:
-        from geoapp.models.places365 import scene_hierarchy
+        from geoapp.families.translocator.places365 import scene_hierarchy
 
         shipped365, shipped16, _, _ = scene_hierarchy()
         same = np.array_equal(shipped365, hierarchy.map365to16) and np.array_equal(shipped16, hierarchy.map16to3)

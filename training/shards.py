@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from geoapp.fileio import atomic_write, atomic_write_path
 from geoapp.imaging import ImageLoadError, load_image
 
 from training.data import GeoRecords, Sample, SkipCounter
@@ -90,32 +90,34 @@ def write_shards(records: GeoRecords, out_dir: Path, shard_size: int = 5000,
                 progress(len(rows))
             continue
         skipped = SkipCounter()
-        written = 0
-        tmp = path.with_suffix(".tar.tmp")
-        with tarfile.open(tmp, "w") as tar:
-            for row in rows:
-                key = f"{row:09d}"
-                image_path = records.paths[row]
-                try:
-                    if image_path is None:
-                        raise ImageLoadError(records.ids[row], "no image folder given")
-                    data = _jpeg_bytes(image_path)
-                except (ImageLoadError, OSError) as error:
-                    skipped.add(records.ids[row], str(error))
-                    continue
-                lat, lon = (float(v) for v in records.coords[row])
-                meta = {"id": records.ids[row], "lat": lat, "lon": lon,
-                        **{k: _json_safe(v) for k, v in extras[row].items()}}
-                _add_member(tar, f"{key}.jpg", data)
-                _add_member(tar, f"{key}.json", json.dumps(meta).encode())
-                written += 1
-        os.replace(tmp, path)
-        shards.append({"file": path.name, "rows": len(rows), "written": written, "skipped": skipped.to_dict()})
+        written = [0]
+
+        def write_shard(tmp: str) -> None:
+            with tarfile.open(tmp, "w") as tar:
+                for row in rows:
+                    key = f"{row:09d}"
+                    image_path = records.paths[row]
+                    try:
+                        if image_path is None:
+                            raise ImageLoadError(records.ids[row], "no image folder given")
+                        data = _jpeg_bytes(image_path)
+                    except (ImageLoadError, OSError) as error:
+                        skipped.add(records.ids[row], str(error))
+                        continue
+                    lat, lon = (float(v) for v in records.coords[row])
+                    meta = {"id": records.ids[row], "lat": lat, "lon": lon,
+                            **{k: _json_safe(v) for k, v in extras[row].items()}}
+                    _add_member(tar, f"{key}.jpg", data)
+                    _add_member(tar, f"{key}.json", json.dumps(meta).encode())
+                    written[0] += 1
+
+        atomic_write_path(path, write_shard)
+        shards.append({"file": path.name, "rows": len(rows), "written": written[0], "skipped": skipped.to_dict()})
         if progress:
             progress(len(rows))
     manifest = {"format": "geoapp.shards.v1", "dataset": records.name, "samples": len(records),
                 "shard_size": shard_size, "shards": shards}
-    (out_dir / SHARDS_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    atomic_write(out_dir / SHARDS_MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -14,8 +14,8 @@ Runs unchanged under torchrun (DDP; gloo on CPU, nccl on GPU). ``--batch-size`` 
 global batch: each of the N ranks takes batch/N samples; the queue is filled with the GPS of
 the whole global batch, so it is the same on every rank. Only rank 0 writes files.
 
-Outputs in --out: heads-epochNNN.pt and heads-last.pt (load with
-``Geolocator.load(heads="…/heads-last.pt")``), train-state.pt (for --resume), train_log.jsonl.
+Outputs in --out: heads-epochNNN.safetensors and heads-last.safetensors (load with
+``Geolocator.load(heads="…/heads-last.safetensors")``), train-state.pt (for --resume), train_log.jsonl.
 
 Examples::
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -44,7 +43,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from geoapp.gallery import Gallery
+from geoapp.fileio import atomic_write
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.metrics import error_summary
 from geoapp.models.backbones import BACKBONES, ClipBackbone
 from geoapp.models.geoclip import save_heads_checkpoint
@@ -289,19 +289,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, record: dict[str, Any]) -> Path:
-        """Rank 0: heads checkpoint (geoapp format) for this epoch + heads-last.pt + the full training state."""
+        """Rank 0: heads checkpoint (geoapp format) for this epoch + heads-last.safetensors + the full training state."""
         extra = {"trainer": "training.train_geoclip", "epoch": self.epoch, "step": self.step,
                  "init": self.init_description, "config": asdict(self.config),
                  "record": json.loads(json.dumps(record))}
-        path = self.out / f"heads-epoch{self.epoch:03d}.pt"
+        path = self.out / f"heads-epoch{self.epoch:03d}.safetensors"
         save_heads_checkpoint(self.heads, path, extra)  # duck-typed: GeoCLIPHeads has GeoCLIP's head attributes
-        shutil.copyfile(path, self.out / "heads-last.pt")
+        shutil.copyfile(path, self.out / "heads-last.safetensors")
         state = {"heads": self.heads.state_dict(), "sigmas": list(self.heads.location_encoder.sigmas),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "queue": self.queue.state_dict(), "epoch": self.epoch, "step": self.step}
-        tmp = self.out / f"{STATE_NAME}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / STATE_NAME)
+        atomic_write(self.out / STATE_NAME, lambda handle: torch.save(state, handle), durable=True)
         with open(self.out / "train_log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         return path

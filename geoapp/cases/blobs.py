@@ -16,10 +16,11 @@ import errno
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
+
+from geoapp.fileio import atomic_write
 
 from .errors import BundleError, EvidenceIntegrityError, StoreWriteError
 
@@ -40,19 +41,6 @@ def _write_chunks(handle: BinaryIO, chunks: Iterable[bytes]) -> None:
     for chunk in chunks:
         handle.write(chunk)
 
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_error(root: Path, what: str, error: OSError) -> StoreWriteError:
@@ -76,29 +64,10 @@ def write_file_atomically(path: Path, write: Callable[[BinaryIO], None], what: s
     way, so the rename is atomic). ``store_root``: the folder an error names (default: ``path``'s).
     ``read_only``: the final file is made read-only (content-addressed files never change).
     """
-    tmp_name = None
-    folder = temp_dir if temp_dir is not None else path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if read_only:
-            os.chmod(tmp_name, 0o444)
-        os.replace(tmp_name, path)
-        tmp_name = None
-        _fsync_dir(path.parent)
+        atomic_write(path, write, durable=True, temp_dir=temp_dir, mode=0o444 if read_only else None)
     except OSError as error:
         raise write_error(store_root if store_root is not None else path.parent, what, error) from error
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass  # an orphan temp file is harmless; never hide the original error
 
 
 class BlobStore:

@@ -87,7 +87,7 @@ def _referenced_objects(doc: dict[str, Any]) -> set[str]:
 # ---------------------------------------------------------------------------- export
 def export_bundle(store: CaseStore, case_id: str, path: str | os.PathLike, *, actor: str | None = None) -> BundleInfo:
     """Write the case as a bundle zip at ``path`` (atomically); refuses if any file fails its hash."""
-    from geoapp import __version__
+    from geoapp.version import __version__
 
     target = Path(path)
     case = store.get_case(case_id)

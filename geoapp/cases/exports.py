@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoapp.textsafe import unicode_text
+from geoapp.results.textsafe import unicode_text
 
 from .blobs import write_file_atomically
 from .errors import CaseInputError

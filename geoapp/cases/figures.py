@@ -63,7 +63,7 @@ def analysis_caveats(analysis: Analysis) -> list[str]:
     Stored in the model identity since the family registry; older analyses carry it only among
     their warnings, so those (minus the random-weights flag, reported on its own) count too.
     """
-    from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+    from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
     caveat = (analysis.model_identity or {}).get("caveat")
     if caveat:

@@ -2,8 +2,8 @@
 
 Coordinates are WGS84; GeoJSON and KML write longitude first, as their specs require.
 The CSV has one row per candidate of every analysis, and guards text cells against
-spreadsheet formula injection (:func:`geoapp.textsafe.csv_cell`); KML text goes through
-:func:`geoapp.textsafe.xml_text` (characters XML forbids would make the file unreadable).
+spreadsheet formula injection (:func:`geoapp.results.textsafe.csv_cell`); KML text goes through
+:func:`geoapp.results.textsafe.xml_text` (characters XML forbids would make the file unreadable).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import shapely
 
-from geoapp.textsafe import csv_cell, xml_text
+from geoapp.results.textsafe import csv_cell, xml_text
 
 from .claims import claim_region
 from .figures import analysis_caveats

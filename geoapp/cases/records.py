@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from geoapp.textsafe import unicode_text
+from geoapp.results.textsafe import unicode_text
 
 from .errors import CaseInputError
 from .models import Case, Event

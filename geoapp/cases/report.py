@@ -17,7 +17,7 @@ import io
 import json
 from typing import Any
 
-from geoapp.textsafe import display_text
+from geoapp.results.textsafe import display_text
 
 from .dump import case_document, fingerprint
 from .errors import EvidenceIntegrityError
@@ -307,7 +307,7 @@ def _audit_section(events: list) -> str:
 
 def render_html(store: CaseStore, case_id: str) -> str:
     """The full report as one HTML string (UTF-8, no external references)."""
-    from geoapp import __version__
+    from geoapp.version import __version__
 
     case = store.get_case(case_id)
     events = store.events(case_id)

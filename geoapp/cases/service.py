@@ -336,7 +336,7 @@ class CaseStore:
         """Verify the evidence file, predict with ``locator`` (a Geolocator) and record the result.
 
         ``gradcam``: a PNG (bytes or path) to store with the analysis; or ``explain=True`` to
-        compute the Grad-CAM of the top candidate here (:mod:`geoapp.explain`).  Refuses
+        compute the Grad-CAM of the top candidate here (:mod:`geoapp.api`).  Refuses
         (:class:`EvidenceIntegrityError`) when the evidence file is missing or modified.
         """
         evidence = self.get_evidence(case_id, evidence_id)
@@ -350,8 +350,8 @@ class CaseStore:
     def record_analysis(self, case_id: str, evidence_id: str, prediction: Any, *,
                         gradcam: bytes | str | os.PathLike | None = None, actor: str | None = None,
                         started_at=None) -> Analysis:
-        """Record a :class:`~geoapp.prediction.Prediction` made on this evidence file (e.g. by the UI)."""
-        from geoapp import __version__
+        """Record a :class:`~geoapp.results.prediction.Prediction` made on this evidence file (e.g. by the UI)."""
+        from geoapp.version import __version__
 
         from .claims import claim_region
         from .figures import region_mass

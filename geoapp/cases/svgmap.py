@@ -20,7 +20,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from geoapp.geo.countries import get_country_index
-from geoapp.textsafe import display_text
+from geoapp.results.textsafe import display_text
 
 WORLD = (-90.0, -180.0, 90.0, 180.0)  # south, west, north, east
 COLOURS = {"claim": "#d97706", "exif_gps": "#2563eb", "candidate": "#dc2626", "top": "#991b1b"}

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from geoapp.imaging import ImageLoadError, iter_image_paths
-from geoapp.prediction import Prediction
+from geoapp.results.prediction import Prediction
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 DEFAULT_INPUT_COLUMN = "path"

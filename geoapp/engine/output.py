@@ -18,10 +18,12 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from geoapp.formats import RECORD_COLUMN_NAMES, RECORD_FORMATS, record_schema
+from geoapp.fileio import atomic_write, atomic_write_path
+from geoapp.results.formats import RECORD_COLUMN_NAMES, RECORD_FORMATS, record_schema
 
 PART_PREFIX = "part-"
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = f".{PART_PREFIX}"  # geoapp.fileio writes each part as ".<name>.<random>.tmp" beside it
+TEMP_SUFFIX = ".tmp"
 
 
 def format_for(path: str | os.PathLike, explicit: str | None = None) -> str | None:
@@ -79,7 +81,7 @@ class PartsOutput:
         for part in _part_files(self.folder, self.format):
             self._done.update(str(r["input"]) for r in _read_part(part, self.format))
         self.resumed = len(self._done)
-        for stale in self.folder.glob(f"{TEMP_PREFIX}*") if self.folder.is_dir() else []:
+        for stale in self.folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}") if self.folder.is_dir() else []:
             stale.unlink(missing_ok=True)  # a part cut short by a kill: it never counted
 
     def done(self) -> set[str]:
@@ -111,19 +113,16 @@ class PartsOutput:
             rows, self._pending = self._pending[:self.part_rows], self._pending[self.part_rows:]
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"{PART_PREFIX}{self.run_id}-{self._parts:05d}.{self.format}"
-            temp = self.folder / f"{TEMP_PREFIX}{name}"
             if self.format == "parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pylist(rows, schema=record_schema()), temp)
+                table = pa.Table.from_pylist(rows, schema=record_schema())
+                atomic_write_path(self.folder / name, lambda temp: pq.write_table(table, temp), durable=True,
+                                  suffix=TEMP_SUFFIX)
             else:
-                with temp.open("w", encoding="utf-8") as handle:
-                    for row in rows:
-                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(temp, self.folder / name)
+                text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                atomic_write(self.folder / name, text, durable=True)
             self._parts += 1
             self.written += len(rows)
         self._since = time.monotonic()

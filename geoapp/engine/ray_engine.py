@@ -34,7 +34,7 @@ from typing import Any
 from geoapp.engine import ray_local
 from geoapp.engine.inputs import load_family, predict_inputs
 from geoapp.engine.output import PartsOutput
-from geoapp.formats import to_records
+from geoapp.results.formats import to_records
 
 # Privacy rule: no telemetry. Set before ray is imported anywhere in this process.
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -65,10 +65,12 @@ def _crash_once_for_tests() -> None:
     folder = os.environ.get(CRASH_DIR_ENV)
     if not folder:
         return
-    try:
-        os.rename(os.path.join(folder, "armed"), os.path.join(folder, "fired"))
+    if not os.path.exists(os.path.join(folder, "armed")):
+        return
+    try:  # O_EXCL: exactly one worker claims the crash, even when several see the folder at once
+        os.close(os.open(os.path.join(folder, "fired"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except OSError:
-        return  # not armed, or another worker claimed it
+        return  # already fired by another worker
     os._exit(1)
 
 
@@ -112,9 +114,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
         return True
-    import geoapp
-
-    package_root = str(Path(geoapp.__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding the geoapp package
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env["RAY_USAGE_STATS_ENABLED"] = "0"

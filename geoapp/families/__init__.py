@@ -1,6 +1,7 @@
 """Model families: one package each, one registration each, one contract for all.
 
-``geoapp.families.get("geoclip").load(...)`` or, the public way, ``geoapp.Geolocator.load("geoclip")``.
+``geoapp.families.get(KEY).load(...)`` or, the public way, ``geoapp.Geolocator.load(KEY)`` (keys:
+``python -m geoapp models``).
 See :mod:`.base` (the contract), :mod:`.registry` (specs, lookup, ``auto``) and :mod:`.variants`
 (user-trained ``family:tag`` variants). Torch is imported only when a family is loaded.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 from geoapp.families.base import (AERIAL_IMAGE, GROUND_PHOTO, Capabilities, CapabilityError, CandidateSpace,
                                   EvidenceItem, Family, FamilyIdentity, GradCamResult, PredictOptions)
-from geoapp.families.registry import (AUTO, FamilyOption, FamilySpec, LoadOptions, UnknownFamilyError, choose,
+from geoapp.families.registry import (AUTO, DEFAULT_KEY, FamilyOption, FamilySpec, LoadOptions, UnknownFamilyError, choose,
                                       families, get, keys, register, text_families, unregister)
 
 __all__ = [
-    "AERIAL_IMAGE", "AUTO", "GROUND_PHOTO", "Capabilities", "CapabilityError", "CandidateSpace", "EvidenceItem",
+    "AERIAL_IMAGE", "AUTO", "DEFAULT_KEY", "GROUND_PHOTO", "Capabilities", "CapabilityError", "CandidateSpace", "EvidenceItem",
     "Family", "FamilyIdentity", "FamilyOption", "FamilySpec", "GradCamResult", "LoadOptions", "PredictOptions",
     "UnknownFamilyError", "choose", "families", "get", "keys", "load", "register", "text_families", "unregister",
 ]

@@ -8,7 +8,7 @@ reports, ``training.evaluate`` — see only this contract:
   same for every family);
 * :meth:`Family.restrict` -> :class:`CandidateSpace`: the candidates for a region (or a
   :class:`~geoapp.geo.regions.RegionError`);
-* :meth:`Family.predict_batch` -> one :class:`~geoapp.prediction.Prediction` per input, in order,
+* :meth:`Family.predict_batch` -> one :class:`~geoapp.results.prediction.Prediction` per input, in order,
   unreadable inputs as records with ``.error``; :meth:`Family.predict` is the one-image case;
 * :meth:`Family.explain` -> named Grad-CAM maps (one per branch);
 * :meth:`Family.text_map` where the family's :class:`Capabilities` say ``text``.
@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from geoapp.prediction import DEFAULT_MERGE_KM, GradCamResult, Prediction
+from geoapp.results.prediction import DEFAULT_MERGE_KM, GradCamResult, Prediction
 
-__all__ = [  # DEFAULT_MERGE_KM and GradCamResult live in geoapp.prediction (torch-free) and are part of the contract
+__all__ = [  # DEFAULT_MERGE_KM and GradCamResult live in geoapp.results.prediction (torch-free) and are part of the contract
     "AERIAL_IMAGE", "DEFAULT_MERGE_KM", "GROUND_PHOTO", "REGION_EXTRA_POINTS", "CandidateSpace", "Capabilities",
     "CapabilityError", "EvidenceItem", "Family", "FamilyIdentity", "GradCamResult", "MapLayer", "PredictOptions",
     "cams_side_by_side", "evidence_html", "png_data_uri",
@@ -307,7 +307,7 @@ class Family(ABC):
 
     def finish(self, prediction: Prediction, identity: FamilyIdentity | None = None) -> Prediction:
         """Identity, caveat and random-weights warning on a result (written once for every family)."""
-        from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+        from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
         identity = identity or self.describe()
         prediction.model = identity.to_dict()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from geoapp.families.base import GROUND_PHOTO, Capabilities, Family
+from geoapp.families.base import GROUND_PHOTO, Capabilities, CapabilityError, Family
 from geoapp.families.variants import Variant, discover
 from geoapp.models.weights import WeightFile, find
 from geoapp.settings import Settings
@@ -39,6 +39,7 @@ BUILTIN_PACKAGES = (
 )
 PLUGINS_ENV = "GEOAPP_FAMILY_PACKAGES"
 AUTO = "auto"
+DEFAULT_KEY = "geoclip"  # what Geolocator.load() loads when no model is named (the paper's model)
 
 
 class UnknownFamilyError(ValueError):
@@ -108,6 +109,10 @@ class FamilySpec:
     # "module:function" adding the family's own commands, called as function(groups) with the CLI's subparser
     # groups by name ({"root": ..., "tiles": ...}); imported only when the CLI parser is built.
     cli_commands: str | None = None
+    # "module:function" giving this family's frozen image encoder to other families as a backbone (a family never
+    # imports another): function(weights) -> (torch module with encode_image / embed_dim / config.preprocess(),
+    # description of its weights); weights None = the family's trained ones, "random" = seeded random, or a path.
+    image_encoder: str | None = None
     test_options: Mapping[str, Any] = field(default_factory=dict)  # LoadOptions extras for a tiny random instance
     paper: str = ""
     variant: Variant | None = None
@@ -162,6 +167,14 @@ class FamilySpec:
         family = loader(self, options)
         family.spec = self
         return family
+
+
+    def load_image_encoder(self, weights: str | None = None) -> tuple[Any, str]:
+        """This family's image encoder as another family's backbone (see ``image_encoder``)."""
+        if not self.image_encoder:
+            raise CapabilityError(f"{self.label} offers no image encoder to other families")
+        module_name, _, function = self.image_encoder.partition(":")
+        return getattr(importlib.import_module(module_name), function)(weights)
 
 
 def _unique(files: list[WeightFile]) -> list[WeightFile]:

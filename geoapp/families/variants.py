@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from geoapp.fileio import atomic_write
 from geoapp.settings import get_settings
 
 if TYPE_CHECKING:
@@ -92,8 +93,4 @@ def write_manifest(folder: Path, family: str, tag: str, checkpoint: str, *, labe
     manifest = {"format": FORMAT, "family": family, "tag": tag, "label": label, "description": description,
                 "checkpoint": checkpoint, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **dict(extra or {})}
-    target = folder / MANIFEST
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    temporary.replace(target)
-    return target
+    return atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False), durable=True)

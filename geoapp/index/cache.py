@@ -1,6 +1,6 @@
 """Built indexes cached on disk, next to the location-embedding cache (``<cache>/indexes``).
 
-An index is keyed by what it indexes, like :meth:`geoapp.gallery.LocationEmbeddingCache.key`: the
+An index is keyed by what it indexes, like :meth:`geoapp.galleries.gallery.LocationEmbeddingCache.key`: the
 encoder/weights identity plus a digest of the points (see :func:`index_key`); the file name adds the
 spec, so an IVF and an exact index of the same points live side by side.
 """

@@ -21,6 +21,7 @@ from torch import nn
 
 from geoapp.models import weights as weight_files
 from geoapp.models.backbones import BACKBONES, BackboneSpec, ClipBackbone, build_clip_backbone
+from geoapp.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from geoapp.models.location_encoder import LocationEncoder, convert_reference_location_state_dict
 
 CLIP_FEATURE_DIM = 768
@@ -92,7 +93,7 @@ class GeoCLIP(nn.Module):
         return self.logits(self.encode_image(pixels), locations)
 
 
-def _load_tensor_file(path: Path) -> object:
+def load_published_state(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, ValueError, EOFError) as error:
@@ -108,11 +109,11 @@ def load_pretrained_heads(model: GeoCLIP) -> str:
     paths = {}
     for weight in (weight_files.GEOCLIP_IMAGE_HEAD, weight_files.GEOCLIP_LOCATION_ENCODER, weight_files.GEOCLIP_LOGIT_SCALE):
         paths[weight.key] = weight_files.require(weight)
-    model.image_head.load_state_dict(_load_tensor_file(paths[weight_files.GEOCLIP_IMAGE_HEAD.key]))
+    model.image_head.load_state_dict(load_published_state(paths[weight_files.GEOCLIP_IMAGE_HEAD.key]))
     model.location_encoder.load_state_dict(
-        convert_reference_location_state_dict(_load_tensor_file(paths[weight_files.GEOCLIP_LOCATION_ENCODER.key]))
+        convert_reference_location_state_dict(load_published_state(paths[weight_files.GEOCLIP_LOCATION_ENCODER.key]))
     )
-    scale = _load_tensor_file(paths[weight_files.GEOCLIP_LOGIT_SCALE.key])
+    scale = load_published_state(paths[weight_files.GEOCLIP_LOGIT_SCALE.key])
     with torch.no_grad():
         model.logit_scale.copy_(torch.as_tensor(scale, dtype=torch.float32).reshape(()))
     for key in sorted(paths):
@@ -132,21 +133,16 @@ def load_location_encoder(heads: str | Path = "pretrained") -> tuple[LocationEnc
         paths = {w.key: weight_files.require(w) for w in
                  (weight_files.GEOCLIP_IMAGE_HEAD, weight_files.GEOCLIP_LOCATION_ENCODER, weight_files.GEOCLIP_LOGIT_SCALE)}
         encoder.load_state_dict(convert_reference_location_state_dict(
-            _load_tensor_file(paths[weight_files.GEOCLIP_LOCATION_ENCODER.key])))
+            load_published_state(paths[weight_files.GEOCLIP_LOCATION_ENCODER.key])))
         digest = hashlib.sha256()
         for key in sorted(paths):  # the same digest as load_pretrained_heads
             digest.update(weight_files.sha256_file(paths[key]).encode())
         heads_sha256 = digest.hexdigest()
     else:
-        path = Path(heads)
-        if not path.is_file():
-            raise weight_files.WeightsMissingError(f"GeoCLIP heads checkpoint not found: {path}")
-        state = _load_tensor_file(path)
-        if not isinstance(state, dict) or state.get("format") != "geoapp.geoclip_heads.v1":
-            raise ValueError(f"{path} is not a geoapp GeoCLIP heads checkpoint (format geoapp.geoclip_heads.v1)")
-        encoder = LocationEncoder(tuple(state["sigmas"]))
-        encoder.load_state_dict(state["location_encoder"])
-        heads_sha256 = weight_files.sha256_file(path)  # as load_heads_checkpoint
+        checkpoint, sigmas = _read_heads(Path(heads))
+        encoder = LocationEncoder(sigmas)
+        encoder.load_state_dict(checkpoint.sub_state("location_encoder"))
+        heads_sha256 = checkpoint.sha256  # as load_heads_checkpoint
     encoder.eval()
     return encoder, f"geoclip:{heads_sha256}"
 
@@ -185,7 +181,7 @@ def build_geoclip(backbone: str | BackboneSpec = "ViT-L-14", backbone_weights: s
         heads_digest = load_heads_checkpoint(model, Path(heads))
     model.eval()
     identity = ModelIdentity(
-        model="geoclip",
+        model="GeoCLIP",  # the network (the family key is the registry's business)
         backbone=spec.name,
         backbone_weights=backbone_description,
         heads_sha256=heads_digest,
@@ -194,33 +190,31 @@ def build_geoclip(backbone: str | BackboneSpec = "ViT-L-14", backbone_weights: s
     return model, identity
 
 
+HEADS_FORMAT = "geoapp.geoclip_heads.v1"
+
+
 def save_heads_checkpoint(model: GeoCLIP, path: Path, extra: dict | None = None) -> None:
-    """Save the trainable parts (image head, location encoder, logit scale) in geoapp's layout."""
-    torch.save(
-        {
-            "format": "geoapp.geoclip_heads.v1",
-            "sigmas": list(model.location_encoder.sigmas),
-            "image_head": model.image_head.state_dict(),
-            "location_encoder": model.location_encoder.state_dict(),
-            "logit_scale": model.logit_scale.detach().cpu(),
-            "extra": extra or {},
-        },
-        path,
-    )
+    """Save the trainable parts (image head, location encoder, logit scale) in the checkpoint convention."""
+    state = {**{f"image_head.{k}": v for k, v in model.image_head.state_dict().items()},
+             **{f"location_encoder.{k}": v for k, v in model.location_encoder.state_dict().items()},
+             "logit_scale": model.logit_scale.detach().reshape(())}
+    save_checkpoint(path, HEADS_FORMAT, state, {"sigmas": list(model.location_encoder.sigmas)},
+                    {"extra": extra or {}})
+
+
+def _read_heads(path: Path) -> tuple[Checkpoint, tuple]:
+    checkpoint = load_checkpoint(path, HEADS_FORMAT, what="GeoCLIP heads checkpoint")
+    sigmas = checkpoint.config.get("sigmas", checkpoint.meta.get("sigmas"))  # older files kept them beside
+    return checkpoint, tuple(sigmas)
 
 
 def load_heads_checkpoint(model: GeoCLIP, path: Path) -> str:
     """Load a checkpoint written by :func:`save_heads_checkpoint`; returns its file digest."""
-    if not path.is_file():
-        raise weight_files.WeightsMissingError(f"GeoCLIP heads checkpoint not found: {path}")
-    state = _load_tensor_file(path)
-    if not isinstance(state, dict) or state.get("format") != "geoapp.geoclip_heads.v1":
-        raise ValueError(f"{path} is not a geoapp GeoCLIP heads checkpoint (format geoapp.geoclip_heads.v1)")
-    sigmas = tuple(state["sigmas"])
+    checkpoint, sigmas = _read_heads(path)
     if sigmas != model.location_encoder.sigmas:
         model.location_encoder = LocationEncoder(sigmas)
-    model.image_head.load_state_dict(state["image_head"])
-    model.location_encoder.load_state_dict(state["location_encoder"])
+    model.image_head.load_state_dict(checkpoint.sub_state("image_head"))
+    model.location_encoder.load_state_dict(checkpoint.sub_state("location_encoder"))
     with torch.no_grad():
-        model.logit_scale.copy_(state["logit_scale"].reshape(()))
-    return weight_files.sha256_file(path)
+        model.logit_scale.copy_(checkpoint.state["logit_scale"].reshape(()))
+    return checkpoint.sha256

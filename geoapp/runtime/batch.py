@@ -11,7 +11,7 @@ import torch
 
 from geoapp.geo.regions import Region
 from geoapp.imaging import ImageLoadError, LoadedImage
-from geoapp.prediction import DEFAULT_MERGE_KM, Prediction
+from geoapp.results.prediction import DEFAULT_MERGE_KM, Prediction
 from geoapp.settings import get_settings
 
 

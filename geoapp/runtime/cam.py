@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from geoapp.prediction import GradCamResult
+from geoapp.results.prediction import GradCamResult
 
 
 def vit_reshape_transform(grid_size: tuple[int, int], prefix_tokens: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:

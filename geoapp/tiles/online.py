@@ -22,7 +22,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
-import os
 import re
 import socket
 import threading
@@ -34,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoapp import __version__
+from geoapp.fileio import atomic_write
+from geoapp.version import __version__
 from geoapp.tiles.base import (
     OfflineModeError,
     TileResult,
@@ -160,10 +160,7 @@ class OnlineTileSource(TileSource):
         path = self._cache_path(z, x, y)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        temp.write_bytes(data)
-        os.replace(temp, path)  # atomic: a concurrent reader never sees half a tile
+        atomic_write(path, data)  # a concurrent reader never sees half a tile
 
     # ------------------------------------------------------------------ requests
     def url_for(self, z: int, x: int, y: int) -> str:

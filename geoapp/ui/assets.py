@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 
-from geoapp.maps import BASEMAP_GLOBAL, BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
+from geoapp.ui.maps.render import BASEMAP_GLOBAL, BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
+from geoapp.fileio import atomic_write
 from geoapp.settings import get_settings
 
 LEAFLET_VERSION = "1.9.4"
@@ -38,15 +37,7 @@ class MapAssetsError(RuntimeError):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def _without_source_map(data: bytes) -> bytes:

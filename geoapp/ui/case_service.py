@@ -24,7 +24,7 @@ import numpy as np
 from geoapp.cases.errors import CaseError, CaseInputError, DuplicateCaseError, DuplicateEvidenceError
 from geoapp.cases.records import default_actor, display_name
 from geoapp.cases.settings import CaseSettings, get_case_settings
-from geoapp.prediction import Candidate, Prediction, ProbabilitySurface
+from geoapp.results.prediction import Candidate, Prediction, ProbabilitySurface
 from geoapp.ui.forms import FormError, LocateForm, RegionForm
 from geoapp.ui.service import GeolocationService, Progress
 

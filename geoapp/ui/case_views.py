@@ -10,9 +10,9 @@ import datetime as dt
 import html
 from collections.abc import Sequence
 
-from geoapp.maps import ClaimArea, MapOptions, ReferencePoint, case_map_html
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
-from geoapp.textsafe import display_text
+from geoapp.ui.maps.render import ClaimArea, MapOptions, ReferencePoint, case_map_html
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.textsafe import display_text
 from geoapp.ui.case_service import stored_prediction
 from geoapp.ui.service import CLAIM_COLOUR, EXIF_COLOUR
 from geoapp.ui.views import escape, percent

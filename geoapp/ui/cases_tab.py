@@ -20,7 +20,7 @@ import pandas as pd
 
 from geoapp.cases.errors import CaseError
 from geoapp.cases.models import VERDICTS
-from geoapp.maps import embed_html, placeholder_html
+from geoapp.ui.maps.render import embed_html, placeholder_html
 from geoapp.ui import case_views as cv
 from geoapp.ui.case_service import AnalysisRequest, CaseWorkbench, ClaimForm, actor_name
 from geoapp.ui.common import UiContext, progress_callback, user_errors

@@ -13,8 +13,8 @@ import gradio as gr
 
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError
-from geoapp.maps import MapAssets, MapOptions
-from geoapp.textsafe import message_text
+from geoapp.ui.maps.render import MapAssets, MapOptions
+from geoapp.results.textsafe import message_text
 from geoapp.ui.config import AppConfig
 from geoapp.ui.forms import FormError
 from geoapp.ui.satellite import offline_tile_layer

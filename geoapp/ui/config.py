@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoapp import dense_gallery
+from geoapp.galleries import dense as dense_gallery
 from geoapp.ui.access import parse_networks
 
 DEFAULT_HOST = "127.0.0.1"

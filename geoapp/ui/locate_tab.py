@@ -18,8 +18,8 @@ import gradio as gr
 import pandas as pd
 
 from geoapp.families.base import evidence_html
-from geoapp.maps import embed_html, placeholder_html, prediction_map_html
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.ui.maps.render import embed_html, placeholder_html, prediction_map_html
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from geoapp.maps import OfflineTileLayer
+from geoapp.ui.maps.render import OfflineTileLayer
 from geoapp.tiles.base import OfflineModeError, TileSource, TileSourceError
 from geoapp.tiles.mosaic import mosaic_around
 from geoapp.tiles.registry import (

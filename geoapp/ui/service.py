@@ -30,8 +30,8 @@ from geoapp.families import (
 )
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError, load_image
-from geoapp.maps import ReferencePoint
-from geoapp.prediction import Prediction
+from geoapp.ui.maps.render import ReferencePoint
+from geoapp.results.prediction import Prediction
 from geoapp.ui.forms import COMPARE_DIFFERENCE, FormError, LocateForm, TextMapForm
 
 Progress = Callable[[float, str], None]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from geoapp.maps import difference_map_html, embed_html, placeholder_html, prediction_map_html
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction
+from geoapp.ui.maps.render import difference_map_html, embed_html, placeholder_html, prediction_map_html
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING, Prediction
 from geoapp.ui import views
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import COMPARE_MODES, COMPARE_SIDE_BY_SIDE, MAX_TOP_K, REGION_WORLD, FormError, TextMapForm

@@ -10,9 +10,9 @@ import html
 from collections.abc import Sequence
 
 from geoapp.geo.distance import haversine_km
-from geoapp.maps import ReferencePoint
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING, Prediction, percent
-from geoapp.textsafe import display_text
+from geoapp.ui.maps.render import ReferencePoint
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING, Prediction, percent
+from geoapp.results.textsafe import display_text
 
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country", "km from #1"]
 PLACE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "Country"]

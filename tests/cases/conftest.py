@@ -41,7 +41,7 @@ def png_bytes(seed: int, size: int = 48) -> bytes:
 
 def fake_prediction(sha256: str, points: list[tuple[float, float, float]]):
     """A Prediction with a known surface ``points`` = [(lat, lon, probability)] for ``sha256``."""
-    from geoapp.prediction import build_prediction
+    from geoapp.results.prediction import build_prediction
 
     lat, lon, prob = (np.array(v, dtype=np.float64) for v in zip(*points))
     prediction = build_prediction("x", lat, lon, prob, top_k=3, merge_km=1.0)

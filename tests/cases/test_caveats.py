@@ -53,7 +53,7 @@ def test_old_analyses_without_the_identity_field_keep_their_caveat(store):
 
 def test_case_verdict_cli_prints_the_caveat_and_csv_carries_it(store, db_url, tmp_path, monkeypatch):
     from geoapp.cases.geoexport import to_csv
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     case = store.create_case("cli", actor="alice")
     evidence = store.add_evidence_file(case.id, gps_photos(1)[0], actor="alice")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geoapp.cli import build_parser, main
+from geoapp.cli.main import build_parser, main
 
 from .conftest import populated_case
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from geoapp.engine.output import PartsOutput, read_records
-from geoapp.formats import RECORD_COLUMN_NAMES
+from geoapp.results.formats import RECORD_COLUMN_NAMES
 
 from ..conftest import REPO, shared_path
 
@@ -62,7 +62,7 @@ def local_records(inputs, tiny_locator) -> dict[str, dict]:
     """The local engine's records (same loading, same prediction step, this process)."""
     from geoapp.engine.inputs import load_family, predict_inputs
     from geoapp.families import registry
-    from geoapp.formats import to_records
+    from geoapp.results.formats import to_records
 
     tiny_locator.candidate_set()  # the gallery is encoded once into the shared test cache, for the workers too
     job = _job()
@@ -143,13 +143,13 @@ def test_rerun_after_losing_half_the_parts_fills_in_exactly_the_missing(ray_outp
     assert len(parts) >= 2
     for part in parts[::2]:
         part.unlink()
-    (path / ".tmp-part-cut-short.parquet").write_bytes(b"PAR1 half written")  # a killed run's leftover
+    (path / ".part-cut-short.parquet.x1y2.tmp").write_bytes(b"PAR1 half written")  # a killed run's leftover
     kept = {r["input"] for r in read_records(path)}
     output = PartsOutput(path, part_rows=4)
     assert output.resumed == len(kept) and len(kept) < 20
     summary = ray_engine.run(inputs, _job(), output)
     assert summary["skipped"] == len(kept) and summary["written"] == 20 - len(kept)
-    assert not list(path.glob(".tmp-*"))
+    assert not list(path.glob(".part-*.tmp"))
     assert_records_equal(read_records(path), local_records)
     again = ray_engine.run(inputs, _job(), PartsOutput(path))  # complete: nothing to do, Ray not even asked
     assert again["written"] == 0 and again["skipped"] == 20
@@ -174,7 +174,7 @@ def test_predict_without_engine_never_imports_ray_and_reads_a_csv_column(inputs,
     shutil.copy(photos[0], tmp_path / "relative.jpg")
     table.write_text("id,photo\n1,relative.jpg\n2,{}\n3,file://{}\n4,missing.jpg\n".format(photos[0], photos[1]))
     out = tmp_path / "local.jsonl"
-    code = ("import sys, geoapp.cli as c; rc = c.main(sys.argv[1:]); "
+    code = ("import sys, geoapp.cli.main as c; rc = c.main(sys.argv[1:]); "
             "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code, "predict", str(table), "--input-column", "photo",
                              "--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu",

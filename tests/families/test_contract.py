@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from geoapp import formats
+from geoapp.results import formats
 from geoapp.families import CapabilityError, LoadOptions, registry
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.regions import RegionError
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from ..conftest import shared_path
 

@@ -29,7 +29,7 @@ def toy(monkeypatch, tmp_path):
 
 
 def run_main(*args: str) -> tuple[int, str, str]:
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -42,7 +42,7 @@ def photo() -> str:
 
 
 def test_toy_family_everywhere(toy, tmp_path):
-    from geoapp.cli import build_parser
+    from geoapp.cli.main import build_parser
     from geoapp.ui.locate_tab import family_options
     from geoapp.ui.service import GeolocationService, ModelSettings
 
@@ -94,7 +94,7 @@ def test_unknown_family_lists_valid_keys():
         registry.get("geoclpi")
     assert "geoclip" in str(error.value) and "Did you mean 'geoclip'" in str(error.value)
     with pytest.raises(SystemExit):  # argparse refuses a model that is not registered
-        from geoapp.cli import build_parser
+        from geoapp.cli.main import build_parser
 
         build_parser().parse_args(["predict", "x.jpg", "--model", "nope"])
 

@@ -20,7 +20,7 @@ from geoapp.families.registry import FamilyOption, FamilySpec, register
 from geoapp.geo.regions import RegionError, parse_region
 from geoapp.imaging import ImageLoadError, load_image
 from geoapp.models.weights import WeightFile
-from geoapp.prediction import build_prediction
+from geoapp.results.prediction import build_prediction
 
 PLACES = np.array([[48.8566, 2.3522], [40.7128, -74.0060], [-33.8688, 151.2093]])  # Paris, New York, Sydney
 TOY_FILE = WeightFile(key="toy/table", description="Toy lookup table (tests only)", filename="toy-table.json",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoapp.families.geoclip.locator import GeoCLIPLocator
-from geoapp.gallery import Gallery, PrebuiltGallery
+from geoapp.families.retrieval.locator import GeoCLIPLocator
+from geoapp.galleries.gallery import Gallery, PrebuiltGallery
 from geoapp.index import IndexSpec
 
 from ..conftest import shared_path
@@ -32,7 +32,7 @@ def cache(tmp_path_factory):
 
 def locator_like(tiny_locator, gallery, cache_dir, **kwargs) -> GeoCLIPLocator:
     return GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, gallery, tiny_locator.device,
-                          cache_dir / "embeddings", **kwargs)
+                          cache_dir / "embeddings", spec=tiny_locator.spec, **kwargs)
 
 
 def test_small_gallery_stays_exact(tiny_locator, small_gallery, cache):

@@ -13,12 +13,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import sqlalchemy as sa
 
-from geoapp import formats
+from geoapp.results import formats
 from geoapp.cases import CaseStore, geoexport, render_html
 from geoapp.cases.exports import render
 from geoapp.cases.models import Case
-from geoapp.cli import main as cli_main
-from geoapp.textsafe import csv_cell, display_text, terminal_text, xml_text
+from geoapp.cli.main import main as cli_main
+from geoapp.results.textsafe import csv_cell, display_text, terminal_text, xml_text
 from tests.cases.conftest import gps_photos, populated_case
 from tests.cases.test_exports import StrictHTML
 from tests.ui.conftest import synthetic_prediction
@@ -155,7 +155,7 @@ def test_report_map_tells_analyses_apart(store: CaseStore):
 
 
 def test_the_ui_shows_direction_overrides():
-    from geoapp.maps import _text
+    from geoapp.ui.maps.render import _text
     from geoapp.ui.views import escape
 
     assert "U+202E" in escape("photo\u202egpj.exe") and "\u202e" not in escape("photo\u202egpj.exe")

@@ -98,7 +98,7 @@ def test_tiles_code_never_imports_torch_or_gradio():
     import subprocess
     import sys
 
-    code = ("import sys; import geoapp.geo.tiles, geoapp.tiles.registry, geoapp.tiles.cli, geoapp.tiles.fetch, "
+    code = ("import sys; import geoapp.geo.tiles, geoapp.tiles.registry, geoapp.cli.tiles, geoapp.tiles.fetch, "
             "geoapp.tiles.mosaic, geoapp.tiles.show; print(sorted({'torch', 'gradio'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from geoapp.cli import main
+from geoapp.cli.main import main
 from geoapp.tiles.archives import open_archive
 
 

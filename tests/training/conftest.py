@@ -87,7 +87,7 @@ def small_toy_store(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def small_gallery_csv(tmp_path_factory: pytest.TempPathFactory, dev_truth: pd.DataFrame) -> Path:
     """A 400-point gallery: 300 of GeoCLIP's 100K points plus points near the dev photos' truths."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     rng = np.random.default_rng(0)
     coords = Gallery.default().coords

@@ -33,7 +33,7 @@ def test_two_process_ddp_run(toy_store, tmp_path):
 
     # Only rank 0 wrote: one log line, one checkpoint set.
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 1
-    assert sorted(p.name for p in out.glob("heads-*.pt")) == ["heads-epoch001.pt", "heads-last.pt"]
+    assert sorted(p.name for p in out.glob("heads-*.safetensors")) == ["heads-epoch001.safetensors", "heads-last.safetensors"]
     state = torch.load(out / STATE_NAME, weights_only=True)
     assert state["step"] == 3
     # Each rank takes 16 / 2 = 8 samples a step; the queue receives the whole global batch

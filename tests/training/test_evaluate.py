@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from geoapp.geo.metrics import THRESHOLDS_KM
-from geoapp.prediction import Candidate, Prediction
+from geoapp.results.prediction import Candidate, Prediction
 
 from training.data import DatasetSpec, read_records
 from training.evaluate import main, predict_all, summarise

@@ -113,7 +113,7 @@ def test_splits_are_seeded(small_gallery: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def satworld_locator():
     from geoapp import Geolocator
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     full = Gallery.default()
     # Every 40th gallery point: the real distribution, quick to encode in a test.
@@ -141,7 +141,7 @@ def test_geolocator_satworld_predicts_rendered_crop(satworld_locator) -> None:
 def test_geolocator_satworld_text_and_gradcam(satworld_locator) -> None:
     with pytest.raises(ValueError, match="cannot map text"):
         satworld_locator.text_map("a desert")
-    from geoapp.explain import gradcam_for_location
+    from geoapp.api import gradcam_for_location
 
     crop = render_crop(-3.0, -60.0, window_km=600, pixels=128)
     result = gradcam_for_location(satworld_locator, crop, -3.0, -60.0)

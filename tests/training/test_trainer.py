@@ -57,7 +57,7 @@ def test_epochs_learn_and_decay_lr(small_toy_store, tmp_path):
     assert [r["lr"] for r in records] == pytest.approx([1e-3, 0.87e-3, 0.87**2 * 1e-3])
     assert all(r["samples"] == 96 for r in records)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 3 and (tmp_path / "run" / "heads-epoch003.pt").is_file()
+    assert len(log) == 3 and (tmp_path / "run" / "heads-epoch003.safetensors").is_file()
 
 
 def test_fine_branch_starts_as_the_pretrained_model():
@@ -81,7 +81,7 @@ def test_checkpoint_loads_into_geolocator(toy_store, tmp_path, capsys, small_gal
                  "--batch-size", "32", "--max-steps", "2", "--lr", "1e-3", "--workers", "0", "--device", "cpu"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"][0]["step"] == 2
-    checkpoint = run / "heads-last.pt"
+    checkpoint = run / "heads-last.safetensors"
     state = torch.load(checkpoint, weights_only=True)
     assert state["format"] == "geoapp.geoclip_heads.v1" and state["extra"]["step"] == 2
 
@@ -117,7 +117,7 @@ def test_train_from_images_skips_bad_files(tmp_path, dev_dir, dev_truth):
                                   backbone="tiny-test", backbone_weights="random", init="random", batch_size=3,
                                   epochs=1, workers=0, device="cpu", log_every=0)).run()
     assert records[0]["samples"] == 4 and records[0]["skipped_images"] == 2
-    assert (tmp_path / "run" / "heads-last.pt").is_file()
+    assert (tmp_path / "run" / "heads-last.safetensors").is_file()
 
 
 def test_train_from_shards(tmp_path, dev_dir, dev_truth):

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 from geoapp.geo.geocells import GeocellHierarchy
-from geoapp.models.ade20k import ADE20K_PALETTE
-from geoapp.models.translocator import TransLocatorConfig, build_translocator, load_translocator_checkpoint
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.families.translocator.ade20k import ADE20K_PALETTE
+from geoapp.families.translocator.network import TransLocatorConfig, build_translocator, load_translocator_checkpoint
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
 from training.data import DatasetSpec, read_records
 from training.translocator.augment import (SEG_VOID, PairedAugmentation, centre_crop_views, sample_generator,
@@ -157,7 +157,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path) -> None:
     scenes = torch.randint(0, 3, (8,), generator=generator)  # every row labelled: equal-weight micro-batches
 
     def batch(rows: slice):
-        from geoapp.models.translocator_loss import TransLocatorTargets
+        from training.translocator.loss import TransLocatorTargets
         from training.translocator.data import ModelBatch
 
         return ModelBatch(rgb[rows], seg[rows], TransLocatorTargets(tuple(labels[rows].unbind(1)), (scenes[rows],)),
@@ -219,13 +219,13 @@ def test_train_resume_and_predict(photo_set: dict, tmp_path: Path) -> None:
     log_lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log_lines] == [1, 2] and log_lines[0]["skipped_images"] >= 1
     assert sorted(p.name for p in out.glob("translocator-*.pt")) == [
-        "translocator-epoch001.pt", "translocator-epoch002.pt", "translocator-last.pt"]
+        "translocator-epoch001.safetensors", "translocator-epoch002.safetensors", "translocator-last.safetensors"]
 
     # The checkpoint goes straight into the inference predictor.
-    from geoapp.models.segmentation import load_segmenter
+    from geoapp.families.translocator.segmentation import load_segmenter
     from geoapp.families.translocator.locator import TransLocatorGeolocator
 
-    model, cells, meta = load_translocator_checkpoint(out / "translocator-last.pt")
+    model, cells, meta = load_translocator_checkpoint(out / "translocator-last.safetensors")
     assert not meta["random_weights"] and meta["extra"]["step"] == 2 * steps_per_epoch
     locator = TransLocatorGeolocator(model, cells, load_segmenter("tiny-test", "random"), torch.device("cpu"),
                                      meta["sha256"], str(out))
@@ -247,7 +247,7 @@ def test_on_the_fly_segmenter_and_vit_mt(photo_set: dict, tmp_path: Path, caplog
     assert train_main(args) == 0
     assert "RANDOM SEGMENTER WEIGHTS" in caplog.text
     assert train_main(_train_args(photo_set, tmp_path / "mt", "--vit-mt", "--max-steps", "1")) == 0
-    model, _, _ = load_translocator_checkpoint(tmp_path / "mt" / "translocator-last.pt")
+    model, _, _ = load_translocator_checkpoint(tmp_path / "mt" / "translocator-last.safetensors")
     assert not model.config.dual_branch
 
 
@@ -283,7 +283,7 @@ def test_evaluate_cli(photo_set: dict, tmp_path: Path) -> None:
 
     cells = GeocellHierarchy.from_folder(photo_set["cells"], 1, (20, 10, 5))
     model = build_translocator(TransLocatorConfig.tiny(cell_counts=cells.sizes), "random")
-    from geoapp.models.translocator import save_translocator_checkpoint
+    from geoapp.families.translocator.network import save_translocator_checkpoint
 
     checkpoint = save_translocator_checkpoint(model, tmp_path / "random.pt", cells)
     out = tmp_path / "eval"
@@ -326,7 +326,7 @@ def test_satworld_tiny_run_beats_most_common_location(tmp_path: Path) -> None:
     assert test["translocator"]["accuracy"]["750"] > test["baseline_most_common"]["accuracy"]["750"]
     assert test["translocator"]["geoguessr_score"] > test["baseline_most_common"]["geoguessr_score"]
     assert elapsed < 150, f"the CI run took {elapsed:.0f} s"
-    model, cells, meta = load_translocator_checkpoint(tmp_path / "satworld" / "translocator" / "translocator-last.pt")
+    model, cells, meta = load_translocator_checkpoint(tmp_path / "satworld" / "translocator" / "translocator-last.safetensors")
     assert cells.sizes == tuple(results["geocells"]) and not meta["random_weights"]
 
 

@@ -98,7 +98,7 @@ def artifacts_dir() -> Path:
 
 def synthetic_prediction(random_weights: bool = True, region=None, seed: int = 0):
     """A Prediction from made-up probabilities over a few hundred points (no model needed)."""
-    from geoapp.prediction import RANDOM_WEIGHTS_WARNING, build_prediction
+    from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING, build_prediction
 
     rng = np.random.default_rng(seed)
     lat = np.concatenate([rng.normal(48.85, 0.5, 150), rng.normal(40.4, 0.5, 100), rng.uniform(-50, 60, 250)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PIL import Image
 
 from geoapp.families import registry
-from geoapp.prediction import Prediction
+from geoapp.results.prediction import Prediction
 from geoapp.ui import views
 from geoapp.ui.common import ERROR_TOAST_S, toast_text
 from geoapp.ui.locate_tab import CAM_DISPLAY_SIDE, shown_size

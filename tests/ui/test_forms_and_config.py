@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from geoapp.maps import ReferencePoint
+from geoapp.ui.maps.render import ReferencePoint
 from geoapp.ui import views
 from geoapp.ui.config import AppConfig, ConfigError, config_from_args, is_loopback, parse_auth
 from geoapp.ui.forms import (COMPARE_DIFFERENCE, REGION_CIRCLE, REGION_CONTINENT, REGION_COUNTRY, REGION_GEOJSON,

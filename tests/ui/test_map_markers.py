@@ -8,8 +8,8 @@ import re
 import numpy as np
 
 from geoapp.geo.regions import parse_region
-from geoapp.maps import MapAssets, MapOptions, _marker_shifts, prediction_map_html
-from geoapp.prediction import build_prediction
+from geoapp.ui.maps.render import MapAssets, MapOptions, _marker_shifts, prediction_map_html
+from geoapp.results.prediction import build_prediction
 
 OPTIONS = MapOptions(assets=MapAssets.local("gradio_api/file=/srv/map-assets/"), online_tiles=False)
 

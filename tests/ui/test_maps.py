@@ -1,4 +1,4 @@
-"""geoapp.maps: pure functions from predictions to HTML (no model, no server)."""
+"""geoapp.ui.maps.render: pure functions from predictions to HTML (no model, no server)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from geoapp.geo.regions import parse_region
-from geoapp.maps import (MapAssets, MapOptions, ReferencePoint, difference_map_html, embed_html, placeholder_html,
+from geoapp.ui.maps.render import (MapAssets, MapOptions, ReferencePoint, difference_map_html, embed_html, placeholder_html,
                          prediction_map_html)
 from tests.ui.conftest import synthetic_prediction
 
@@ -111,8 +111,8 @@ def test_embed_html_round_trips_through_srcdoc():
 def test_refinement_moves_are_drawn_on_the_map():
     import numpy as np
 
-    from geoapp.families.geoclip.evidence import RefinementEvidence
-    from geoapp.prediction import build_prediction
+    from geoapp.families.retrieval.evidence import RefinementEvidence
+    from geoapp.results.prediction import build_prediction
 
     prediction = build_prediction("x", np.array([47.0, 48.0]), np.array([8.0, 9.0]), np.array([0.6, 0.4]), top_k=2,
                                   merge_km=25, moved={(47.0, 8.0): (47.05, 8.02)})

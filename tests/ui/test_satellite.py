@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from starlette.applications import Starlette
 
-from geoapp.maps import MapAssets, MapOptions, placeholder_html
+from geoapp.ui.maps.render import MapAssets, MapOptions, placeholder_html
 from geoapp.ui import satellite
 from geoapp.ui.forms import FormError
 

@@ -146,8 +146,8 @@ def test_locate_tab_shows_segmentation_scene_and_both_gradcams(ctx, model):
     import torch
 
     from geoapp.families.translocator.locator import TransLocatorGeolocator
-    from geoapp.models.segmentation import load_segmenter
-    from geoapp.models.translocator import TransLocatorConfig
+    from geoapp.families.translocator.segmentation import load_segmenter
+    from geoapp.families.translocator.network import TransLocatorConfig
 
     if "translocator" not in ctx.service._locators:
         torch.manual_seed(0)

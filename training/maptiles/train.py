@@ -287,7 +287,7 @@ class Trainer:
 
 def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> dict:
     """Train (or resume), write model.pt + manifest.json + metrics.md; returns the manifest."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from training.maptiles.evaluate import evaluate, markdown_table
 
     torch.set_num_threads(config.threads)

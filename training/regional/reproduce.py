@@ -66,7 +66,7 @@ class ReproConfig:
 
 def locations(config: ReproConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(coords [N, 2], country [N], base point id [N]) of the gallery points and their jittered copies."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
     from geoapp.geo.countries import get_country_index
 
     gallery = Gallery.default().coords.astype(np.float64)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoapp.gallery import Gallery, LocationEmbeddingCache
+from geoapp.galleries.gallery import Gallery, LocationEmbeddingCache
 from geoapp.geo.countries import get_country_index
 from geoapp.geo.distance import latlon_to_unit_xyz
 from geoapp.geo.metrics import error_summary

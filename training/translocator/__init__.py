@@ -11,5 +11,5 @@
 * ``satworld``       ``python -m training.translocator.satworld``: the CPU SatWorld experiment
 
 Geocells come from :mod:`geoapp.geo.geocells` (``python -m training.partition`` writes them);
-the model from :mod:`geoapp.models.translocator`.
+the model from :mod:`geoapp.families.translocator.network`.
 """

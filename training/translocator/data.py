@@ -30,9 +30,9 @@ from torchvision.transforms import InterpolationMode
 
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.imaging import ImageLoadError, load_image
-from geoapp.models.ade20k import ADE20K_PALETTE, NUM_CLASSES, classes_from_colours
-from geoapp.models.translocator import IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD
-from geoapp.models.translocator_loss import TransLocatorTargets
+from geoapp.families.translocator.ade20k import ADE20K_PALETTE, NUM_CLASSES, classes_from_colours
+from geoapp.families.translocator.network import IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD
+from training.translocator.loss import TransLocatorTargets
 
 from training.data import GeoRecords
 

@@ -11,8 +11,8 @@ Warm-up (in steps) and the milestones (in epochs) are one ``LambdaLR`` stepped a
 optimiser step: factor = min(1, (step + 1) / warmup) x γ^(milestones passed at this epoch).
 
 Files in ``out`` (rank 0 only):
-  ``translocator-last.pt`` / ``translocator-epochNNN.pt``  inference checkpoints (config, weights,
-      geocells) for :func:`geoapp.models.translocator.load_translocator_checkpoint`;
+  ``translocator-last.safetensors`` / ``translocator-epochNNN.safetensors``  inference checkpoints (config, weights,
+      geocells) for :func:`geoapp.families.translocator.network.load_translocator_checkpoint`;
   ``train-state.pt``  the same + optimiser, scheduler, step, epoch, batches done (``--resume``);
   ``train_log.jsonl``  one record per epoch.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -32,8 +31,10 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from geoapp.fileio import atomic_write
 from geoapp.geo.geocells import GeocellHierarchy
-from geoapp.models.translocator import TransLocator, TransLocatorConfig, save_translocator_checkpoint, translocator_loss
+from geoapp.families.translocator.network import TransLocator, TransLocatorConfig, save_translocator_checkpoint
+from training.translocator.loss import translocator_loss
 
 from training.distributed import DistEnv, all_reduce_sum
 
@@ -41,7 +42,7 @@ from .data import ModelBatch
 
 log = logging.getLogger("training.translocator")
 STATE_NAME = "train-state.pt"
-LAST_NAME = "translocator-last.pt"
+LAST_NAME = "translocator-last.safetensors"
 
 
 @dataclass(frozen=True)
@@ -202,19 +203,15 @@ class TransLocatorTrainer:
             return None
         extra = {"trainer": "training.translocator", "epoch": self.epoch, "step": self.step,
                  "optim": _plain(asdict(self.optim)), "run": _plain(self.run_config), "record": _plain(record)}
-        last = save_translocator_checkpoint(self.model, self.out / f"{LAST_NAME}.tmp", self.cells, extra,
-                                            random_weights=False)
-        os.replace(last, self.out / LAST_NAME)
+        save_translocator_checkpoint(self.model, self.out / LAST_NAME, self.cells, extra, random_weights=False)
         if epoch_file:
-            save_translocator_checkpoint(self.model, self.out / f"translocator-epoch{self.epoch:03d}.pt", self.cells,
+            save_translocator_checkpoint(self.model, self.out / f"translocator-epoch{self.epoch:03d}.safetensors", self.cells,
                                          extra, random_weights=False)
         state = {"model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
                  "cells": self.cells.to_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batches_done": self.batches_done, "optim": _plain(asdict(self.optim)), "run": _plain(self.run_config)}
-        tmp = self.out / f"{STATE_NAME}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / STATE_NAME)
+        atomic_write(self.out / STATE_NAME, lambda handle: torch.save(state, handle), durable=True)
         if not record.get("partial"):
             with open(self.out / "train_log.jsonl", "a") as handle:
                 handle.write(json.dumps(_plain(record)) + "\n")

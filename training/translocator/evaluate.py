@@ -11,7 +11,7 @@ next to the published TransLocator numbers.
 
 Example::
 
-    python -m training.translocator.evaluate --checkpoint runs/tl/translocator-last.pt \\
+    python -m training.translocator.evaluate --checkpoint runs/tl/translocator-last.safetensors \\
         --csv ../shared/data/benchmarks/im2gps3k_places365.csv --images /data/im2gps3k \\
         --seg-maps /data/im2gps3k_seg --tencrop --out runs/tl/eval-im2gps3k
 """
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.geo.metrics import error_summary
-from geoapp.models.translocator import TransLocator, load_translocator_checkpoint
+from geoapp.families.translocator.network import TransLocator, load_translocator_checkpoint
 
 from training.data import LAYOUTS, DatasetSpec, read_records
 from training.evaluate import RANDOM_BANNER, summarise
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="dataset name in the table")
     maps = p.add_mutually_exclusive_group()
     maps.add_argument("--seg-maps", type=Path, default=None, help="folder of precomputed segmentation PNGs")
-    maps.add_argument("--segmenter", default=None, help="segment on the fly with this segmenter (geoapp.models.segmentation)")
+    maps.add_argument("--segmenter", default=None, help="segment on the fly with this segmenter (geoapp.families.translocator.segmentation)")
     p.add_argument("--segmenter-weights", default=None, help="segmenter weights: default cache, 'random' or a path")
     p.add_argument("--tencrop", action="store_true", help="average the logits of 10 crops (paper protocol)")
     p.add_argument("--hierarchical", action="store_true",
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = records.head(args.limit)
     segmenter = None
     if args.segmenter and model.config.dual_branch:
-        from geoapp.models.segmentation import load_segmenter
+        from geoapp.families.translocator.segmentation import load_segmenter
 
         segmenter = load_segmenter(args.segmenter, args.segmenter_weights, device)
     elif model.config.dual_branch and args.seg_maps is None:

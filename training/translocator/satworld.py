@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geoapp.gallery import Gallery
+from geoapp.galleries.gallery import Gallery
 from geoapp.geo.geocells import GeocellHierarchy
-from geoapp.models.translocator import TransLocator, TransLocatorConfig, build_translocator, load_translocator_checkpoint
-from geoapp.models.translocator_loss import TransLocatorTargets
+from geoapp.families.translocator.network import TransLocator, TransLocatorConfig, build_translocator, load_translocator_checkpoint
+from training.translocator.loss import TransLocatorTargets
 
 from training.distributed import DistEnv
 from training.satworld.splits import SplitConfig, Splits, make_splits

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from geoapp.geo.geocells import DEFAULT_MAX_COUNTS, DEFAULT_MIN_COUNT, GeocellError, GeocellHierarchy
-from geoapp.models.translocator import TransLocatorConfig, build_translocator
+from geoapp.families.translocator.network import TransLocatorConfig, build_translocator
 from geoapp.models.weights import WeightsMissingError
 
 from training.data import LAYOUTS, DatasetError, DatasetSpec, SkipCounter, read_records
@@ -128,7 +128,7 @@ def _train(run: RunConfig, env: DistEnv, device: torch.device) -> list[dict]:
     if config.dual_branch and run.seg_maps is None:
         if not run.segmenter:
             raise DatasetError("the dual-branch model needs segmentation maps: --seg-maps DIR or --segmenter NAME")
-        from geoapp.models.segmentation import load_segmenter
+        from geoapp.families.translocator.segmentation import load_segmenter
 
         segmenter = load_segmenter(run.segmenter, run.segmenter_weights, device)
         if segmenter.random_weights and env.is_main:

@@ -17,8 +17,8 @@ The rule (also in ``ENSEMBLE_RULE``, which every result carries):
    (default 0.5). A linear pool, not a product: when one model is confidently wrong the other's
    candidates keep probability, which is what an analyst comparing hypotheses needs.
 
-The result is a :class:`~geoapp.families.translocator.results.TransLocatorPrediction` over the pool (with
-TransLocator's segmentation map, scene and branch weights), so the UI, CLI and case store show it
+The result is TransLocator's prediction record re-scored over the pool (it keeps TransLocator's evidence:
+segmentation map, scene and branch weights), so the UI, CLI and case store show it
 like any other prediction. It is flagged random when either member has random weights.
 """
 
@@ -26,20 +26,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from geoapp.families.base import (DEFAULT_MERGE_KM, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
-from geoapp.families.geoclip.locator import GeoCLIPLocator
-from geoapp.families.translocator.locator import TransLocatorGeolocator
-from geoapp.families.translocator.results import TransLocatorPrediction
+from geoapp.families.retrieval.locator import GeoCLIPLocator
 from geoapp.geo.distance import haversine_km
 from geoapp.geo.regions import parse_region
 from geoapp.imaging import ImageLoadError
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.results.prediction import Prediction, build_prediction
 
 GEOCLIP_POOL = 256
 CELL_POOL = 64
@@ -74,13 +72,25 @@ def mixture(geoclip_logits: np.ndarray, point_cells: np.ndarray, cell_probabilit
     return weight * q_geoclip + (1.0 - weight) * q_translocator, q_geoclip, q_translocator
 
 
+@runtime_checkable
+class CellClassifier(Protocol):
+    """What the ensemble needs of its geocell member (TransLocator), which it gets through the registry: families
+    never import each other, so the member is checked by what it offers, not by its class."""
+
+    cells: Any  # the geocell hierarchy; ``.fine`` has ``assign(lat, lon)``, ``lat``, ``lon``
+
+    def candidate_set(self, region: Any = None) -> Any: ...
+
+    def predict_batch(self, images: list, options: PredictOptions | None = None, **kwargs: Any) -> list[Prediction]: ...
+
+
 class EnsembleGeolocator(Family):
     """TransLocator + GeoCLIP behind the family contract."""
 
-    def __init__(self, geoclip: GeoCLIPLocator, translocator: TransLocatorGeolocator,
+    def __init__(self, geoclip: GeoCLIPLocator, translocator: CellClassifier,
                  geoclip_weight: float = DEFAULT_GEOCLIP_WEIGHT) -> None:
-        if not isinstance(translocator, TransLocatorGeolocator):
-            raise ValueError("the ensemble's second member must be a TransLocator geolocator")
+        if not isinstance(translocator, CellClassifier) or not hasattr(translocator.cells, "fine"):
+            raise ValueError("the ensemble's second member must be a geocell classifier (TransLocator)")
         if not isinstance(geoclip, GeoCLIPLocator):
             raise ValueError("the ensemble's first member must be a GeoCLIP geolocator")
         if not 0.0 <= geoclip_weight <= 1.0:
@@ -166,8 +176,8 @@ class EnsembleGeolocator(Family):
         return results
 
     # ------------------------------------------------------------------ helpers
-    def _combine(self, image, cells: TransLocatorPrediction, kept_cells: np.ndarray, geoclip_set, top_k: int,
-                 tencrop: bool, merge_km: float | None, weight: float) -> TransLocatorPrediction:
+    def _combine(self, image, cells: Prediction, kept_cells: np.ndarray, geoclip_set, top_k: int,
+                 tencrop: bool, merge_km: float | None, weight: float) -> Prediction:
         start = time.perf_counter()
         loaded = self.geoclip.load_image(image, tencrop)
         embeddings = self.geoclip.image_embeddings(self.geoclip.pixels(loaded, tencrop))

@@ -43,7 +43,7 @@ from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.geo.tiles import TileError, tile_center, tiles_covering
 from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.preprocess import centre_crop_tensor, decode_side
-from geoapp.prediction import GradCamResult, Prediction, build_prediction
+from geoapp.results.prediction import GradCamResult, Prediction, build_prediction
 from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
 from geoapp.tiles.base import TileSource, TileSourceError
 

@@ -65,18 +65,9 @@ def load_extractor(name: str, weights: str | None = None, device: torch.device |
     """The named backbone, frozen, in eval mode (``weights``: None = pretrained, "random", or a path)."""
     device = torch.device(device)
     if name == "satworld":
-        from geoapp.families.satworld.model import (
-            SatWorldBackbone,
-            SatWorldConfig,
-            load_satworld,
-        )
+        from geoapp.families import registry  # SatWorld's encoder, declared in its spec (families never import each other)
 
-        if weights == "random":
-            torch.manual_seed(0)  # the same random encoder every time, so tests are reproducible
-            network, description = SatWorldBackbone(SatWorldConfig()), "random"
-        else:
-            model, identity = load_satworld(weights)
-            network, description = model.backbone, identity.backbone_weights
+        network, description = registry.get("satworld").load_image_encoder(weights)
         preprocess = network.config.preprocess()
     elif name in ("ViT-L-14", "ViT-B-32"):
         spec = BACKBONES["ViT-L-14"] if name == "ViT-L-14" else VIT_B32

@@ -29,7 +29,7 @@ from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.preprocess import decode_side
 from geoapp.models.weights import WeightsMissingError
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.results.prediction import Prediction, build_prediction
 from geoapp.runtime.batch import (
     PendingImage,
     auto_merge_km,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from geoapp.families.base import AERIAL_IMAGE, Capabilities
 from geoapp.families.registry import FamilySpec, register
-from geoapp.families.geoclip.options import REFINE_OPTIONS
+from geoapp.families.retrieval.options import REFINE_OPTIONS
 from geoapp.models import weights as w
 
 CAVEAT = ("SatWorld model: trained on satellite/aerial imagery (NASA Blue Marble crops); it is not made for "
@@ -27,6 +27,7 @@ SPEC = register(FamilySpec(
     description="Small model trained here on NASA Blue Marble satellite crops; ships with the app and runs "
                 "offline. Not made for ground-level photos.",
     loader="geoapp.families.satworld.loader:load",
+    image_encoder="geoapp.families.satworld.model:image_encoder",
     input_domain=AERIAL_IMAGE,
     caveat=CAVEAT,
     capabilities=Capabilities(text=False, tencrop=True, region=True, gradcam=True),

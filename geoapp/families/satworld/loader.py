@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from geoapp.families.geoclip.locator import GeoCLIPLocator, build_locator
+from geoapp.families.retrieval.locator import GeoCLIPLocator, build_locator
 from geoapp.families.satworld.model import SatWorld, SatWorldConfig, load_satworld, pretrained_location_encoder
 from geoapp.models.geoclip import ModelIdentity, state_digest
 
@@ -19,12 +19,12 @@ def load(spec, options) -> GeoCLIPLocator:
                       DeprecationWarning, stacklevel=3)
         checkpoint = checkpoint or heads
     if options.random:
-        return build_locator(*random_satworld(), options)
+        return build_locator(spec, *random_satworld(), options)
     if options.backbone_weights not in (None, ""):
         raise ValueError("SatWorld ships trained weights and has no separate backbone: drop --backbone-weights "
                          "(use --checkpoint PATH for another SatWorld checkpoint)")
     network, identity = load_satworld(checkpoint)
-    return build_locator(network, identity, options)
+    return build_locator(spec, network, identity, options)
 
 
 def random_satworld() -> tuple[SatWorld, ModelIdentity]:

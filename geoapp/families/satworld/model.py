@@ -26,7 +26,8 @@ from torch import nn
 
 from geoapp.models import weights as weight_files
 from geoapp.models.backbones import BackboneSpec, PreprocessConfig
-from geoapp.models.geoclip import GeoCLIP, ImageHead, ModelIdentity, _load_tensor_file
+from geoapp.models.checkpoint import load_checkpoint, save_checkpoint
+from geoapp.models.geoclip import GeoCLIP, ImageHead, ModelIdentity, load_published_state
 from geoapp.models.location_encoder import LocationEncoder, convert_reference_location_state_dict
 
 FORMAT = "geoapp.satworld.v1"
@@ -109,7 +110,7 @@ def pretrained_location_encoder() -> tuple[LocationEncoder, str]:
     """GeoCLIP's published location encoder (from the ``geoclip`` package) and its file digest."""
     path = weight_files.require(weight_files.GEOCLIP_LOCATION_ENCODER)
     encoder = LocationEncoder()
-    encoder.load_state_dict(convert_reference_location_state_dict(_load_tensor_file(path)))
+    encoder.load_state_dict(convert_reference_location_state_dict(load_published_state(path)))
     return encoder.eval(), weight_files.sha256_file(path)
 
 
@@ -117,9 +118,8 @@ def save_satworld(model: SatWorld, path: Path, location_sha256: str, extra: dict
     """Write the trained parts in float16 (the location encoder is referenced by digest, not copied)."""
     state = {key: value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu()
              for key, value in model.trainable_state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "config": asdict(model.config), "state": state,
-                "location_encoder_sha256": location_sha256, "extra": extra or {}}, path)
+    save_checkpoint(path, FORMAT, state, asdict(model.config),
+                    {"location_encoder_sha256": location_sha256, "extra": extra or {}})
 
 
 def load_satworld(path: str | Path | None = None) -> tuple[SatWorld, ModelIdentity]:
@@ -130,23 +130,31 @@ def load_satworld(path: str | Path | None = None) -> tuple[SatWorld, ModelIdenti
             f"SatWorld model not found: {path}. It ships in the repository under assets/satworld/; "
             "retrain it with the command in assets/satworld/MODEL_CARD.md"
         )
-    checkpoint = _load_tensor_file(path)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a SatWorld checkpoint (format {FORMAT})")
+    checkpoint = load_checkpoint(path, FORMAT, what="SatWorld checkpoint")
     encoder, location_sha = pretrained_location_encoder()
-    if checkpoint.get("location_encoder_sha256") not in (None, location_sha):
+    if checkpoint.meta.get("location_encoder_sha256") not in (None, location_sha):
         raise ValueError(f"{path} was trained against a different GeoCLIP location encoder file")
-    model = SatWorld(SatWorldConfig(**checkpoint["config"]), encoder)
-    state = {key: value.float() if value.is_floating_point() else value for key, value in checkpoint["state"].items()}
+    model = SatWorld(SatWorldConfig(**checkpoint.config), encoder)
+    state = {key: value.float() if value.is_floating_point() else value for key, value in checkpoint.state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [key for key in missing if not key.startswith("location_encoder.")]
     if missing or unexpected:
         raise ValueError(f"{path} does not match the SatWorld architecture (missing {missing}, unexpected {unexpected})")
     model.eval()
     digest = hashlib.sha256()
-    digest.update(weight_files.sha256_file(path).encode())
+    digest.update(checkpoint.sha256.encode())
     digest.update(location_sha.encode())
     identity = ModelIdentity(model="satworld", backbone=model.backbone.spec.name,
                              backbone_weights=f"satworld ({path.name})", heads_sha256=digest.hexdigest(),
                              random_weights=False)
     return model, identity
+
+
+def image_encoder(weights: str | None = None) -> tuple[SatWorldBackbone, str]:
+    """SatWorld's image encoder as another family's frozen backbone (declared in the spec as ``image_encoder``):
+    None = the shipped checkpoint, "random" = a seeded random encoder (the same every time, for tests), or a path."""
+    if weights == "random":
+        torch.manual_seed(0)
+        return SatWorldBackbone(SatWorldConfig()), "random"
+    model, identity = load_satworld(weights)
+    return model.backbone, identity.backbone_weights

@@ -50,7 +50,7 @@ def nearest_fine_cell(locator, lat: float, lon: float) -> int:
 
 def gradcam_translocator(locator, image, cell_index: int | None = None) -> TransLocatorGradCam:
     """Grad-CAM of both branches for fine cell ``cell_index`` (default: the top cell of the centre crop)."""
-    from geoapp.models.translocator import IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD
+    from geoapp.families.translocator.network import IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD
 
     model = locator.model
     cells = len(locator.cells.fine)

@@ -36,10 +36,10 @@ from geoapp.families.translocator.results import SegmentationSummary, TransLocat
 from geoapp.geo.geocells import GeocellHierarchy
 from geoapp.geo.regions import Region, RegionError, parse_region
 from geoapp.imaging import LoadedImage, load_image
-from geoapp.models.translocator import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
+from geoapp.families.translocator.network import (IN21K_MEAN, IN21K_STD, SEG_MEAN, SEG_STD, TransLocator, TransLocatorConfig,
                                         build_translocator, load_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
-from geoapp.prediction import Prediction, build_prediction
+from geoapp.results.prediction import Prediction, build_prediction
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
 from geoapp.settings import get_settings
@@ -52,7 +52,7 @@ ASSET_CHECKPOINT = Path(__file__).resolve().parents[3] / "assets" / "translocato
 # are scaled to the gallery's size (~1/47 of MP-16) so a random model's map has useful detail.
 DEFAULT_CELL_MIN = 5
 DEFAULT_CELL_MAX = (1000, 400, 150)
-DEFAULT_SEGMENTER = "segformer-ade20k"  # SegFormer-B2 on ADE20K (geoapp.models.segmentation)
+DEFAULT_SEGMENTER = "segformer-ade20k"  # SegFormer-B2 on ADE20K (geoapp.families.translocator.segmentation)
 TENCROP_SCALE = 256 / 224  # shorter side before cropping, relative to the crop (as torchvision's TenCrop recipe)
 
 
@@ -79,7 +79,7 @@ def default_checkpoint_paths() -> list[Path]:
 @functools.lru_cache(maxsize=2)
 def default_cell_table() -> GeocellHierarchy:
     """Geocells for a random-weight model: the GeoCLIP gallery partitioned with our partitioner."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     coords = Gallery.default().coords.astype(np.float64)
     return GeocellHierarchy.build(coords[:, 0], coords[:, 1], min_count=DEFAULT_CELL_MIN, max_counts=DEFAULT_CELL_MAX)
@@ -214,7 +214,7 @@ class TransLocatorGeolocator(Family):
 
         The segmentation parts are None for ViT-MT without a segmenter (the map is evidence only there).
         """
-        from geoapp.models.segmentation import colourise_tensor
+        from geoapp.families.translocator.segmentation import colourise_tensor
 
         crops = crops.to(self.device)
         rgb = _normalise(crops, IN21K_MEAN, IN21K_STD)
@@ -304,8 +304,8 @@ class TransLocatorGeolocator(Family):
 
     def _scene(self, outputs: dict[str, torch.Tensor], row: int):
         """The scene heads' answer as a ``SceneResult`` (each level: argmax of its own head)."""
-        from geoapp.models.places365 import PLACES365_NAMES, SCENE3_NAMES, SCENE16_NAMES
-        from geoapp.models.scenes import SceneResult
+        from geoapp.families.translocator.places365 import PLACES365_NAMES, SCENE3_NAMES, SCENE16_NAMES
+        from geoapp.families.translocator.scenes import SceneResult
 
         if self.model.config.scene_counts != (3, 16, 365):
             return None  # a custom scene setup: no names to show
@@ -326,7 +326,7 @@ def _resolve_segmenter(segmenter, model_is_random: bool, device: torch.device):
     """A loaded segmenter as is; a name or None -> ``load_segmenter`` (random weights with a random model)."""
     if segmenter is not None and not isinstance(segmenter, str):
         return segmenter
-    from geoapp.models.segmentation import load_segmenter
+    from geoapp.families.translocator.segmentation import load_segmenter
 
     name = segmenter or DEFAULT_SEGMENTER
     return load_segmenter(name, weights="random" if model_is_random else None, device=device)
@@ -347,10 +347,7 @@ def load(spec, options) -> TransLocatorGeolocator:
     ``config`` (a TransLocatorConfig for random models)."""
     config = options.extras.get("config")
     if isinstance(config, str):
-        presets = {"paper": TransLocatorConfig, "tiny": lambda: TransLocatorConfig.tiny(img_size=64, patch_size=16)}
-        if config not in presets:
-            raise ValueError(f"unknown TransLocator config {config!r}; choose from {', '.join(presets)}")
-        config = presets[config]()
+        config = TransLocatorConfig.preset("tiny-64" if config == "tiny" else config)  # "tiny": the 64 px test model
     return TransLocatorGeolocator.load(checkpoint=options.checkpoint, device=options.device,
                                        backbone_weights=options.backbone_weights,
                                        segmenter=options.extras.get("segmenter"), config=config)

@@ -1,9 +1,9 @@
-"""What a TransLocator prediction adds to a :class:`~geoapp.prediction.Prediction` (torch-free), as
+"""What a TransLocator prediction adds to a :class:`~geoapp.results.prediction.Prediction` (torch-free), as
 evidence items (:class:`~geoapp.families.base.EvidenceItem`) that every consumer shows generically.
 
 * :class:`SegmentationSummary`: the ADE20K class map the segmentation branch saw, its colourised
   image (the branch's actual input, before normalisation), a legend and the class shares;
-* the scene predicted by the model's own scene heads (a ``geoapp.models.scenes.SceneResult``:
+* the scene predicted by the model's own scene heads (a ``geoapp.families.translocator.scenes.SceneResult``:
   Places365 label at 365 / 16 / 3 levels with probabilities);
 * the attentive-fusion weights of the two branches (how much each input counted).
 """
@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from geoapp.families.base import EvidenceItem, png_data_uri
-from geoapp.prediction import Prediction, percent
+from geoapp.results.prediction import Prediction, percent
 
 if TYPE_CHECKING:
-    from geoapp.models.scenes import SceneResult
+    from geoapp.families.translocator.scenes import SceneResult
 
 LEGEND_CLASSES = 10
 SHARES_IN_DICT = 20
@@ -40,7 +40,7 @@ class SegmentationSummary:
 
     @classmethod
     def from_class_map(cls, class_map: np.ndarray, segmenter: dict) -> "SegmentationSummary":
-        from geoapp.models.segmentation import class_shares, colourise, legend
+        from geoapp.families.translocator.segmentation import class_shares, colourise, legend
 
         ids = np.asarray(class_map).astype(np.uint8)
         return cls(ids, colourise(ids), legend(ids, top=LEGEND_CLASSES), class_shares(ids), dict(segmenter))

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from geoapp import formats
+from geoapp.results import formats
 from geoapp.families import LoadOptions, registry
 from geoapp.families.maptiles import CROSSVIEW_CAVEAT
 from geoapp.families.maptiles.model import CheckpointMeta, MapTileModel, preset, save_checkpoint
@@ -45,7 +45,7 @@ def test_prediction_candidates_are_final_tiles_with_evidence(family, photo):
 
 
 def test_search_path_is_drawn_on_the_map(family, photo):
-    from geoapp.maps import MapAssets, MapOptions, prediction_map_html
+    from geoapp.ui.maps.render import MapAssets, MapOptions, prediction_map_html
 
     result = family.predict(photo, top_k=3, beam_k=2)
     page = prediction_map_html(result, MapOptions(MapAssets.cdn(), online_tiles=False))
@@ -76,7 +76,7 @@ def test_grad_cam_towards_the_chosen_tile(family, photo):
 
 
 def test_tiles_embed_command(tmp_path, monkeypatch, capsys):
-    from geoapp.cli import main
+    from geoapp.cli.main import main
 
     torch.manual_seed(0)
     model = MapTileModel(preset("tiny"), (1, 3))
@@ -104,7 +104,7 @@ def _box(west, south, east, north):
 def test_geoclip_seeds_join_the_beam(family, photo, monkeypatch):
     """GeoCLIP's candidates' tiles join every level (a stand-in GeoCLIP answers a point the beam left)."""
     from geoapp.geo.tiles import tile_center
-    from geoapp.prediction import build_prediction
+    from geoapp.results.prediction import build_prediction
 
     kept = family.predict(photo, top_k=2, beam_k=1).evidence[0].to_dict()["levels"][0]["kept"][0]
     lat, lon = (float(v) for v in tile_center(1, 1 - kept["x"], 1 - kept["y"]))  # the opposite quarter

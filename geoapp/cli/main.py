@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from geoapp.cases.cli import add_case_parser as _add_case
-from geoapp.cli_family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.cases import add_case_parser as _add_case
+from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.tiles import add_tiles_commands as _add_tiles
 from geoapp.engine.ray_local import add_engine_commands as _add_engine
-from geoapp.tiles.cli import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CODES = ("Exit status: 0 done (predict: at least one input predicted); 1 nothing could be done (predict: "
@@ -111,7 +111,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
     from tqdm import tqdm
 
-    from geoapp import formats
+    from geoapp.results import formats
     from geoapp.engine.inputs import predict_inputs
     from geoapp.families import PredictOptions
 
@@ -161,7 +161,7 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
         summary = _predict_on_ray(args, keys, output, options, len(todo))
         failed = summary["failed"]
     elif todo:
-        from geoapp import formats
+        from geoapp.results import formats
         from geoapp.engine.inputs import predict_inputs
 
         locator = load_family_from_args(args)
@@ -187,7 +187,7 @@ def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, 
 
     from tqdm import tqdm
 
-    from geoapp.cli_family import resolve_family_from_args
+    from geoapp.cli.family import resolve_family_from_args
     from geoapp.engine import ray_engine
     from geoapp.engine.inputs import is_url
 
@@ -227,6 +227,22 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--weights-dir", default=None,
                    help="download here instead of the standard Hugging Face cache (or $GEOAPP_WEIGHTS_DIR)")
     d.set_defaults(handler=_cmd_weights_download)
+    c = wsub.add_parser("convert", help="rewrite a checkpoint written before the safetensors convention (offline)",
+                        description="Read a geoapp checkpoint (an older torch.save .pt: SatWorld, TransLocator, "
+                                    "GeoCLIP heads, map tiles, regional) with torch.load(weights_only=True) and "
+                                    "write it as safetensors with its JSON config (format, config, meta).")
+    c.add_argument("source")
+    c.add_argument("target", help="the new file (.safetensors)")
+    c.set_defaults(handler=_cmd_weights_convert)
+
+
+def _cmd_weights_convert(args: argparse.Namespace) -> int:
+    from geoapp.models.checkpoint import convert_checkpoint
+
+    new = convert_checkpoint(args.source, args.target)
+    print(f"{args.target}: {new.format}, {len(new.state)} tensors, config {sorted(new.config)}, "
+          f"sha256 {new.sha256[:16]}…")
+    return EXIT_OK
 
 
 def _download_target_names() -> list[str]:
@@ -440,7 +456,7 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
 def _cmd_gallery_build_dense(args: argparse.Namespace) -> int:
     import time
 
-    from geoapp.dense_gallery import build_dense
+    from geoapp.galleries.dense import build_dense
 
     start = time.perf_counter()
     result = build_dense(args.spacing_km, name=args.name, device=args.device, chunk=args.chunk, heads=args.heads,

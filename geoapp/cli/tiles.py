@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geoapp.geo.tiles import TileError
-from geoapp.textsafe import terminal_text
+from geoapp.results.textsafe import terminal_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SOURCE_HELP = ("offline (default: the built Blue Marble pyramid), offline:relief, offline:etopo, a .pmtiles/"

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geoapp.families import AUTO, Family, LoadOptions, choose, families, load
-from geoapp.families.base import DEFAULT_MERGE_KM, REGION_EXTRA_POINTS
+from geoapp.families import AUTO, DEFAULT_KEY, Family, LoadOptions, choose, families, load
+from geoapp.families.base import DEFAULT_MERGE_KM, REGION_EXTRA_POINTS, GradCamResult
 
 AUTO_MODEL = AUTO
-__all__ = ["AUTO_MODEL", "DEFAULT_MERGE_KM", "REGION_EXTRA_POINTS", "Geolocator", "choose_model", "model_keys"]
+__all__ = ["AUTO_MODEL", "DEFAULT_MERGE_KM", "REGION_EXTRA_POINTS", "Geolocator", "choose_model", "explain",
+           "gradcam_for_location", "model_keys"]
 
 
 class Geolocator:
     """Factory for geolocators (kept as the public name; the objects it returns are families)."""
 
     @staticmethod
-    def load(model: str = "geoclip", device: str | None = None, backbone_weights: str | Path | None = None, *,
+    def load(model: str = DEFAULT_KEY, device: str | None = None, backbone_weights: str | Path | None = None, *,
              checkpoint: str | Path | None = None, **extras) -> Family:
         """Load ``model`` (a registry key, ``family:tag``, or ``"auto"``).
 
@@ -44,3 +45,14 @@ def choose_model(model: str = AUTO, backbone_weights: str | Path | None = None) 
 def model_keys() -> list[str]:
     """Every family and variant key (for choices and help texts)."""
     return [spec.key for spec in families()]
+
+
+def explain(locator: Family, image, lat: float, lon: float) -> dict[str, GradCamResult]:
+    """Every Grad-CAM map the family has for the candidate at (lat, lon), main map first
+    (the machinery is in :mod:`geoapp.runtime.cam`)."""
+    return locator.explain(image, lat, lon)
+
+
+def gradcam_for_location(locator: Family, image, lat: float, lon: float) -> GradCamResult:
+    """The main Grad-CAM map (the photo) towards the candidate at (lat, lon)."""
+    return next(iter(locator.explain(image, lat, lon).values()))

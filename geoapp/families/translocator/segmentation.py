@@ -13,7 +13,7 @@ Models are segmentation_models_pytorch (smp) architectures; an architecture is d
 * ``tiny-test``: a small random SegFormer for tests.
 
 How the map reaches TransLocator: :func:`colourise` turns the class map into an RGB image
-with the ADE20K palette (:mod:`geoapp.models.ade20k`), and that image goes through the
+with the ADE20K palette (:mod:`geoapp.families.translocator.ade20k`), and that image goes through the
 segmentation branch like a photo. The paper feeds the segmentation map "as an image"; a
 colour image keeps the branch a stock 3-channel ViT (same patch embedding and initialisation
 as the RGB branch), where one-hot maps would need a 150-channel stem.
@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from geoapp.models import weights as weight_files
-from geoapp.models.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, NUM_CLASSES
+from geoapp.families.translocator.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, NUM_CLASSES
 from geoapp.models.preprocess import batch_to_network_input
 from geoapp.models.weights import WeightFile, WeightsMissingError
 
@@ -120,7 +120,7 @@ class Segmenter:
 
     @property
     def warnings(self) -> list[str]:
-        from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+        from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
         return [RANDOM_WEIGHTS_WARNING] if self.random_weights else []
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from geoapp.models import weights
-from geoapp.models.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, classes_from_colours
-from geoapp.models.segmentation import (
+from geoapp.families.translocator.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, classes_from_colours
+from geoapp.families.translocator.segmentation import (
     SEGFORMER_B2,
     SEGMENTERS,
     class_shares,
@@ -24,9 +24,9 @@ from geoapp.models.segmentation import (
     legend,
     load_segmenter,
 )
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
-from ..conftest import REPO
+from ...conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_real_checkpoint_fails_fast_without_hf_offline_flag(tmp_path):
     script = textwrap.dedent("""
         import time
         from geoapp.models import weights
-        from geoapp.models.segmentation import load_segmenter
+        from geoapp.families.translocator.segmentation import load_segmenter
         start = time.perf_counter()
         try:
             load_segmenter()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from geoapp.models.translocator import TransLocatorOutput
+    from geoapp.families.translocator.network import TransLocatorOutput
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Folium maps of predictions and text queries: pure functions from results to HTML.
 
 Nothing here loads a model or touches the network: each function takes a
-:class:`~geoapp.prediction.Prediction` (or two) and :class:`MapOptions` and returns a
+:class:`~geoapp.results.prediction.Prediction` (or two) and :class:`MapOptions` and returns a
 ``folium.Map`` or the HTML page of one. The UI, reports and notebooks all use the same code.
 
 Where the browser gets Leaflet from is explicit (:class:`MapAssets`): ``MapAssets.local(prefix)``
@@ -27,9 +27,9 @@ from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
 
-from geoapp.prediction import Prediction
-from geoapp.prediction import percent as _percent
-from geoapp.textsafe import display_text
+from geoapp.results.prediction import Prediction
+from geoapp.results.prediction import percent as _percent
+from geoapp.results.textsafe import display_text
 
 # File names inside a local asset folder (see geoapp/ui/assets.py, which fills it).
 LEAFLET_JS = "leaflet.js"

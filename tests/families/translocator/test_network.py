@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from geoapp.geo.geocells import GeocellHierarchy
-from geoapp.models.translocator import (AttentiveFusion, TransLocatorConfig, TransLocatorTargets, build_translocator,
-                                        load_translocator_checkpoint, save_translocator_checkpoint, translocator_loss)
+from geoapp.families.translocator.network import (AttentiveFusion, TransLocatorConfig, build_translocator,
+                                                 load_translocator_checkpoint, save_translocator_checkpoint)
 from geoapp.models.weights import WeightsMissingError
+from training.translocator.loss import TransLocatorTargets, translocator_loss
 
 CLUSTERS = np.array([[48.8, 2.3], [40.7, -74.0], [35.7, 139.7], [-33.9, 151.2]])
 

@@ -10,8 +10,8 @@ import csv
 import io
 import json
 
-from geoapp.prediction import Prediction
-from geoapp.textsafe import csv_cell, unicode_text
+from geoapp.results.prediction import Prediction
+from geoapp.results.textsafe import csv_cell, unicode_text
 
 CSV_FIELDS = (
     "source", "ok", "error", "rank", "lat", "lon", "probability", "place", "country_code",

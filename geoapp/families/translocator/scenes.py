@@ -10,7 +10,7 @@ path you give or from torch hub's ``checkpoints`` folder, and fetched only by an
 
 Preprocessing is CSAIL's own (``run_placesCNN_basic.py``): resize to 224 x 224, ImageNet
 mean/std. Level-2 and level-1 probabilities are sums of the 365 probabilities over each
-group of :func:`~geoapp.models.places365.scene_hierarchy`, and each level's label is the
+group of :func:`~geoapp.families.translocator.places365.scene_hierarchy`, and each level's label is the
 argmax of its own probabilities (so a photo split between two kinds of forest still counts
 as "forest, field, jungle").
 """
@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 
 from geoapp.models import weights as weight_files
-from geoapp.models.places365 import PLACES365_NAMES, scene_hierarchy
+from geoapp.families.translocator.places365 import PLACES365_NAMES, scene_hierarchy
 from geoapp.models.preprocess import batch_to_network_input
 from geoapp.models.weights import WeightFile, WeightsMissingError
 
@@ -105,7 +105,7 @@ class SceneLabeller:
 
     @property
     def warnings(self) -> list[str]:
-        from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+        from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
         return [RANDOM_WEIGHTS_WARNING] if self.random_weights else []
 

@@ -32,7 +32,6 @@ Choices where the paper is ambiguous (each one is tested in ``tests/models/test_
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -43,6 +42,8 @@ from torch import nn
 
 from geoapp.geo.geocells import GeocellHierarchy, GeocellPartition
 from geoapp.models import weights as weight_files
+from geoapp.models.checkpoint import load_checkpoint, save_checkpoint
+from geoapp.models.presets import load_presets, pick
 from geoapp.models.weights import WeightFile, WeightsMissingError
 
 CHECKPOINT_FORMAT = "geoapp.translocator.v1"
@@ -91,12 +92,15 @@ class TransLocatorConfig:
             raise ValueError("img_size must be a multiple of patch_size and embed_dim of num_heads")
 
     @classmethod
+    def preset(cls, name: str, **overrides) -> "TransLocatorConfig":
+        """A named architecture from ``presets.json`` (paper, tiny, tiny-64), with field overrides."""
+        values = pick(load_presets("geoapp.families.translocator", dict), name, "TransLocator")
+        return cls.from_dict({**values, **overrides})
+
+    @classmethod
     def tiny(cls, **overrides) -> "TransLocatorConfig":
         """A few-thousand-parameter model with the same structure, for tests and CPU training."""
-        values = dict(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2, fusion_dim=64,
-                      drop_path_rate=0.0, cell_counts=(4, 8, 16), cell_hidden=(None, 32, 32))
-        values.update(overrides)
-        return cls(**values)
+        return cls.preset("tiny", **overrides)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -302,25 +306,14 @@ def save_translocator_checkpoint(model: TransLocator, path: str | Path, cells: C
     model's flag: a trainer sets it to False once the weights are trained."""
     if cells.sizes != model.config.cell_counts:
         raise ValueError(f"cell table has {cells.sizes} cells per level, the model {model.config.cell_counts}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     flag = model.random_weights if random_weights is None else bool(random_weights)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "state": state,
-                "cells": _cells_to_dict(cells), "random_weights": flag, "extra": dict(extra or {})}, path)
-    return path
+    return save_checkpoint(path, CHECKPOINT_FORMAT, model.state_dict(), model.config.to_dict(),
+                           {"cells": _cells_to_dict(cells), "random_weights": flag, "extra": dict(extra or {})})
 
 
 def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise WeightsMissingError(f"TransLocator checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f"Could not read TransLocator checkpoint {path} ({error}); the file is damaged") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a TransLocator checkpoint (format {CHECKPOINT_FORMAT})")
-    return checkpoint
+    checkpoint = load_checkpoint(path, CHECKPOINT_FORMAT, what="TransLocator checkpoint")
+    return {**checkpoint.meta, "config": checkpoint.config, "state": checkpoint.state, "sha256": checkpoint.sha256}
 
 
 def _model_from_checkpoint(checkpoint: dict, path: Path) -> TransLocator:
@@ -358,14 +351,10 @@ def load_translocator_checkpoint(path: str | Path) -> tuple[TransLocator, CellTa
     cells = _cells_from_dict(checkpoint.get("cells"), path)
     if cells.sizes != model.config.cell_counts:
         raise ValueError(f"{path}: its cell table {cells.sizes} does not fit its heads {model.config.cell_counts}")
-    meta = {"extra": dict(checkpoint.get("extra") or {}), "sha256": weight_files.sha256_file(path),
+    meta = {"extra": dict(checkpoint.get("extra") or {}), "sha256": checkpoint["sha256"],
             "random_weights": model.random_weights, "path": str(path)}
     return model, cells, meta
 
 
-# The objective lives in its own module; re-exported so callers import everything from here.
-from geoapp.models.translocator_loss import TransLocatorTargets, translocator_loss  # noqa: E402
-
-__all__ = ["CellTable", "TransLocator", "TransLocatorConfig", "TransLocatorOutput", "TransLocatorTargets",
-           "build_translocator", "in21k_weights_path", "load_translocator_checkpoint", "save_translocator_checkpoint",
-           "translocator_loss"]
+__all__ = ["CellTable", "TransLocator", "TransLocatorConfig", "TransLocatorOutput", "build_translocator",
+           "in21k_weights_path", "load_translocator_checkpoint", "save_translocator_checkpoint"]

@@ -12,17 +12,17 @@ import torchvision
 from PIL import Image
 
 from geoapp.models import weights
-from geoapp.models.places365 import PLACES365_CATEGORIES, PLACES365_NAMES, display_name
-from geoapp.models.scenes import (
+from geoapp.families.translocator.places365 import PLACES365_CATEGORIES, PLACES365_NAMES, display_name
+from geoapp.families.translocator.scenes import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     SceneResult,
     load_scene_labeller,
     scene_hierarchy,
 )
-from geoapp.prediction import RANDOM_WEIGHTS_WARNING
+from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 
-from ..conftest import shared_path
+from ...conftest import shared_path
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ land (:mod:`geoapp.geo.landgrid`, default 3.8 km spacing → 10.2 M land points)
   missing part; once all are done they are streamed into one memory-mappable ``embeddings.npy``
   [N, 512] float16 and deleted;
 - ``index-ivfpq.faiss`` (+ ``.json``) the IVF-PQ index (:mod:`geoapp.index`; built last, skipped when present);
-- ``gallery.json`` the :class:`geoapp.gallery.PrebuiltGallery` manifest the locator opens
+- ``gallery.json`` the :class:`geoapp.galleries.gallery.PrebuiltGallery` manifest the locator opens
   (``--gallery dense``: memory-mapped, nothing embedded at load);
 - ``manifest.json``  spacing, N, encoder id (digest of the loaded location-encoder weights), the
   parts done and the timings of each step.
@@ -23,7 +23,6 @@ Nothing here imports torch at module level: the build imports it when it embeds.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from geoapp.fileio import atomic_write
+from geoapp.fileio import atomic_write, atomic_write_path
 from geoapp.geo import landgrid
 
-FORMAT = "geoapp.dense_gallery.v1"
+FORMAT = "geoapp.galleries.dense.v1"
 DEFAULT_SPACING_KM = 3.8
 DEFAULT_CHUNK = 262_144
 DEFAULT_NAME = "dense"
@@ -68,7 +67,7 @@ def build_command(name: str = DEFAULT_NAME, spacing_km: float = DEFAULT_SPACING_
 
 def mp16_coords() -> np.ndarray:
     """GeoCLIP's 100K MP-16 gallery coordinates (shipped in the geoclip package)."""
-    from geoapp.gallery import Gallery
+    from geoapp.galleries.gallery import Gallery
 
     return Gallery.default().coords
 
@@ -156,7 +155,7 @@ def open_dense(option: str | Path):
     """The prebuilt dense gallery named by ``option`` (coordinates and embeddings memory-mapped, index
     loaded lazily by the locator); a clear error naming the build command when it is not built yet."""
     folder = check_built(option)
-    from geoapp.gallery import PrebuiltGallery
+    from geoapp.galleries.gallery import PrebuiltGallery
 
     return PrebuiltGallery.open(folder)
 
@@ -310,16 +309,18 @@ def consolidate(folder: Path, manifest: dict, progress: bool = True, log=print) 
     n, chunk = manifest["points"], manifest["chunk"]
     start = time.perf_counter()
     log(f"Writing {EMBEDDINGS_FILE} ({n * EMBED_DIM * 2 / 1e9:.1f} GB) from {manifest['parts']} parts …")
-    tmp = folder / f".{EMBEDDINGS_FILE}.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
-    with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="consolidate") as bar:
-        for i in range(manifest["parts"]):
-            part = np.load(folder / part_name(i), mmap_mode="r")
-            out[i * chunk:i * chunk + len(part)] = part
-            bar.update(len(part))
-    out.flush()
-    del out
-    os.replace(tmp, target)
+
+    def consolidate(tmp: str) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
+        with tqdm(total=n, unit="pt", unit_scale=True, disable=not progress, desc="consolidate") as bar:
+            for i in range(manifest["parts"]):
+                part = np.load(folder / part_name(i), mmap_mode="r")
+                out[i * chunk:i * chunk + len(part)] = part
+                bar.update(len(part))
+        out.flush()
+        del out
+
+    atomic_write_path(target, consolidate)
     manifest["consolidated"] = True
     manifest["timings_s"]["consolidate"] = round(time.perf_counter() - start, 2)
     _save_json(folder / "manifest.json", manifest)
@@ -329,7 +330,7 @@ def consolidate(folder: Path, manifest: dict, progress: bool = True, log=print) 
 
 
 def write_gallery_json(folder: Path, manifest: dict) -> None:
-    """The prebuilt-gallery manifest (``gallery.json``) that :class:`geoapp.gallery.PrebuiltGallery` opens."""
+    """The prebuilt-gallery manifest (``gallery.json``) that :class:`geoapp.galleries.gallery.PrebuiltGallery` opens."""
     meta = {"format": 1, "name": manifest["name"], "size": manifest["points"], "dim": EMBED_DIM,
             "encoder_id": manifest["encoder_id"], "digest": manifest["coords_sha256"], "dtype": "float16",
             "coords": "coords.npy", "embeddings": EMBEDDINGS_FILE,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from geoapp.cli_family import add_model_arguments
+from geoapp.cli.family import add_model_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXPORT_FORMATS = ("html", "geojson", "kml", "csv", "bundle")
@@ -101,8 +101,8 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------- plumbing
 def _wrap(handler: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from .errors import CaseError, CaseInputError
-        from .service import CaseStore
+        from geoapp.cases.errors import CaseError, CaseInputError
+        from geoapp.cases.service import CaseStore
 
         try:
             store = CaseStore.open(database_url=args.database_url, store_dir=args.case_store)
@@ -123,7 +123,7 @@ def _wrap(handler: Callable[[argparse.Namespace, Any], int]) -> Callable[[argpar
 
 
 def _emit(args: argparse.Namespace, plain: str, record: Any) -> None:
-    from geoapp.textsafe import terminal_json
+    from geoapp.results.textsafe import terminal_json
 
     print(terminal_json(json.dumps(record, indent=2, ensure_ascii=False, default=str)) if args.json else plain)
 
@@ -134,7 +134,7 @@ def _info(text: str) -> None:
 
 def _t(value: Any) -> str:
     """Stored text (titles, names, notes: possibly imported) for the terminal: controls shown, not run."""
-    from geoapp.textsafe import terminal_text
+    from geoapp.results.textsafe import terminal_text
 
     return terminal_text(value)
 
@@ -158,7 +158,7 @@ def _cmd_list(args: argparse.Namespace, store: Any) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, store: Any) -> int:
-    from .dump import case_document, fingerprint
+    from geoapp.cases.dump import case_document, fingerprint
 
     opened = store.open_case(store.resolve_case_id(args.case_id), actor=args.actor)
     case = opened.case
@@ -194,7 +194,7 @@ def _cmd_show(args: argparse.Namespace, store: Any) -> int:
 def _cmd_add(args: argparse.Namespace, store: Any) -> int:
     from geoapp.imaging import iter_image_paths
 
-    from .errors import CaseError, DuplicateEvidenceError
+    from geoapp.cases.errors import CaseError, DuplicateEvidenceError
 
     case_id = store.resolve_case_id(args.case_id)
     records, failed = [], 0
@@ -238,7 +238,7 @@ def _cmd_claim(args: argparse.Namespace, store: Any) -> int:
 def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     from geoapp.geo.regions import parse_region
 
-    from .errors import CaseError
+    from geoapp.cases.errors import CaseError
 
     case_id = store.resolve_case_id(args.case_id)
     if not 1 <= args.top_k <= 1000:
@@ -251,7 +251,7 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     if not evidence_ids:
         print("error: the case has no evidence to analyse; add some with `case add`", file=sys.stderr)
         return EXIT_USAGE
-    from geoapp.cli_family import load_family_from_args
+    from geoapp.cli.family import load_family_from_args
 
     locator = load_family_from_args(args, info=_info)
     records, failed = [], 0
@@ -323,7 +323,7 @@ def verdict_lines(verdict: str, figures: dict[str, Any], case: Any) -> list[str]
 
 
 def _cmd_export(args: argparse.Namespace, store: Any) -> int:
-    from .exports import export_case
+    from geoapp.cases.exports import export_case
 
     case_id = store.resolve_case_id(args.case_id)
     if args.format == "bundle" and not args.output:
@@ -340,7 +340,7 @@ def _cmd_export(args: argparse.Namespace, store: Any) -> int:
 
 
 def _cmd_import(args: argparse.Namespace, store: Any) -> int:
-    from .bundle import import_bundle
+    from geoapp.cases.bundle import import_bundle
 
     result = import_bundle(store, args.bundle, actor=args.actor, as_new=args.new_id)
     if not args.json:

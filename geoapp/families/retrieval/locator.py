@@ -1,7 +1,7 @@
 """GeoCLIP locator: model + cached gallery + region prior -> Prediction (also used by SatWorld).
 
 A prediction is one backbone forward (ten for TenCrop) and one matrix product against
-location embeddings that were computed once and cached (see :mod:`geoapp.gallery`).
+location embeddings that were computed once and cached (see :mod:`geoapp.galleries.gallery`).
 
 Large galleries are scored through a vector index (:mod:`geoapp.index`) instead: when
 ``choose_spec`` picks an approximate index for the gallery's size (1 M points and more), or the
@@ -13,7 +13,7 @@ those retrieved points only (plus a region's extra grid points, always scored ex
 says so in ``parameters["scoring"]`` and its warnings. With ``exact`` (the default below 1 M points)
 nothing changes: one matrix product over every candidate.
 
-A :class:`geoapp.gallery.PrebuiltGallery` (memory-mapped embeddings + prebuilt index, e.g. a
+A :class:`geoapp.galleries.gallery.PrebuiltGallery` (memory-mapped embeddings + prebuilt index, e.g. a
 10 M-point dense gallery) is used as is: nothing is embedded at load. A region restricts an indexed
 gallery to the ids of its gallery points inside the region (exact over those rows when the
 embeddings are attached, which they are for prebuilt and cached galleries).
@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from geoapp.families.base import (REGION_EXTRA_POINTS, CandidateSpace, Family, FamilyIdentity, GradCamResult,
                                   PredictOptions)
-from geoapp.families.geoclip.evidence import RefinementEvidence
-from geoapp.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
+from geoapp.families.retrieval.evidence import RefinementEvidence
+from geoapp.galleries.gallery import Gallery, LocationEmbeddingCache, PrebuiltGallery
 from geoapp.geo.distance import validate_latlon
 from geoapp.geo.refine import RefineSpec, refine_places
 from geoapp.geo.regions import Region, RegionError, parse_region
@@ -44,7 +44,7 @@ from geoapp.imaging import LoadedImage, load_image
 from geoapp.index import IndexCache, IndexSpec, VectorIndex, choose_spec, index_key
 from geoapp.models.geoclip import GeoCLIP, ModelIdentity
 from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_tensor
-from geoapp.prediction import Prediction, build_prediction, merge_candidates
+from geoapp.results.prediction import Prediction, build_prediction, merge_candidates
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
 
@@ -76,9 +76,9 @@ class GeoCLIPLocator(Family):
     def __init__(self, model: GeoCLIP, identity: ModelIdentity, gallery: Gallery | PrebuiltGallery,
                  device: torch.device, cache_dir: Path | None, spec=None, index: str | IndexSpec = "auto",
                  index_top: int = INDEX_TOP, index_dir: Path | None = None) -> None:
-        from geoapp.families.geoclip import SPEC
-
-        self.spec = spec or SPEC  # the registry sets SatWorld's (or a variant's) spec
+        if spec is None:
+            raise ValueError("a retrieval locator needs its family's spec (GeoCLIP's, SatWorld's or a variant's)")
+        self.spec = spec
         self.model = model.to(device).eval()
         self.identity = identity
         self.gallery = gallery
@@ -537,8 +537,7 @@ def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
     dense gallery (``python -m geoapp gallery build-dense``; memory-mapped, nothing embedded at load, with a
     clear error naming the build command when it is not built); another PrebuiltGallery folder (with
     gallery.json); a CSV path; or a Gallery / PrebuiltGallery as is."""
-    from geoapp import dense_gallery
-
+    from geoapp.galleries import dense as dense_gallery
     if option is None:
         return Gallery.default()
     if isinstance(option, (Gallery, PrebuiltGallery)):
@@ -550,7 +549,7 @@ def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
     return Gallery.from_csv(option)
 
 
-def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
+def build_locator(spec, network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
     """A retrieval locator over ``options.extras['gallery']`` with the shared embedding cache."""
     from geoapp.settings import get_settings
 
@@ -558,23 +557,5 @@ def build_locator(network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIP
     cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
     index_dir = Path(cache_dir) / "indexes" if cache_dir is not None else get_settings().indexes_dir
     return GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
-                          resolve_device(options.device), cache, index=options.extras.get("index") or "auto",
+                          resolve_device(options.device), cache, spec=spec, index=options.extras.get("index") or "auto",
                           index_top=int(options.extras.get("index_top") or INDEX_TOP), index_dir=index_dir)
-
-
-def load(spec, options) -> GeoCLIPLocator:
-    """Registry loader. ``options.backbone_weights``: None (OpenAI CLIP from the local cache; fails at
-    once with the fix when missing), "random" (flagged test runs) or an open_clip checkpoint path.
-    ``options.checkpoint``: trained GeoCLIP heads (``training.train_geoclip``); extras: ``backbone``
-    (default ViT-L-14), ``heads`` (same as checkpoint), ``gallery`` (CSV path or PrebuiltGallery folder),
-    ``cache_dir``, ``index`` (auto | exact | flat | ivf-flat | ivf-pq), ``index_top`` (points retrieved)."""
-    from geoapp.models.backbones import BACKBONES
-    from geoapp.models.geoclip import build_geoclip
-
-    backbone = options.extras.get("backbone") or "ViT-L-14"
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
-    heads = options.checkpoint or options.extras.get("heads") or "pretrained"
-    resolve_device(options.device)  # a bad device fails before the backbone is built
-    network, identity = build_geoclip(backbone, options.backbone_weights, heads)
-    return build_locator(network, identity, options)
