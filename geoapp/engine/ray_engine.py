@@ -125,7 +125,12 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": env})
     if guarded:  # the cluster ends with this process, even on kill -9 (geoapp/engine/ray_local.py)
-        _local_cluster["watchdog"] = ray_local.start_watchdog(before)
+        try:
+            _local_cluster["watchdog"] = ray_local.start_watchdog(before)
+        except OSError as error:  # the run goes on; only a kill -9 would leave helpers behind
+            print(f"NOTE: no watchdog for the local Ray cluster ({error}): if this run is killed (kill -9), "
+                  "Ray's agent processes may stay behind; `ray stop` ends them (and any other Ray of yours)",
+                  file=sys.stderr)
         _local_cluster["hangup"] = ray_local.exit_on_hangup()
     return True
 

@@ -75,8 +75,8 @@ class HostRule:
         if bound and not is_ip_literal(bound):
             names.add(bound)
         names |= {host_name(urlsplit(origin).netloc) for origin in allowed_origins}
-        if not loopback_only:  # reachable from the network: this machine's own names
-            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        if not loopback_only:  # reachable from the network: this machine's own name (no DNS lookup for more)
+            names.add(socket.gethostname().lower())
         return cls(frozenset(n for n in names if n), LOCAL_SUFFIXES + (SHARE_SUFFIXES if share else ()))
 
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -40,11 +41,14 @@ time.sleep(900)
 """
 
 
-def _start_driver() -> tuple[subprocess.Popen, set]:
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+def _start_driver(log: Path) -> tuple[subprocess.Popen, set]:
+    with open(log, "wb") as stderr:
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
     line = driver.stdout.readline()  # blocks until the cluster is up (or the driver failed)
-    assert line.startswith("READY"), f"the driver did not start a cluster: {line!r}"
+    if not line.startswith("READY"):
+        driver.kill()
+        pytest.fail(f"the driver did not start a cluster: {line!r}\n{log.read_text(errors='replace')[-3000:]}")
     worker = int(line.split()[1])
     cluster = ray_local.descendants(driver.pid)
     assert len(cluster) >= 4 and worker in {pid for pid, _ in cluster}, cluster  # gcs, raylet, agents, worker ...
@@ -70,8 +74,8 @@ def _names(processes: set) -> list[str]:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
-def test_the_cluster_ends_when_its_driver_is_killed(sig):
-    driver, cluster = _start_driver()
+def test_the_cluster_ends_when_its_driver_is_killed(sig, tmp_path):
+    driver, cluster = _start_driver(tmp_path / "driver.log")
     os.kill(driver.pid, sig)
     driver.wait(timeout=120)
     left = _wait_until_gone(cluster)
@@ -80,10 +84,13 @@ def test_the_cluster_ends_when_its_driver_is_killed(sig):
 
 
 @pytest.mark.timeout(600)
-def test_cleanup_ends_the_leftovers_when_the_watchdog_was_killed_too():
-    driver, cluster = _start_driver()
+def test_cleanup_ends_the_leftovers_when_the_watchdog_was_killed_too(tmp_path):
+    driver, cluster = _start_driver(tmp_path / "driver.log")
     watchdogs = [pid for pid, _ in cluster if b"geoapp.engine.ray_local" in open(f"/proc/{pid}/cmdline", "rb").read()]
-    assert len(watchdogs) == 1
+    if len(watchdogs) != 1:
+        os.kill(driver.pid, signal.SIGTERM)  # Ray's own handler ends the cluster; leave nothing behind
+        driver.wait(timeout=120)
+        pytest.fail(f"expected one watchdog among the driver's processes: {_names(cluster)}")
     deadline = time.monotonic() + GONE_WITHIN_S
     while not list(ray_local.records_dir().glob(f"{driver.pid}-*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)  # the watchdog writes its record within a second of starting
