@@ -13,7 +13,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx is what is installed
     warnings.simplefilter("ignore")
@@ -38,8 +39,15 @@ async def _login(request: Request) -> JSONResponse:
     return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
 
 
+async def _socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
 def _client(peer: str = "127.0.0.1", **policy) -> TestClient:
-    app = Starlette(routes=[Route("/upload", _upload, methods=["POST"]), Route("/login", _login, methods=["POST"])],
+    app = Starlette(routes=[Route("/upload", _upload, methods=["POST"]), Route("/login", _login, methods=["POST"]),
+                            WebSocketRoute("/socket", _socket)],
                     middleware=[Middleware(RequestGuard, policy=GuardPolicy(**policy))])
     return TestClient(app, base_url="http://127.0.0.1:7860", client=(peer, 50000))
 
@@ -53,6 +61,12 @@ def test_a_rebinding_request_is_refused_before_any_handler():
     assert client.post("/upload", content=b"x", headers={"Host": "evil.example"}).status_code == 403
     for host in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "app.localhost:7860", "192.168.1.20:7860"):
         assert client.post("/upload", content=b"x", headers={"Host": host}).status_code == 200, host
+    with client.websocket_connect("/socket", headers={"Host": "localhost:7860"}) as socket:
+        assert socket.receive_text() == "hello"
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with client.websocket_connect("/socket", headers={"Host": "evil.example:7860"}) as socket:
+            socket.receive_text()
+    assert closed.value.code == 1008
 
 
 def test_the_hosts_follow_the_configuration():
