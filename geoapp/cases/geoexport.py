@@ -11,19 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import xml.etree.ElementTree as ET
 from typing import Any
 
 import shapely
 
-from geoapp.results.textsafe import csv_cell, xml_text
+from geoapp.results.kml import features_to_kml
+from geoapp.results.textsafe import csv_cell
 
 from .claims import claim_region
 from .figures import analysis_caveats
 from .models import Case, Claim
 from .service import CaseStore
 
-KML_NS = "http://www.opengis.net/kml/2.2"
 COUNTRY_SIMPLIFY_DEG = 0.02  # keeps a country claim to a few thousand vertices
 
 
@@ -76,73 +75,20 @@ def to_geojson(store: CaseStore, case_id: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- KML
-def _kml(tag: str) -> str:
-    return f"{{{KML_NS}}}{tag}"
-
-
-def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
-    element = ET.SubElement(parent, _kml(tag))
-    if text is not None:
-        element.text = xml_text(text)
-    return element
-
-
-def _coords(points: list) -> str:
-    return " ".join(f"{round(x, 6)},{round(y, 6)},0" for x, y, *_ in points)
-
-
-def _kml_polygons(parent: ET.Element, geometry: dict[str, Any]) -> None:
-    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry.get("coordinates", [])
-    multi = _sub(parent, "MultiGeometry")
-    for rings in polygons:
-        if not rings:
-            continue
-        polygon = _sub(multi, "Polygon")
-        _sub(_sub(_sub(polygon, "outerBoundaryIs"), "LinearRing"), "coordinates", _coords(rings[0]))
-        for hole in rings[1:]:
-            _sub(_sub(_sub(polygon, "innerBoundaryIs"), "LinearRing"), "coordinates", _coords(hole))
-
-
-def _description(props: dict[str, Any]) -> str:
-    return "\n".join(f"{k}: {v}" for k, v in props.items() if v not in (None, ""))
-
-
 def to_kml(store: CaseStore, case_id: str) -> str:
     """KML 2.2 document with one folder per kind of feature (text is XML-escaped by ElementTree)."""
     case = store.get_case(case_id)
-    ET.register_namespace("", KML_NS)
-    root = ET.Element(_kml("kml"))
-    document = _sub(root, "Document")
-    _sub(document, "name", case.title)
-    _sub(document, "description", f"geoapp case {case.id} ({case.status})")
-    folders: dict[str, ET.Element] = {}
     titles = {"claim": "Claim", "claim_area": "Claimed area", "exif_gps": "EXIF GPS", "candidate": "Model candidates"}
-    for feature in geo_features(case):
-        props = feature["properties"]
-        kind = props["kind"]
-        if kind not in folders:
-            folders[kind] = _sub(document, "Folder")
-            _sub(folders[kind], "name", titles[kind])
-        placemark = _sub(folders[kind], "Placemark")
-        if kind == "candidate":
-            name = f"#{props['rank']} {props['place'] or ''} ({props['probability']:.1%}) — {props['evidence_name']}"
-        elif kind == "exif_gps":
-            name = f"EXIF GPS of {props['name']}"
-        else:
-            name = f"Claim: {props['label']}"
-        _sub(placemark, "name", name)
-        _sub(placemark, "description", _description(props))
-        extended = _sub(placemark, "ExtendedData")
-        for key, value in props.items():
-            data = _sub(extended, "Data")
-            data.set("name", xml_text(key))
-            _sub(data, "value", "" if value is None else str(value))
-        geometry = feature["geometry"]
-        if geometry["type"] == "Point":
-            _sub(_sub(placemark, "Point"), "coordinates", _coords([geometry["coordinates"]]))
-        else:
-            _kml_polygons(placemark, geometry)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+    def name_of(props: dict[str, Any]) -> str:
+        if props["kind"] == "candidate":
+            return f"#{props['rank']} {props['place'] or ''} ({props['probability']:.1%}) — {props['evidence_name']}"
+        if props["kind"] == "exif_gps":
+            return f"EXIF GPS of {props['name']}"
+        return f"Claim: {props['label']}"
+
+    return features_to_kml(case.title, f"geoapp case {case.id} ({case.status})", geo_features(case),
+                           folder_titles=titles, name_of=name_of)
 
 
 # ---------------------------------------------------------------------------- CSV

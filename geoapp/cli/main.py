@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from geoapp.cli import fusion as cli_fusion
+from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
 from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
@@ -53,7 +55,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-km", type=float, default=None,
                    help="merge candidates closer than this (default 25 km; finer inside small regions)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=("json", "csv", "geojson", "parquet", "jsonl"), default=None,
+    p.add_argument("--format", choices=("json", "csv", "geojson", "kml", "parquet", "jsonl"), default=None,
                    help="json (default), csv, geojson, or flat records: parquet, jsonl (default from the "
                         "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
@@ -63,6 +65,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-column", default=None,
                    help="the column of paths/URLs in a .csv/.parquet input (default: path)")
     p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
+    cli_fusion.add_predict_options(p)
+    cli_video.add_video_arguments(p)
     engine = p.add_argument_group("batch engine")
     engine.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local (default): this process; ray: a Ray cluster, one model per worker "
@@ -95,10 +99,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not keys:
         print("error: no input files", file=sys.stderr)
         return EXIT_USAGE
+    if args.keyframes_only:
+        return cli_video.keyframes_only(args, keys)
     region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     fmt = _output_format(args)
+    args.clues = cli_fusion.check_predict_args(args, fmt)  # a bad clue fails before the model loads
     if fmt in ("parquet", "jsonl"):
         if not args.output:
             raise ValueError(f"--format {fmt} writes a folder of parts: give --output (e.g. results.{fmt})")
@@ -112,16 +119,19 @@ def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -
     from tqdm import tqdm
 
     from geoapp.results import formats
-    from geoapp.engine.inputs import predict_inputs
     from geoapp.families import PredictOptions
 
+    cli_video.video_settings(args)  # bad video options fail before the model loads
     locator = load_family_from_args(args)
     options = PredictOptions.build(top_k=args.top_k, region=region, tencrop=args.tencrop, merge_km=args.merge_km,
                                    batch_size=max(1, args.batch_size), extras=family_extras(args))
     with tqdm(total=len(keys), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
-        predictions = predict_inputs(locator, keys, options, progress=bar.update)
-    text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
-        else formats.WRITERS[fmt](predictions)
+        predictions = cli_video.predict(locator, keys, options, args, progress=bar.update)
+    if args.clues is not None:
+        text = cli_fusion.fused_text(args, predictions, args.clues, fmt)
+    else:
+        text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
+            else formats.WRITERS[fmt](predictions)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -148,21 +158,20 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
     from geoapp.families import PredictOptions
 
     output = PartsOutput(args.output, fmt, part_rows=args.part_rows)
-    done = output.done()
-    todo = [k for k in keys if k not in done]
+    cli_video.check_engine(args, keys)
+    todo = cli_video.keys_to_do(output, keys)
     if output.resumed:
         print(f"Resuming {args.output}: {len(keys) - len(todo)} of {len(keys)} inputs already have a record.",
               file=sys.stderr)
     options = PredictOptions.build(top_k=args.top_k, region=region,
                                    tencrop=args.tencrop, merge_km=args.merge_km,
                                    batch_size=max(1, args.batch_size), extras=family_extras(args))
-    failed = 0
+    failed = ran = 0  # records this run (a video gives one per keyframe) and how many of them failed
     if todo and args.engine == "ray":
         summary = _predict_on_ray(args, keys, output, options, len(todo))
-        failed = summary["failed"]
+        failed, ran = summary["failed"], summary["written"]
     elif todo:
         from geoapp.results import formats
-        from geoapp.engine.inputs import predict_inputs
 
         locator = load_family_from_args(args)
         with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
@@ -170,16 +179,17 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
                 step = max(1, args.batch_size) * 4  # records reach the output (and its parts) as they come
                 for start in range(0, len(todo), step):
                     chunk = todo[start:start + step]
-                    records = formats.to_records(predict_inputs(locator, chunk, options, progress=bar.update))
+                    records = formats.to_records(cli_video.predict(locator, chunk, options, args, progress=bar.update))
                     output.add(records)
                     failed += sum(1 for r in records if not r["ok"])
+                    ran += len(records)
             finally:
                 output.flush()
-    total = len(output.done() & set(keys))
+    total = cli_video.count_with_records(output, keys)
     reader = "pandas.read_parquet" if fmt == "parquet" else "geoapp.engine.output.read_records"
     print(f"{len(keys)} inputs: {total} have a record in {args.output} ({len(todo)} this run, {failed} of them "
           f"failed). Read it with {reader}({os.fspath(args.output)!r}).", file=sys.stderr)
-    return _predict_status(len(todo), failed, args.strict)
+    return _predict_status(ran, failed, args.strict)
 
 
 def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, todo: int) -> dict:
@@ -480,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gallery(sub)
     _add_case(sub)
     _add_engine(sub)
+    cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)
     return parser

@@ -50,6 +50,11 @@ def mask_directory() -> Path:
 @lru_cache(maxsize=2)
 def land_mask(minutes: str = DEFAULT_MASK[0], resolution: str = DEFAULT_MASK[1]) -> np.ndarray:
     """Boolean land mask [rows, cols] (rows from -90 northwards, columns from -180 eastwards)."""
+    return mask_values(minutes, resolution) == 1
+
+
+def mask_values(minutes: str = DEFAULT_MASK[0], resolution: str = DEFAULT_MASK[1]) -> np.ndarray:
+    """The mask's raw cells [rows, cols] uint8: 0 = sea, 1 = land, 2 = lake (rows from -90 northwards)."""
     if minutes not in MASK_CELLS or resolution not in MASK_RESOLUTIONS:
         raise ValueError(f"no basemap mask {minutes}min_{resolution}: minutes in {sorted(MASK_CELLS)}, "
                          f"resolution in {MASK_RESOLUTIONS}")
@@ -62,7 +67,7 @@ def land_mask(minutes: str = DEFAULT_MASK[0], resolution: str = DEFAULT_MASK[1])
         raise LandMaskError(f"Cannot read the land/sea mask {path}: {error}") from error
     if raw.size != cols * (cols // 2):
         raise LandMaskError(f"{path} holds {raw.size} cells, expected {cols} x {cols // 2}")
-    return raw.reshape(cols // 2, cols) == 1
+    return raw.reshape(cols // 2, cols)
 
 
 def is_land(lat: np.ndarray, lon: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from geoapp.cases import (CaseStore, StoreWriteError, canonical_dump, case_document, export_bundle, import_bundle)
+from geoapp import fileio as fileio_module
 from geoapp.cases import blobs as blobs_module
 
 from ..conftest import REPO
@@ -193,7 +194,7 @@ def test_read_only_store_is_a_clear_error(store: CaseStore, monkeypatch):
             def denied(*args, **kwargs):
                 raise PermissionError(errno.EACCES, "Permission denied")
 
-            monkeypatch.setattr(blobs_module.tempfile, "mkstemp", denied)
+            monkeypatch.setattr(fileio_module.tempfile, "mkstemp", denied)  # the one atomic writer
         except PermissionError:
             pass
         with pytest.raises(StoreWriteError, match="read-only or not writable"):

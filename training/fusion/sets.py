@@ -1,0 +1,98 @@
+"""Write the held-out images of SatWorld and of the map-tile demo as files + ``path,lat,lon`` CSVs.
+
+``python -m training.fusion.sets --out runs/fusion-sets`` renders, for each model, its validation split
+(the calibration set of ``python -m geoapp calibrate``) and its test split (the coverage report), with
+exactly the splits and renderings the models were trained and evaluated with:
+
+- SatWorld: ``training.satworld.splits`` with the default ``SplitConfig`` (seed 0), the random *land*
+  locations of its val / test cells (1 000 each, seeded; gallery locations are left out because they are
+  SatWorld's own candidates), Blue Marble crops, 600 km, north up, 64 px (as
+  ``training.satworld.train.eval_images``);
+- map tiles: ``training.maptiles.data.splits`` with the shipped checkpoint's training config (12 000
+  gallery + 8 000 land points, seed 0, 1 000 test, 500 val locations), shaded-relief renderings,
+  1 500 km, 32 px.
+
+PNG files are lossless, so the app reads the very pixels the evaluation rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+LAND_SIZE = 1000  # SatWorld held-out land locations per split
+
+
+def _write(folder: Path, name: str, coords: np.ndarray, pixels: np.ndarray) -> Path:
+    images = folder / name
+    images.mkdir(parents=True, exist_ok=True)
+    table = folder / f"{name}.csv"
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "lat", "lon"])
+        for row, ((lat, lon), image) in enumerate(zip(coords, pixels)):
+            path = images / f"{row:05d}.png"
+            Image.fromarray(image).save(path)
+            writer.writerow([f"{name}/{path.name}", f"{float(lat):.6f}", f"{float(lon):.6f}"])
+    return table
+
+
+def satworld_sets(out: Path) -> list[Path]:
+    from geoapp.galleries.gallery import Gallery
+    from training.satworld.render import render_batch
+    from training.satworld.splits import SplitConfig, make_splits
+    from training.satworld.train import TrainConfig
+
+    config = TrainConfig()
+    gallery = Gallery.default().coords
+    splits = make_splits(gallery, SplitConfig())
+    # Held-out *land* points only: the gallery points are SatWorld's own candidates, so a held-out gallery
+    # location would be found exactly (a kernel fitted on those collapses to zero width).
+    rng = np.random.default_rng([SplitConfig().seed, 24])
+    land = np.arange(len(splits.pool)) >= len(gallery)
+    folder = out / "satworld"
+    tables = []
+    for split, name in ((1, "val"), (2, "test")):
+        members = np.flatnonzero(land & (splits.pool_split == split))
+        coords = splits.pool[np.sort(rng.choice(members, min(LAND_SIZE, len(members)), replace=False))]
+        pixels = render_batch(coords[:, 0], coords[:, 1], config.window_km, config.model.image_size)
+        tables.append(_write(folder, name, coords, pixels))
+    return tables
+
+
+def maptiles_sets(out: Path) -> list[Path]:
+    from geoapp.galleries.gallery import Gallery
+    from training.maptiles.data import render_queries, splits
+
+    config = json.loads((ASSETS / "maptiles" / "manifest.json").read_text())["config"]
+    from geoapp.families.maptiles.model import PRESETS  # the shipped preset's input size
+
+    size = PRESETS[config["preset"]].image_size
+    made = splits(Gallery.default().coords, config["gallery_points"], config["land_points"], config["seed"],
+                  config["test_size"])
+    folder = out / "maptiles"
+    tables = []
+    for name, coords in (("val", made.val), ("test", made.test)):
+        tables.append(_write(folder, name, coords, render_queries(coords, config["window_km"], size, config["raster"])))
+    return tables
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/fusion-sets"))
+    parser.add_argument("--only", choices=("satworld", "maptiles"), default=None)
+    args = parser.parse_args(argv)
+    for name, make in (("satworld", satworld_sets), ("maptiles", maptiles_sets)):
+        if args.only in (None, name):
+            for table in make(args.out):
+                print(f"{name}: {table} ({sum(1 for _ in table.open()) - 1} images)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Generated test videos: "flyovers" over NASA rasters (``flyover``), encoded with PyAV (no third-party video)."""
