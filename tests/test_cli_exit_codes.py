@@ -59,5 +59,9 @@ def test_predict_exits_1_when_nothing_was_predicted(tmp_path):
     assert strict.returncode == 1
     records = _run([sys.executable, "-m", "geoapp"], "predict", missing, *TINY, "-o", str(tmp_path / "r.jsonl"))
     assert records.returncode == 1, records.stderr  # the same rule for record outputs
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    frames = _run([sys.executable, "-m", "geoapp"], "predict", str(empty), "--keyframes-only", str(tmp_path / "kf"))
+    assert frames.returncode == 1 and "the file is empty" in frames.stderr  # no video written: 1 as well
     helptext = _run([sys.executable, "-m", "geoapp"], "predict", "--help").stdout
     assert "every input failed" in " ".join(helptext.split())
