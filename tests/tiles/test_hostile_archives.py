@@ -14,7 +14,7 @@ import functools
 import io
 import os
 import random
-import resource
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -206,8 +206,19 @@ def _cases() -> list[Case]:
     ]
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+# The CLI runs under a small launcher, which sets the limit and reports its child's peak RSS: Linux carries
+# the forking process's RSS high-water mark into a child's ru_maxrss (fork copies the address space, exec
+# keeps the mark), so a child forked straight from this test process would report pytest's size, not its own.
+_LAUNCHER = """
+import os, resource, subprocess, sys
+limit, report = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+child = subprocess.Popen([sys.executable, "-m", "geoapp", *sys.argv[3:]])
+_, status, usage = os.wait4(child.pid, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 @dataclass
@@ -219,22 +230,21 @@ class Run:
 
 
 def _run_cli(args: list[str], folder: Path) -> Run:
-    """``python -m geoapp ARGS`` in a subprocess; its own peak RSS from wait4."""
+    """``python -m geoapp ARGS`` in a subprocess of the launcher; its own peak RSS from wait4."""
     tag = "-".join(a.replace("/", "_") for a in args[:2]) + f"-{abs(hash(tuple(args)))}"
-    out, err = folder / f"{tag}.out", folder / f"{tag}.err"
+    out, err, rss = folder / f"{tag}.out", folder / f"{tag}.err", folder / f"{tag}.rss"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "geoapp", *args], cwd=REPO, stdout=stdout, stderr=stderr,
-                                   stdin=subprocess.DEVNULL, preexec_fn=_limit_memory,
-                                   env={**os.environ, "GEOAPP_OFFLINE": "1"})
-    timer = threading.Timer(300, process.kill)
+        process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(ADDRESS_SPACE_LIMIT), str(rss), *args],
+                                   cwd=REPO, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env={**os.environ, "GEOAPP_OFFLINE": "1"})
+    timer = threading.Timer(300, os.killpg, (process.pid, signal.SIGKILL))
     timer.start()
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        code = process.wait()
     finally:
         timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Run(process.returncode, err.read_text(errors="replace"), out.read_text(errors="replace"),
-               usage.ru_maxrss * 1024)
+    max_rss = int(rss.read_text()) if rss.is_file() else MAX_RSS_BYTES + 1  # no report: the run was killed
+    return Run(code, err.read_text(errors="replace"), out.read_text(errors="replace"), max_rss)
 
 
 @pytest.fixture(scope="module")
