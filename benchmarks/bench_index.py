@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geoapp.fileio import atomic_write_path
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 WORK = Path("/tmp/geoapp-bench-index")
@@ -76,17 +78,23 @@ def location_encoder():
 
 def embed(coords: np.ndarray, out: Path | None = None, chunk: int = 16384, log=print) -> np.ndarray:
     """Normalised location embeddings [N, 512] float32 of ``coords``, chunk by chunk (into ``out`` .npy)."""
+    n = len(coords)
+    if out is None:
+        result = np.empty((n, 512), dtype=np.float32)
+        _embed_into(coords, result, chunk, log)
+        return result
+    atomic_write_path(out, lambda tmp: _embed_into(
+        coords, np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, 512)), chunk, log),
+        suffix=".npy")
+    return np.load(out, mmap_mode="r")
+
+
+def _embed_into(coords: np.ndarray, result: np.ndarray, chunk: int, log) -> None:
     import torch
     import torch.nn.functional as F
 
     model, _ = location_encoder()
     n = len(coords)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp.npy")
-        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, 512))
-    else:
-        result = np.empty((n, 512), dtype=np.float32)
     start = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, n, chunk):
@@ -94,12 +102,8 @@ def embed(coords: np.ndarray, out: Path | None = None, chunk: int = 16384, log=p
             result[s:s + chunk] = F.normalize(model.encode_locations(block).float(), dim=-1).numpy()
             if (s // chunk) % 10 == 0:
                 log(f"  embedded {min(s + chunk, n):,} / {n:,} ({time.perf_counter() - start:.0f} s)")
-    if out is not None:
+    if isinstance(result, np.memmap):
         result.flush()
-        del result
-        tmp.replace(out)
-        return np.load(out, mmap_mode="r")
-    return result
 
 
 def real_set(n: int, queries: int, log=print) -> tuple[np.ndarray, np.ndarray, float]:
@@ -128,8 +132,16 @@ def synthetic_10m(base: np.ndarray, factor: int = 10, log=print) -> np.ndarray:
     path = WORK / f"synthetic{n * factor}.f16.npy"
     if path.is_file():
         return np.load(path, mmap_mode="r")
-    tmp = path.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n * factor, dim))
+    def fill(tmp: str) -> None:
+        _fill_synthetic(base, factor, np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                                                 shape=(n * factor, dim)), log)
+
+    atomic_write_path(path, fill, suffix=".npy")
+    return np.load(path, mmap_mode="r")
+
+
+def _fill_synthetic(base: np.ndarray, factor: int, out: np.memmap, log) -> None:
+    n, dim = base.shape
     rng = np.random.default_rng(3)
     chunk = 100_000
     for copy in range(factor):
@@ -142,8 +154,6 @@ def synthetic_10m(base: np.ndarray, factor: int = 10, log=print) -> np.ndarray:
         log(f"  synthetic copy {copy + 1}/{factor}")
     out.flush()
     del out
-    tmp.replace(path)
-    return np.load(path, mmap_mode="r")
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:

@@ -13,9 +13,14 @@ final tile of every photo is asserted identical. Costs are reported per level an
   one matrix product per level, nothing encoded.
 
 Default model: ViT-B/32 with random weights (the paper's encoder cost; the weights do not change
-the cost) over the offline Blue Marble pyramid, zooms 2, 4, 6 (the pyramid stops at zoom 6).
+the cost) over the offline Blue Marble pyramid, zooms 2, 4, 6 (the pyramid stops at zoom 6); or a trained
+checkpoint (``--checkpoint``, its own zooms). The cold-cache gain is what photos share, so the report says how
+much their candidates overlap (``candidate_overlap``: the share of scored tiles another photo of the run also
+scored) and, for the warm figure, which levels were pre-embedded whole (``tiles embed`` does whole levels only
+up to zoom 8; deeper ones only for a region, so the warm figure holds only for levels embedded beforehand).
 
-    python benchmarks/bench_maptiles.py [--preset clip-vit-b32] [--zooms 2,4,6] [--k 16] [--photos 3] [--json OUT]
+    python benchmarks/bench_maptiles.py [--preset clip-vit-b32] [--checkpoint F] [--zooms 2,4,6] [--k 16]
+        [--photos 5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from geoapp.families.maptiles.embedding import TileEmbedder  # noqa: E402 (after the sys.path line)
-from geoapp.families.maptiles.model import MapTileModel, preset  # noqa: E402 (after the sys.path line)
+from geoapp.families.maptiles.embedding import WHOLE_LEVEL_LIMIT, TileEmbedder  # noqa: E402 (after sys.path)
+from geoapp.families.maptiles.model import (  # noqa: E402 (after the sys.path line)
+    MapTileModel,
+    model_from_checkpoint,
+    preset,
+    read_checkpoint,
+)
 from geoapp.families.maptiles.search import beam_search  # noqa: E402 (after the sys.path line)
 from geoapp.imaging import load_image  # noqa: E402 (after the sys.path line)
 from geoapp.models.preprocess import centre_crop_tensor  # noqa: E402 (after the sys.path line)
@@ -80,19 +90,25 @@ def main() -> None:
     parser.add_argument("--preset", default="clip-vit-b32")
     parser.add_argument("--zooms", default="2,4,6")
     parser.add_argument("--k", type=int, default=16)
-    parser.add_argument("--photos", type=int, default=3)
+    parser.add_argument("--photos", type=int, default=5)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a trained map-tile model.pt (its zooms)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    zooms = tuple(int(z) for z in args.zooms.split(","))
+    if args.checkpoint is not None:
+        model, _ = model_from_checkpoint(read_checkpoint(args.checkpoint))
+        zooms, args.preset = model.zooms, f"{model.config.name} ({args.checkpoint.name})"
+    else:
+        zooms = tuple(int(z) for z in args.zooms.split(","))
+        torch.manual_seed(0)
+        model = MapTileModel(preset(args.preset), zooms).eval()
     ensure_offline_pyramid(max_zoom=max(6, max(zooms)))
-    torch.manual_seed(0)
-    model = MapTileModel(preset(args.preset), zooms).eval()
     photos = photo_embeddings(model, args.photos)
     report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                f"torch {torch.__version__}, {args.threads} thread(s)",
+                    "load_average_start": [round(v, 2) for v in os.getloadavg()],
                     "preset": args.preset, "zooms": list(zooms), "k": args.k, "photos": len(photos)}
     with open_source("offline") as source, tempfile.TemporaryDirectory() as cache, \
             tempfile.TemporaryDirectory() as prepared:
@@ -110,6 +126,13 @@ def main() -> None:
     for a, b, c in zip(paper_results, cold_results, warm_results):
         assert a.best_tile == b.best_tile == c.best_tile, "the cached search must end on the paper's tile"
     n = len(photos)
+    visited = [{tuple(t) for step in result.steps for t in step.tiles.tolist()} for result in paper_results]
+    union = set().union(*visited)
+    report["candidate_overlap"] = round(1 - len(union) / max(1, sum(len(v) for v in visited)), 3)
+    report["warm_levels"] = {"pre_embedded_whole": [z for z in zooms if 4 ** z <= WHOLE_LEVEL_LIMIT],
+                             "note": "the warm figure holds for levels embedded beforehand: whole levels up to zoom 8 "
+                                     "(tiles embed), deeper levels only for a region (--region/--bbox)"}
+    report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     report.update({
         "same_final_tiles": True,
         "paper": {"seconds_per_photo": paper_seconds / n, "tiles_encoded_per_photo": paper.embedder.encoded / n,

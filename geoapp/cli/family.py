@@ -90,4 +90,6 @@ def load_family_from_args(args: argparse.Namespace, info=None):
         info("WARNING: random weights — predictions are meaningless (test mode).")
     if spec.caveat:
         info(f"CAVEAT: {spec.caveat}")
+    for warning in getattr(family, "load_warnings", ()):  # e.g. a map-tile search that cannot reach its last level
+        info(f"WARNING: {warning}")
     return family

@@ -66,14 +66,16 @@ class FamilyBuilder:
     """How analysts build a variant of the family from their own geotagged photos.
 
     The builder is a command run as a subprocess (``geoapp`` never imports ``training``):
-    ``python -m <module> build SOURCE --countries CODES --method METHOD --name NAME``; it writes the
-    variant folder with its manifest (which holds the held-out metrics).
+    ``python -m <module> build SOURCE --countries CODES --method METHOD --name NAME [--backbone B]``; it writes
+    the variant folder with its manifest (which holds the held-out metrics).
     """
 
     module: str  # e.g. "training.regional"
     methods: tuple[str, ...]
     default_method: str
     help: str = ""
+    backbones: tuple[tuple[str, str], ...] = ()  # (label, value) of the feature extractors offered, if a choice
+    default_backbone: str = ""
 
 
 @dataclass(frozen=True)

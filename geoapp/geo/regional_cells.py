@@ -13,17 +13,24 @@ of its training locations** (§4.4.3). Builders (``CellConfig.method``):
   of their own, so a small cell may sit inside a big one); a remainder still under
   ``min_images`` moves up again. At the root, a remainder under ``min_images`` joins the nearest
   cell. No cell ends under ``min_images``.
-* ``bottom-up`` (theirs, §4.4.2): density heat maps at ever coarser resolution (``base_deg``,
-  x2, x4 ...). At each resolution the candidate spots are the windows of that size on a
-  half-step lattice (so they overlap and compete) that hold at least ``min_images`` *unclaimed*
-  images; the most cohesive candidate is picked, its images are claimed, and the search repeats
-  until no candidate is left, then the resolution coarsens. Images never claimed (fewer than
-  ``min_images`` left in every window) are assigned to the nearest cell for training; each cell
-  holds at least ``min_images`` claimed images and no image is claimed twice.
-* ``heatmap``: bottom-up, picking the densest candidate (ablation: no cohesion).
-* ``coord-wcss``: bottom-up with cohesion measured on coordinates instead of features (ablation).
+* ``bottom-up-paper`` (the paper's algorithm, §4.4.2, as published): density heat maps at ever
+  coarser resolution (``base_deg``, x2, x4 ...); the heat map's pixels (a grid anchored at the
+  points' south-west corner, no overlap) holding at least ``min_images`` *unclaimed* images are
+  the candidate spots; the candidate with the lowest **raw** WCSS of its images' features is
+  picked, its images claimed, and the search repeats until no candidate is left, then the
+  resolution coarsens. Images never claimed belong to no cell (they do not train the cell
+  classifier). Because pixels do not overlap, claiming one never changes another's count: every
+  candidate of a resolution becomes a cell and the WCSS only sets the order (the cell numbers).
+* ``bottom-up`` (ours): the same search with three changes. Candidates are the windows of each
+  resolution on a half-step lattice, so they overlap and compete (the cohesion then decides which
+  cells exist); cohesion is size-normalised (below) instead of raw WCSS, which favours the smallest
+  candidates; images never claimed (fewer than ``min_images`` left in every window) are assigned
+  to the nearest cell for training. Each cell holds at least ``min_images`` claimed images and no
+  image is claimed twice.
+* ``heatmap``: ours, picking the densest candidate (ablation: no cohesion).
+* ``coord-wcss``: ours with cohesion measured on coordinates instead of features (ablation).
 
-**Cohesion** = normalised within-cluster sum of squares: the features are L2-normalised, then
+**Cohesion** (ours) = normalised within-cluster sum of squares: the features are L2-normalised, then
 ``WCSS / (k * V)`` with ``k`` the candidate's image count and ``V`` the mean squared distance of
 *all* images to the global mean. Raw WCSS grows with the number of images, so dividing by ``k``
 (the mean squared distance to the candidate's centroid) makes spots of different sizes
@@ -41,7 +48,7 @@ import numpy as np
 
 from .distance import haversine_km
 
-METHODS = ("top-down", "consolidated", "bottom-up", "heatmap", "coord-wcss")
+METHODS = ("top-down", "consolidated", "bottom-up-paper", "bottom-up", "heatmap", "coord-wcss")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Cells:
     boxes: np.ndarray  # [C, 4] south, west, north, east of each cell's training locations
     assignment: np.ndarray  # [N] int64 cell of every training image
     claimed: np.ndarray  # [N] bool: the builder put the image there (bottom-up leftovers: False)
+    # (bottom-up-paper: an unclaimed image's assignment is -1, it belongs to no cell)
     method: str
     config: CellConfig
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-down: parent's image count
@@ -82,7 +90,7 @@ class Cells:
 
     @property
     def counts(self) -> np.ndarray:
-        return np.bincount(self.assignment, minlength=len(self)).astype(np.int64)
+        return np.bincount(self.assignment[self.assignment >= 0], minlength=len(self)).astype(np.int64)
 
     @property
     def claimed_counts(self) -> np.ndarray:
@@ -96,7 +104,8 @@ class Cells:
         counts = self.counts
         return {"method": self.method, "cells": len(self), "min_images": self.config.min_images,
                 "smallest": int(counts.min()) if len(counts) else 0,
-                "largest": int(counts.max()) if len(counts) else 0}
+                "largest": int(counts.max()) if len(counts) else 0,
+                "unassigned": int((self.assignment < 0).sum())}
 
 
 def build_cells(lat: np.ndarray, lon: np.ndarray, config: CellConfig, features: np.ndarray | None = None,
@@ -120,8 +129,12 @@ def build_cells(lat: np.ndarray, lon: np.ndarray, config: CellConfig, features: 
         parents = np.array([leaf.parent_count for leaf in leaves], dtype=np.int64)
         claimed = np.ones(len(lat), dtype=bool)
         return _finish(lat, lon, groups, claimed, config, parents, np.array([leaf.box for leaf in leaves]))
-    if config.method == "bottom-up" and features is None:
+    if config.method in ("bottom-up", "bottom-up-paper") and features is None:
         raise ValueError("bottom-up cells pick spots by feature cohesion: pass the image features")
+    if config.method == "bottom-up-paper":
+        groups, claimed, windows = _bottom_up_paper(lat, lon, config, features)
+        return _finish(lat, lon, groups, claimed, config, np.zeros(len(groups), np.int64), np.array(windows),
+                       reassign=False)
     groups, claimed, windows = _bottom_up(lat, lon, config, features)
     return _finish(lat, lon, groups, claimed, config, np.zeros(len(groups), np.int64), np.array(windows))
 
@@ -218,11 +231,7 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
     values, total = _cohesion_space(lat, lon, config, features)
     rng = np.random.default_rng(config.seed)
     tiebreak = rng.permutation(1 << 20).astype(np.float64) / (1 << 20)  # tiny, seeded tie-breaker per spot
-    claimed = np.zeros(len(lat), dtype=bool)
-    groups: list[np.ndarray] = []
-    windows: list[tuple[float, float, float, float]] = []
-    south, west = lat.min(), lon.min()
-    extent = max(lat.max() - south, lon.max() - west)
+    claimed, groups, windows, (south, west, extent) = _empty_search(lat, lon)
     resolution = config.base_deg
     while resolution <= config.max_deg and not claimed.all():
         step = resolution / 2
@@ -251,10 +260,23 @@ def _bottom_up(lat: np.ndarray, lon: np.ndarray, config: CellConfig,
         if resolution > 2 * extent:
             break
         resolution *= 2
-    if not groups:  # fewer than min_images in total: one cell for everything
-        groups, claimed = [np.arange(len(lat))], np.ones(len(lat), dtype=bool)
-        windows = [(float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))]
-    return groups, claimed, windows
+    return _one_cell_if_none(lat, lon, groups, claimed, windows)
+
+
+def _empty_search(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, list, list, tuple[float, float, float]]:
+    """Nothing claimed, no cell, no window yet; the heat maps' anchor (south, west) and the points' extent."""
+    south, west = float(lat.min()), float(lon.min())
+    return (np.zeros(len(lat), dtype=bool), [], [],
+            (south, west, max(float(lat.max()) - south, float(lon.max()) - west)))
+
+
+def _one_cell_if_none(lat: np.ndarray, lon: np.ndarray, groups: list, claimed: np.ndarray, windows: list
+                      ) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """Fewer than ``min_images`` in every spot: one cell for everything (a model needs a class)."""
+    if groups:
+        return groups, claimed, windows
+    box = (float(lat.min()), float(lon.min()), float(lat.max()), float(lon.max()))
+    return [np.arange(len(lat))], np.ones(len(lat), dtype=bool), [box]
 
 
 def _window_counts(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +288,42 @@ def _window_counts(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _in_window(row: np.ndarray, col: np.ndarray, key: np.ndarray) -> np.ndarray:
     return (row >= key[0]) & (row <= key[0] + 1) & (col >= key[1]) & (col <= key[1] + 1)
+
+
+def wcss(values: np.ndarray) -> float:
+    """Raw within-cluster sum of squares of ``values`` [k, D] (the paper's cohesion; grows with k)."""
+    return float(((values - values.mean(axis=0, keepdims=True)) ** 2).sum())
+
+
+def _bottom_up_paper(lat: np.ndarray, lon: np.ndarray, config: CellConfig, features: np.ndarray
+                     ) -> tuple[list[np.ndarray], np.ndarray, list[tuple[float, float, float, float]]]:
+    values = np.asarray(features, dtype=np.float64)
+    if values.ndim != 2 or len(values) != len(lat):
+        raise ValueError(f"features must be [N, D] with N = {len(lat)}; got {values.shape}")
+    claimed, groups, windows, (south, west, extent) = _empty_search(lat, lon)
+    resolution = config.base_deg
+    while resolution <= config.max_deg:
+        free = np.flatnonzero(~claimed)
+        if len(free) < config.min_images:
+            break
+        pixel = np.stack([np.floor((lat[free] - south) / resolution), np.floor((lon[free] - west) / resolution)],
+                         axis=1).astype(np.int64)
+        keys, inverse, counts = np.unique(pixel, axis=0, return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        candidates = np.flatnonzero(counts >= config.min_images)
+        # "Pick the most cohesive candidate, claim it, repeat": pixels do not overlap, so a claim leaves the other
+        # candidates as they were and the repeated pick is the candidates in order of WCSS (stable on ties).
+        scores = [wcss(values[free[inverse == c]]) for c in candidates]
+        for c in candidates[np.argsort(scores, kind="stable")]:
+            members = free[inverse == c]
+            claimed[members] = True
+            groups.append(np.sort(members))
+            s0, w0 = south + keys[c][0] * resolution, west + keys[c][1] * resolution
+            windows.append((s0, w0, s0 + resolution, w0 + resolution))
+        if resolution > extent:  # one pixel already held every point
+            break
+        resolution *= 2
+    return _one_cell_if_none(lat, lon, groups, claimed, windows)
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -280,13 +338,13 @@ def nearest_index(lat: np.ndarray, lon: np.ndarray, coords: np.ndarray, chunk: i
 
 
 def _finish(lat: np.ndarray, lon: np.ndarray, groups: list[np.ndarray], claimed: np.ndarray, config: CellConfig,
-            parents: np.ndarray, tiles: np.ndarray) -> Cells:
+            parents: np.ndarray, tiles: np.ndarray, reassign: bool = True) -> Cells:
     assignment = np.full(len(lat), -1, dtype=np.int64)
     for index, members in enumerate(groups):
         assignment[members] = index
     coords = np.array([[lat[m].mean(), lon[m].mean()] for m in groups], dtype=np.float64)
     leftover = np.flatnonzero(assignment < 0)
-    if len(leftover):
+    if len(leftover) and reassign:
         assignment[leftover] = nearest_index(lat[leftover], lon[leftover], coords)
         # Cell coordinates are the means of *all* their training locations, leftovers included.
         groups = [np.flatnonzero(assignment == index) for index in range(len(groups))]

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoapp.fileio import move_into_place
 from geoapp.settings import Settings, get_settings
 
 DOWNLOAD_COMMAND = "python -m geoapp weights download"
@@ -429,5 +430,5 @@ def _download_url(weight: WeightFile, url: str, settings: Settings) -> Path:
     if weight.sha256 and digest.hexdigest() != weight.sha256:
         Path(handle.name).unlink(missing_ok=True)
         raise WeightsMissingError(f"{url} did not match the published SHA-256 of {weight.filename}; nothing was kept")
-    Path(handle.name).replace(target)
+    move_into_place(handle.name, target, durable=True)
     return target

@@ -29,7 +29,7 @@ from PIL import Image
 
 from geoapp.geo.tiles import check_zoom
 from geoapp.tiles.archives import archive_writer
-from geoapp.tiles.base import TileSourceError, encode_tile
+from geoapp.tiles.base import TileSource, TileSourceError, encode_tile
 
 TILE_SIZE = 256
 MAX_SUPERSAMPLE = 8
@@ -148,10 +148,11 @@ def pyramid_tile_count(min_zoom: int, max_zoom: int) -> int:
 
 def build_pyramid(output: str | Path, layer_key: str = DEFAULT_LAYER, max_zoom: int = DEFAULT_MAX_ZOOM,
                   min_zoom: int = 0, *, progress: Callable[[int, int], None] | None = None,
-                  show_bar: bool = False, quality: int = 85) -> PyramidReport:
+                  show_bar: bool = False, quality: int = 85, reuse: TileSource | None = None) -> PyramidReport:
     """Render zoom ``min_zoom..max_zoom`` of a layer into a .pmtiles or .mbtiles archive.
 
     ``progress(done, total)`` is called after each tile; ``show_bar`` draws a tqdm bar on stderr.
+    ``reuse``: an earlier pyramid of the same layer whose tiles are copied instead of rendered again (deepening).
     The archive is written atomically (PMTiles) so a half-built pyramid is never served.
     """
     spec = layer(layer_key)
@@ -176,8 +177,12 @@ def build_pyramid(output: str | Path, layer_key: str = DEFAULT_LAYER, max_zoom: 
         for z in range(low, high + 1):
             for y in range(2**z):
                 for x in range(2**z):
-                    pixels = render_tile(raster, z, x, y)
-                    writer.add(z, x, y, encode_tile(Image.fromarray(pixels), "jpeg", quality))
+                    old = reuse.tile(z, x, y) if reuse is not None else None
+                    if old is not None and old.ok:
+                        writer.add(z, x, y, old.data)
+                    else:
+                        pixels = render_tile(raster, z, x, y)
+                        writer.add(z, x, y, encode_tile(Image.fromarray(pixels), "jpeg", quality))
                     done += 1
                     if progress is not None:
                         progress(done, total)

@@ -55,17 +55,30 @@ def offline_layer(name: str | None) -> str | None:
 def ensure_offline_pyramid(layer_key: str = DEFAULT_LAYER, *, settings: Settings | None = None,
                            max_zoom: int = AUTO_MAX_ZOOM, progress: Callable[[int, int], None] | None = None,
                            show_bar: bool = False) -> Path:
-    """The pyramid's path, building a small one (zoom 0..max_zoom) first when none exists.
+    """The pyramid's path, built (zoom 0..max_zoom) when none exists, or deepened when the one there stops short of
+    ``max_zoom`` (its tiles are copied, only the new levels rendered; the file is replaced atomically).
 
-    One build at a time per process; a concurrent caller waits and then finds the file.
+    One build at a time per process; a concurrent caller waits and then finds the file deep enough.
     """
     path = default_pyramid_path(layer_key, settings)
-    if path.is_file():
+    built = _built_max_zoom(path)
+    if built is not None and built >= max_zoom:
         return path
     with _build_lock:
-        if not path.is_file():
-            build_pyramid(path, layer_key, max_zoom=max_zoom, progress=progress, show_bar=show_bar)
+        built = _built_max_zoom(path)
+        if built is None or built < max_zoom:
+            reuse = open_archive(path) if built is not None else None
+            try:
+                build_pyramid(path, layer_key, max_zoom=max_zoom, progress=progress, show_bar=show_bar, reuse=reuse)
+            finally:
+                if reuse is not None:
+                    reuse.close()
     return path
+
+
+def built_max_zoom(layer_key: str = DEFAULT_LAYER, settings: Settings | None = None) -> int | None:
+    """The deepest zoom of the built offline pyramid of a layer (None: not built, or unreadable)."""
+    return _built_max_zoom(default_pyramid_path(layer_key, settings))
 
 
 def is_online_name(name: str | None) -> bool:

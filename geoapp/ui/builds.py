@@ -35,6 +35,7 @@ class BuildRequest:
     name: str
     zip_path: str | None = None  # an uploaded .zip of photos (or photos + a CSV)
     folder: str | None = None  # a folder on the server (allowed only when the app listens on loopback)
+    backbone: str = ""  # one of the builder's backbones ("": the builder's default)
 
 
 def check_request(request: BuildRequest, allow_folders: bool) -> None:
@@ -43,6 +44,9 @@ def check_request(request: BuildRequest, allow_folders: bool) -> None:
         raise FormError(f"{spec.label} cannot be built from photos here.")
     if request.method not in spec.builder.methods:
         raise FormError(f"Unknown method {request.method!r}; choose one of {', '.join(spec.builder.methods)}.")
+    backbones = [value for _, value in spec.builder.backbones]
+    if request.backbone and request.backbone not in backbones:
+        raise FormError(f"Unknown backbone {request.backbone!r}; choose one of {', '.join(backbones) or 'none'}.")
     try:
         check_tag(request.name)
     except ValueError as error:
@@ -82,7 +86,9 @@ def run_build(request: BuildRequest, allow_folders: bool) -> Iterator[str]:
         work = str(Path(work).resolve())
         source = unpack_zip(request.zip_path, Path(work)) if request.zip_path else Path(request.folder).expanduser()
         command = [sys.executable, "-m", spec.builder.module, "build", str(source), "--countries", request.countries,
-                   "--method", request.method, "--name", request.name]
+                   "--method", request.method, "--name", request.name, "--from-app"]
+        if request.backbone:
+            command += ["--backbone", request.backbone]
         if request.zip_path:  # an upload may only name files it carries (CSV rows with /etc/... or ../ refused)
             command += ["--paths-within", work]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEOAPP_VARIANTS_DIR": str(variants_dir())}
@@ -114,6 +120,28 @@ def built_manifest(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _metric_cells(values: dict) -> list[str]:
+    within = values.get("within_km") or {}
+    cells = [f"{float(values.get('country_accuracy', float('nan'))):.1f} %"]
+    return cells + [f"{float(within.get(str(r), within.get(r, float('nan')))):.1f} %" for r in (25, 200, 750)]
+
+
+def heldout_summary(manifest: dict) -> str | None:
+    """One line for the Models tab: a built variant's test metrics beside the most-common-cell baseline."""
+    metrics = manifest.get("metrics")
+    if not isinstance(metrics, dict) or "country_accuracy" not in metrics:
+        return None
+    country, km25, km200, km750 = _metric_cells(metrics)
+    line = (f"Held-out test photos ({manifest.get('heldout_images', '?')}, never used in training): country "
+            f"{country}, within 25 km {km25}, 200 km {km200}, 750 km {km750}")
+    baseline = manifest.get("baseline_most_common_cell")
+    if isinstance(baseline, dict) and "country_accuracy" in baseline:
+        b_country, _, b_km200, _ = _metric_cells(baseline)
+        line += f" (most common cell: country {b_country}, 200 km {b_km200})"
+    backbone = (manifest.get("backbone") or {}).get("name")
+    return line + (f"; features: {backbone}" if backbone else "")
+
+
 def metrics_markdown(manifest: dict) -> str:
     """Held-out metrics of a built variant against the most-common-cell baseline."""
     metrics = manifest.get("metrics") or {}
@@ -121,14 +149,12 @@ def metrics_markdown(manifest: dict) -> str:
     key = f"{manifest.get('family')}:{manifest.get('tag')}"
 
     def row(label: str, values: dict) -> str:
-        within = values.get("within_km") or {}
-        cells = [f"{float(values.get('country_accuracy', float('nan'))):.1f} %"]
-        cells += [f"{float(within.get(str(r), within.get(r, float('nan')))):.1f} %" for r in (25, 200, 750)]
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return f"| {label} | " + " | ".join(_metric_cells(values)) + " |"
 
     lines = [f"**Built `{key}`** — {manifest.get('label', '')}: {manifest.get('training_images', '?')} training "
-             f"photos, {manifest.get('heldout_images', '?')} held out.", "",
-             "| held-out photos | country | ≤ 25 km | ≤ 200 km | ≤ 750 km |", "|---|---|---|---|---|",
+             f"photos, {manifest.get('validation_images', 0)} for early stopping, "
+             f"{manifest.get('heldout_images', '?')} held out for the test below.", "",
+             "| held-out test photos | country | ≤ 25 km | ≤ 200 km | ≤ 750 km |", "|---|---|---|---|---|",
              row("this model", metrics), row("most common cell (baseline)", baseline), "",
-             f"Choose **{key}** in Locate or Cases (reload the page), or `--model {key}` on the command line."]
+             f"Choose **{key}** in Locate or Cases (reload the page)."]
     return "\n".join(lines)

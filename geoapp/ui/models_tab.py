@@ -54,6 +54,9 @@ def family_markdown(status: ModelStatus) -> str:
                   f"- Made for: **{html.escape(spec.input_domain)}**; can: {', '.join(spec.capabilities.names())}"
                   + (f"; combines: {', '.join(spec.members)}" if spec.members else ""),
                   f"- State: {state}"]
+        heldout = builds.heldout_summary(dict(spec.variant.manifest)) if spec.variant is not None else None
+        if heldout:
+            lines.append(f"- {html.escape(heldout)}")
         if spec.caveat:
             lines.append(f"- Caveat shown with every result: {html.escape(spec.caveat)}")
         if problem is not None:
@@ -121,6 +124,9 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
         with gr.Row():
             family = gr.Dropdown([(s.label, s.key) for s in buildable], value=first.key, label="Kind of model")
             method = gr.Dropdown(list(first.builder.methods), value=first.builder.default_method, label="Method")
+            backbone = gr.Dropdown(list(first.builder.backbones), value=first.builder.default_backbone or None,
+                                   label="Image features (backbone)", visible=bool(first.builder.backbones),
+                                   elem_id="geoapp-build-backbone")
             name = gr.Textbox(label="Name (the model becomes family:name)", placeholder="my-area", max_lines=1,
                               elem_id="geoapp-build-name")
             countries = gr.Textbox(label="Countries", placeholder="SE,CH", max_lines=1, elem_id="geoapp-build-countries")
@@ -135,21 +141,24 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
 
     def methods_of(key: str):
         spec = registry.get(key)
-        return gr.update(choices=list(spec.builder.methods), value=spec.builder.default_method)
+        return (gr.update(choices=list(spec.builder.methods), value=spec.builder.default_method),
+                gr.update(choices=list(spec.builder.backbones), value=spec.builder.default_backbone or None,
+                          visible=bool(spec.builder.backbones)))
 
-    def run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+    def run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder):
         # A generator (streamed log), so errors are turned into messages here rather than by user_errors.
         try:
-            yield from _run(key, chosen_method, variant_name, country_text, zip_file, server_folder)
+            yield from _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder)
         except USER_ERRORS as error:
             raise gr.Error(toast_text(error), duration=None, title="Cannot build the model",
                            print_exception=False) from error
 
-    def _run(key, chosen_method, variant_name, country_text, zip_file, server_folder):
+    def _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder):
         zip_path = getattr(zip_file, "name", zip_file) or None
         request = builds.BuildRequest(family=str(key), countries=str(country_text or "").strip(),
                                       method=str(chosen_method or ""), name=str(variant_name or "").strip(),
-                                      zip_path=zip_path, folder=(server_folder or "").strip() or None)
+                                      zip_path=zip_path, folder=(server_folder or "").strip() or None,
+                                      backbone=str(chosen_backbone or ""))
         lines: list[str] = []
         yield "Starting …", "", *[gr.update() for _ in status_outputs]
         for line in builds.run_build(request, allow_folders):
@@ -161,6 +170,8 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
         markdown = builds.metrics_markdown(builds.built_manifest(request.name))
         yield "\n".join(lines[-60:]), markdown, *refresh_status()
 
-    family.input(methods_of, inputs=family, outputs=method, api_visibility="private", show_progress="hidden")
-    start.click(run, inputs=[family, method, name, countries, upload, folder], outputs=[log, result, *status_outputs],
+    family.input(methods_of, inputs=family, outputs=[method, backbone], api_visibility="private",
+                 show_progress="hidden")
+    start.click(run, inputs=[family, method, backbone, name, countries, upload, folder],
+                outputs=[log, result, *status_outputs],
                 api_visibility="private", concurrency_id="build", concurrency_limit=1)

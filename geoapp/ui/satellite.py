@@ -2,9 +2,12 @@
 
 - :class:`SatelliteViews` (no Gradio): open tile sources by name, once, and draw a mosaic around a
   point with its caption. Offline by default; an online source only when online tiles are on.
-  When the offline pyramid is missing (a fresh clone), the app starts building a small one
-  (zoom 0–4, ~10 s, once per cache folder) in the background as it starts; the first Satellite
-  view or map tile waits for it, so imagery shows without any download.
+  When the offline pyramid is missing or shallower than what the app shows and ships (a fresh
+  clone), the app builds it in the background as it starts: zoom 0–4 first (~10 s: the first
+  Satellite view or map tile waits for it), then down to :data:`STARTUP_MAX_ZOOM` (the Satellite
+  view's default zoom and the shipped map-tile model's deepest level; about a minute of one core, in
+  a low-priority process of its own so requests stay responsive), so the default view is never an
+  enlarged tile once the app is warm.
 - :func:`build_tile_source_setting` (Map settings), :func:`build_satellite_controls` /
   :func:`build_satellite_image` (tabs) and the ``wire_*`` helpers connect it to the tabs.
 - :func:`tile_routes`: ``GET /geoapp-tiles/offline/{z}/{x}/{y}.jpg`` on the app's own server, which
@@ -13,20 +16,26 @@
 
 from __future__ import annotations
 
+import atexit
 import html
 import logging
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
+from geoapp.families.maptiles import SHIPPED_ZOOMS
 from geoapp.ui.maps.render import OfflineTileLayer
 from geoapp.tiles.base import OfflineModeError, TileSource, TileSourceError
 from geoapp.tiles.mosaic import mosaic_around
 from geoapp.tiles.registry import (
     AUTO_MAX_ZOOM,
     OFFLINE,
+    built_max_zoom,
     catalogue,
     default_pyramid_path,
     ensure_offline_pyramid,
@@ -38,6 +47,8 @@ from geoapp.ui.forms import FormError
 log = logging.getLogger(__name__)
 
 DEFAULT_ZOOM = 6
+# What the start-up build reaches: the Satellite view's default zoom and the shipped map-tile model's last level.
+STARTUP_MAX_ZOOM = max(DEFAULT_ZOOM, max(SHIPPED_ZOOMS))
 VIEW_SIZE_PX = 512
 TILE_ROUTE = "geoapp-tiles/offline/{z}/{x}/{y}.jpg"  # relative to the page: the app's own server
 
@@ -77,7 +88,11 @@ class SatelliteViews:
             mosaic = mosaic_around(source, lat, lon, int(zoom), size_px=VIEW_SIZE_PX)
         except (TileSourceError, ValueError) as error:
             raise FormError(str(error)) from error
-        return mosaic.image, mosaic.caption()
+        caption = mosaic.caption()
+        if (source_name or OFFLINE) == OFFLINE and int(zoom) > source.info.max_zoom and building_deeper():
+            caption += (f" The offline pyramid is being built down to zoom {STARTUP_MAX_ZOOM} in the background "
+                        "(about a minute); choose this place again then for sharper tiles.")
+        return mosaic.image, caption
 
 
 _VIEWS = SatelliteViews()
@@ -212,11 +227,21 @@ def wire_claim_view(handler_wrapper, workbench, session, claim: gr.Dropdown, con
 
 # ---------------------------------------------------------------------------- the tile route
 _background: threading.Thread | None = None
+_first_stage = threading.Event()  # set once the quick first stage has put a pyramid on disk (or failed)
 BUILD_WAIT_S = 90.0  # a tile request waits this long for the first-run build before giving up
 
 
+def startup_build_zooms() -> tuple[int, ...]:
+    """The depths the start-up build goes through: a quick first stage, then what the app shows and ships."""
+    return tuple(sorted({AUTO_MAX_ZOOM, STARTUP_MAX_ZOOM}))
+
+
+def building_deeper() -> bool:
+    return _background is not None and _background.is_alive()
+
+
 def _start_background_build() -> threading.Thread:
-    """Build the small offline pyramid once, in a background thread (started with the app)."""
+    """Build (or deepen) the offline pyramid once, in a background thread (started with the app)."""
     global _background
     if _background is None or not _background.is_alive():
         _background = threading.Thread(target=_build_quietly, name="geoapp-pyramid", daemon=True)
@@ -224,10 +249,42 @@ def _start_background_build() -> threading.Thread:
     return _background
 
 
+# The deeper stage runs in its own low-priority process, so its minute of rendering never competes with the
+# app's requests for the interpreter (a thread would hold the GIL between numpy calls).
+_DEEPEN = ("import os, signal, sys; getattr(os, 'nice', lambda n: 0)(10); "
+           "signal.signal(signal.SIGTERM, lambda *a: sys.exit(1)); "  # SystemExit: the writer removes its temp file
+           "from geoapp.tiles.registry import ensure_offline_pyramid; ensure_offline_pyramid(max_zoom=int(sys.argv[1]))")
+
+
+def _deepen_in_a_process(zoom: int) -> None:
+    process = subprocess.Popen([sys.executable, "-c", _DEEPEN, str(zoom)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    atexit.register(_stop, process)  # the app stopping stops the build too: no orphan
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise TileSourceError(f"the background build to zoom {zoom} failed: {err.decode(errors='replace')[-500:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+
+
 def _build_quietly() -> None:
     try:
-        path = ensure_offline_pyramid()
-        log.info("offline pyramid ready: %s", path)
+        first, *deeper = startup_build_zooms()
+        begin = time.perf_counter()
+        try:
+            ensure_offline_pyramid(max_zoom=first)  # quick: the first map and Satellite view wait for it
+        finally:
+            _first_stage.set()  # tile requests wait for this stage only, never for the deeper one
+        log.info("offline pyramid ready to zoom %d (%.0f s): %s", first, time.perf_counter() - begin,
+                 default_pyramid_path())
+        for zoom in deeper:
+            if (built_max_zoom() or 0) < zoom:
+                begin = time.perf_counter()
+                _deepen_in_a_process(zoom)
+                log.info("offline pyramid ready to zoom %d (%.0f s)", zoom, time.perf_counter() - begin)
     except (TileSourceError, OSError) as error:  # the Satellite view repeats it to the analyst
         log.error("cannot build the offline pyramid: %s", error)
 
@@ -247,8 +304,9 @@ def _logged_in(request) -> bool:
 def tile_routes() -> list:
     """Starlette routes to pass as ``app_kwargs={"routes": …}`` to ``Blocks.launch``.
 
-    A fresh clone has no pyramid yet: building starts now, in the background (z0–4, ~10 s of one
-    core), so that the first map and Satellite view of the session find it.
+    A fresh clone has no pyramid yet: building starts now, in the background (z0–4 in ~10 s of one
+    core, then down to :data:`STARTUP_MAX_ZOOM`), so that the first map and Satellite view of the
+    session find it.
     """
     from starlette.responses import Response
     from starlette.routing import Route
@@ -261,7 +319,8 @@ def tile_routes() -> list:
         except ValueError:
             return Response("bad tile numbers", status_code=400)
         if not default_pyramid_path().is_file():
-            _start_background_build().join(BUILD_WAIT_S)  # first run: tiles arrive once it is built
+            _start_background_build()
+            _first_stage.wait(BUILD_WAIT_S)  # first run: tiles arrive once the quick stage is built
             if not default_pyramid_path().is_file():
                 return Response("the offline pyramid is not built yet", status_code=503)
         try:
@@ -272,6 +331,7 @@ def tile_routes() -> list:
             return Response(result.error or "no tile here", status_code=400 if result.error else 404)
         return Response(result.data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    if not default_pyramid_path().is_file():
+    built = built_max_zoom()
+    if built is None or built < STARTUP_MAX_ZOOM:
         _start_background_build()
     return [Route("/geoapp-tiles/offline/{z}/{x}/{y}.jpg", serve, methods=["GET"])]

@@ -77,6 +77,13 @@ def test_bottom_up_claims_each_image_at_most_once_and_cells_have_n(points, metho
     assert cells.claimed.sum() <= len(points[0])
 
 
+def test_paper_bottom_up_cells_have_n_and_leave_the_unclaimed_out(points):
+    cells = build(points, "bottom-up-paper")
+    assert len(cells) > 1 and cells.counts.min() >= N_MIN
+    assert ((cells.assignment < 0) == ~cells.claimed).all()  # unclaimed images belong to no cell
+    assert cells.counts.sum() == cells.claimed.sum() <= len(points[0])
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_cell_coordinates_are_the_means_and_results_are_deterministic(points, method):
     lat, lon, _ = points

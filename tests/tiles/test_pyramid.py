@@ -69,3 +69,21 @@ def test_render_is_per_pixel_not_a_slice():
     # Row 128 of the NW z1 tile is at latitude 66.5 deg (Mercator), not 42.5 (halfway in degrees).
     assert float(tile_lat(0.5, 1)) == pytest.approx(66.51, abs=0.01)
     assert tile.shape == (256, 256, 3) and tile.dtype == np.uint8
+
+
+def test_a_shallow_pyramid_is_deepened_keeping_its_tiles(tmp_path, monkeypatch):
+    """ensure_offline_pyramid(max_zoom=N) on a pyramid that stops short of N deepens it (it used to return the
+    shallow one, so the map-tile model silently lost its last level); tiles already built are copied, not redone."""
+    from geoapp.tiles.registry import built_max_zoom, default_pyramid_path, ensure_offline_pyramid
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    ensure_offline_pyramid(max_zoom=1)
+    with open_archive(default_pyramid_path()) as shallow:
+        before = {(z, x, y): shallow.tile(z, x, y).data for z in (0, 1) for x in range(2**z) for y in range(2**z)}
+        assert shallow.info.max_zoom == 1
+    assert ensure_offline_pyramid(max_zoom=2) == default_pyramid_path() and built_max_zoom() == 2
+    with open_archive(default_pyramid_path()) as deeper:
+        assert all(deeper.tile(*key).data == data for key, data in before.items())
+        assert all(deeper.tile(2, x, y).ok for x in range(4) for y in range(4))
+    ensure_offline_pyramid(max_zoom=1)  # deep enough already: left as it is
+    assert built_max_zoom() == 2

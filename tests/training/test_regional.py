@@ -17,7 +17,7 @@ from tests.conftest import shared_path
 from tests.families.regional.conftest import _one_thread  # noqa: F401  (autouse: one torch thread)
 from training.regional.build import main
 from training.regional.fit import TrainConfig
-from training.regional.reproduce import ReproConfig, quick_config, reproduce
+from training.regional.reproduce import ReproConfig, ReproOptions, quick_config, reproduce
 
 # Italian places for generated photos (the real EXIF samples with GPS are in Tuscany).
 PLACES = [(41.90, 12.50), (45.46, 9.19), (41.13, 14.78), (43.77, 11.25), (44.49, 11.34), (37.57, 14.28)]
@@ -68,10 +68,16 @@ def test_build_from_a_folder_registers_a_variant_that_predicts_with_reference_ma
     out = capsys.readouterr().out
     assert "1 without GPS (skipped): no-gps.jpg" in out
     assert "1 outside the chosen countries (skipped): kenya.jpg (-0.3713, 36.0564: KE)" in out
+    # No CLIP weights here: the automatic backbone is SatWorld's, and the log says what that means.
+    assert "backbone: satworld (automatic: no CLIP ViT-L/14 weights on this machine)" in out
+    assert "warning: SatWorld's encoder was trained on satellite imagery" in out
+    assert "split: 37 training, 4 validation (early stopping), 4 test photos" in out
     manifest = json.loads((variants / "tuscany" / "manifest.json").read_text())
     assert manifest["family"] == "regional" and manifest["method"] == "cells-up" and manifest["countries"] == ["IT"]
-    assert manifest["training_images"] + manifest["heldout_images"] == 45
-    assert "country_accuracy" in manifest["metrics"]
+    assert (manifest["training_images"], manifest["validation_images"], manifest["heldout_images"]) == (37, 4, 4)
+    assert manifest["metrics"]["images"] == 4  # the metrics come from the test part only
+    assert 1 <= manifest["best_epoch"] <= manifest["epochs_run"] <= 15
+    assert manifest["backbone"]["name"] == "satworld"
 
     spec = registry.get("regional:tuscany")
     assert "regional:tuscany" in set(registry.keys())
@@ -111,15 +117,19 @@ def test_build_from_csv_and_clear_errors(collection, variants, tmp_path, capsys)
 
 
 def test_tiny_sweden_or_switzerland_run_beats_the_most_common_baseline(tmp_path):
-    config = quick_config(ReproConfig(methods=("classifier", "cells-up")))
-    summary = reproduce(tmp_path / "repro", config, TrainConfig(cell_min=30, epochs=10))
-    rows = summary["rows"]
-    assert summary["sizes"]["test"] >= 40
+    options = ReproOptions(methods=("classifier", "cells-up-paper", "cells-up"))
+    summary = reproduce(tmp_path / "repro", quick_config(ReproConfig()), options, TrainConfig(cell_min=30, epochs=10))
+    run = summary["runs"][0]
+    rows = run["rows"]
+    assert run["split"] == "blocks" and run["sizes"]["test"] >= 40
     baseline = rows["most-common"]
-    for name in ("classifier", "cells-up"):
+    for name in options.methods:
         assert rows[name]["country_accuracy"] > baseline["country_accuracy"] + 10
-    assert rows["cells-up"]["within_km"]["200"] > baseline["within_km"]["200"]
-    assert "| Cells, bottom-up (theirs) |" in (tmp_path / "repro" / "table.md").read_text()
+    for name in ("cells-up-paper", "cells-up"):
+        assert rows[name]["within_km"]["200"] > baseline["within_km"]["200"]
+    table = (tmp_path / "repro" / "table.md").read_text()
+    assert "| Cells, bottom-up (paper) | blocks | 1 |" in table and "| Cells, bottom-up (ours) | blocks | 1 |" in table
+    assert "theirs" not in table
 
 
 def test_photos_just_off_the_coast_count_and_open_sea_is_reported():

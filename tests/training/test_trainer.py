@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from geoapp import Geolocator
-from geoapp.models.geoclip import build_geoclip
+from geoapp.models.checkpoint import load_checkpoint
+from geoapp.models.geoclip import HEADS_FORMAT, build_geoclip
 from geoapp.models.location_encoder import DEFAULT_SIGMAS
 
 from training.gps import GPSQueue
@@ -82,8 +83,9 @@ def test_checkpoint_loads_into_geolocator(toy_store, tmp_path, capsys, small_gal
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"][0]["step"] == 2
     checkpoint = run / "heads-last.safetensors"
-    state = torch.load(checkpoint, weights_only=True)
-    assert state["format"] == "geoapp.geoclip_heads.v1" and state["extra"]["step"] == 2
+    saved = load_checkpoint(checkpoint, HEADS_FORMAT)
+    assert saved.format == "geoapp.geoclip_heads.v1" and saved.meta["extra"]["step"] == 2
+    state = {"location_encoder": saved.sub_state("location_encoder"), "image_head": saved.sub_state("image_head")}
 
     locator = Geolocator.load(backbone="tiny-test", backbone_weights="random", heads=checkpoint,
                               gallery=small_gallery_csv, device="cpu")

@@ -218,7 +218,7 @@ def test_train_resume_and_predict(photo_set: dict, tmp_path: Path) -> None:
     assert torch.load(out / STATE_NAME, weights_only=True)["step"] == 2 * steps_per_epoch
     log_lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log_lines] == [1, 2] and log_lines[0]["skipped_images"] >= 1
-    assert sorted(p.name for p in out.glob("translocator-*.pt")) == [
+    assert sorted(p.name for p in out.glob("translocator-*")) == [
         "translocator-epoch001.safetensors", "translocator-epoch002.safetensors", "translocator-last.safetensors"]
 
     # The checkpoint goes straight into the inference predictor.

@@ -45,7 +45,7 @@ class RunningApp:
         return self.log_path.read_text(errors="replace")
 
 
-def start_app(args: list[str], log_path: Path, timeout_s: float = 60.0, env_extra: dict | None = None) -> RunningApp:
+def start_app(args: list[str], log_path: Path, timeout_s: float = 400.0, env_extra: dict | None = None) -> RunningApp:
     """Start app.py and wait until it answers HTTP 200 (or fail with its log)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("GEOAPP_DATABASE_URL", "GEOAPP_CASE_STORE")}

@@ -43,12 +43,29 @@ def photo_zip(tmp_path) -> str:
 @pytest.mark.timeout(600)
 def test_build_from_an_uploaded_zip_and_use_it(variants, tmp_path):
     request = builds.BuildRequest(family="regional", countries="IT", method="classifier", name="italy-test",
-                                  zip_path=photo_zip(tmp_path))
+                                  zip_path=photo_zip(tmp_path), backbone="satworld")
     lines = list(builds.run_build(request, allow_folders=False))
-    assert any("regional:italy-test" in line for line in lines), lines[-10:]
+    # The log warns about SatWorld features on ground photos and ends in the app's words, not the command line's.
+    warning = next(line for line in lines if "weak on ground-level photos" in line)
+    assert "Models tab" in warning and "python -m" not in warning
+    assert lines[-1] == "Done: the model regional:italy-test is ready. Choose it in Locate or Cases."
+    assert not any("--model" in line or "theirs" in line for line in lines), lines[-10:]
     manifest = builds.built_manifest("italy-test")
+    assert manifest["backbone"]["name"] == "satworld" and manifest["validation_images"] > 0
     text = builds.metrics_markdown(manifest)
     assert "regional:italy-test" in text and "most common cell" in text and "nan" not in text
+    assert "--model" not in text
+
+    # The Models tab's entry for the new model shows its held-out test metrics.
+    from types import SimpleNamespace
+
+    from geoapp.ui.models_tab import family_markdown
+
+    spec = registry.get("regional:italy-test")
+    entry = family_markdown(SimpleNamespace(families=[spec], problems={}, loaded={}, active="satworld"))
+    country = manifest["metrics"]["country_accuracy"]
+    assert f"Held-out test photos ({manifest['heldout_images']}, never used in training): country {country:.1f} %" \
+        in entry
     family = registry.get("regional:italy-test").load()
     result = family.predict(str(next(iter(sorted(shared_path("exif-samples", "jpg", "gps").glob("*.jpg"))))))
     assert result.ok and any("reference" in item.key for item in result.evidence)
@@ -74,3 +91,36 @@ def test_hostile_or_wrong_requests_are_refused_before_running(variants, tmp_path
         list(builds.run_build(builds.BuildRequest("regional", "IT", "classifier", "../x", folder=str(tmp_path)), True))
     with pytest.raises(FormError, match="cannot be built"):
         list(builds.run_build(builds.BuildRequest("geoclip", "IT", "classifier", "x", folder=str(tmp_path)), True))
+    with pytest.raises(FormError, match="Unknown backbone 'resnet'"):
+        list(builds.run_build(builds.BuildRequest("regional", "IT", "classifier", "x", folder=str(tmp_path),
+                                                  backbone="resnet"), True))
+
+
+def test_the_build_form_offers_a_backbone_choice(monkeypatch, tmp_path):
+    from geoapp.ui.app import build_app
+    from geoapp.ui.config import AppConfig
+
+    monkeypatch.setenv("GEOAPP_DATA_DIR", str(tmp_path))
+    demo, _ = build_app(AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True))
+    dropdown = next(c for c in demo.get_config_file()["components"]
+                    if c.get("props", {}).get("elem_id") == "geoapp-build-backbone")
+    choices = [value for _, value in dropdown["props"]["choices"]]
+    assert choices == ["auto", "ViT-L-14", "satworld"] and dropdown["props"]["value"] == "auto"
+    assert "weak on ground-level photos" in dict((v, k) for k, v in dropdown["props"]["choices"])["satworld"]
+
+
+def test_models_entry_shows_a_variants_held_out_test_metrics(variants):
+    from types import SimpleNamespace
+
+    from geoapp.families.variants import write_manifest
+    from geoapp.ui.models_tab import family_markdown
+
+    write_manifest(variants / "alps", "regional", "alps", "model.pt", label="Regional: alps",
+                   extra={"heldout_images": 25, "backbone": {"name": "ViT-L-14"},
+                          "metrics": {"country_accuracy": 84.0, "within_km": {"25": 12.0, "200": 64.0, "750": 88.0}},
+                          "baseline_most_common_cell": {"country_accuracy": 52.0, "within_km": {"200": 20.0}}})
+    entry = family_markdown(SimpleNamespace(families=[registry.get("regional:alps")], problems={}, loaded={},
+                                            active="satworld"))
+    assert ("Held-out test photos (25, never used in training): country 84.0 %, within 25 km 12.0 %, 200 km 64.0 %, "
+            "750 km 88.0 % (most common cell: country 52.0 %, 200 km 20.0 %); features: ViT-L-14") in entry
+    assert builds.heldout_summary({"metrics": {}}) is None

@@ -41,11 +41,14 @@ def test_settings_list_licences_and_online():
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx`")
-def test_tile_route(offline_pyramid):
+def test_tile_route(offline_pyramid, monkeypatch):
     # Imported here: it warns about httpx on import, filtered for this test only.
     from starlette.testclient import TestClient
 
+    started = []
+    monkeypatch.setattr(satellite, "_start_background_build", lambda: started.append(True))
     client = TestClient(Starlette(routes=satellite.tile_routes()))
+    assert started == [True]  # the test pyramid (zoom 0-3) is shallower than what the app shows: deepened
     response = client.get("/geoapp-tiles/offline/3/4/2.jpg")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     assert response.content[:3] == b"\xff\xd8\xff"
@@ -84,3 +87,50 @@ def test_tile_route_follows_the_app_login():
     assert not satellite._logged_in(request({}))
     assert not satellite._logged_in(request({"access-token-c": "forged"}))
     assert satellite._logged_in(SimpleNamespace(app=SimpleNamespace(auth=None, auth_dependency=None), cookies={}))
+
+
+def test_start_up_build_reaches_the_default_view_and_the_shipped_map_tile_model():
+    """Issue 26 item 12: the start-up pyramid used to stop at zoom 4 while the Satellite view opens at zoom 6 and
+    the shipped map-tile checkpoint searches down to zoom 5 (every search then ended at zoom 3)."""
+    from pathlib import Path
+
+    from geoapp.families.maptiles import SHIPPED_ZOOMS
+    from geoapp.families.maptiles.model import read_checkpoint
+
+    shipped = read_checkpoint(Path(__file__).resolve().parents[2] / "assets/maptiles/maptiles-crossview.pt")
+    assert tuple(shipped["meta"]["zooms"]) == SHIPPED_ZOOMS
+    deepest = max(satellite.startup_build_zooms())
+    assert deepest >= satellite.DEFAULT_ZOOM and deepest >= max(SHIPPED_ZOOMS)
+    assert min(satellite.startup_build_zooms()) <= 4  # a quick first stage, so maps show within seconds
+
+
+def test_start_up_build_deepens_a_shallow_pyramid(tmp_path, monkeypatch):
+    from geoapp.tiles.pyramid import build_pyramid
+    from geoapp.tiles.registry import built_max_zoom, default_pyramid_path
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    build_pyramid(default_pyramid_path(), max_zoom=1)
+    monkeypatch.setattr(satellite, "startup_build_zooms", lambda: (1, 2))  # small stand-ins for (4, 6)
+    satellite._build_quietly()
+    assert built_max_zoom() == 2
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_tile_requests_wait_for_the_quick_stage_only(tmp_path, monkeypatch):
+    """On a fresh cache the first map tiles wait for the quick first stage, never for the deeper one: a tile request
+    that waited for the whole build held the server's workers and the browser's connections for a minute or more."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("GEOAPP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(satellite, "startup_build_zooms", lambda: (1, 2))  # small stand-ins for (4, 6)
+    monkeypatch.setattr(satellite, "_background", None)
+    monkeypatch.setattr(satellite, "_first_stage", threading.Event())
+    release, released = threading.Event(), []
+    monkeypatch.setattr(satellite, "_deepen_in_a_process", lambda zoom: released.append(release.wait(timeout=30)))
+    client = TestClient(Starlette(routes=satellite.tile_routes()))  # no pyramid here: the build starts
+    response = client.get("/geoapp-tiles/offline/1/0/0.jpg")
+    release.set()  # only now may the deeper stage finish: a route that waited for it got its answer too late
+    satellite._background.join(timeout=60)
+    assert response.status_code == 200 and released == [True]

@@ -6,7 +6,9 @@ before it; only that level's last two blocks (+ its final norm, projection and l
 the positive of a photo is the tile holding its location, the other tiles of the batch are the
 negatives (distinct tiles only: at coarse zooms many photos share a tile), cross-entropy over
 softmax(scale · cosine). Adam, lr 1e-4, batch 64, 5 epochs by default. The frozen photo encoder's
-features and the frozen trunk's tokens of every tile are computed once.
+features are computed once per level; tiles are **streamed**: each batch reads only its own tiles
+from the tile source (:mod:`training.maptiles.stream`; a bounded prefetch queue keeps the CPU busy),
+so memory is the same at zoom 4 and at zoom 16 and any tile source works, online ones included.
 
 Presets trained from scratch (``crossview-small``: no CLIP weights here) first *pretrain* the whole
 tower contrastively on the same pairs (all levels mixed), standing in for CLIP's pretraining; then
@@ -14,8 +16,9 @@ the tower is frozen and the paper's level training runs unchanged.
 
 Runs under ``torchrun`` (each rank draws its own part of the batch; gradients are averaged).
 Writes ``OUT/model.pt`` (what the app loads with --checkpoint), ``OUT/state.pt`` (resume: the
-same command continues where it stopped), ``OUT/manifest.json`` (config, stage order, timings,
-metrics) and ``OUT/metrics.md`` (the evaluation table).
+same command continues where it stopped, inside the stage it stopped in), ``OUT/manifest.json``
+(config, stage order, timings, tile reads, metrics), ``OUT/metrics.md`` and ``OUT/results.md``
+(the evaluation table with its caveats; :mod:`training.maptiles.evaluate`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import argparse
 import hashlib
 import json
 import logging
+import pickle
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,10 +38,27 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from geoapp.families.maptiles.model import CheckpointMeta, MapTileModel, clip_vit_b32_tower, preset, save_checkpoint
-from geoapp.models.preprocess import centre_crop_tensor
+from geoapp.families.maptiles.model import (
+    CheckpointMeta,
+    MapTileModel,
+    clip_vit_b32_tower,
+    preset,
+    save_checkpoint,
+)
+from geoapp.fileio import atomic_write
+from geoapp.tiles.base import TileSource
 from training.distributed import DistEnv, init_distributed, pick_device, shutdown_distributed
-from training.maptiles.data import LevelTiles, read_level, render_queries, splits
+from training.maptiles.data import Problem, query_tensor
+from training.maptiles.stream import (
+    Batch,
+    StreamConfig,
+    TileReader,
+    make_batch,
+    memory_mb,
+    open_training_source,
+    prefetched,
+    reset_peak_memory,
+)
 
 log = logging.getLogger("training.maptiles")
 PRETRAINED_PRESETS = ("clip-vit-b32",)  # the paper: CLIP ViT-B/32 with OpenAI weights, no pretraining stage here
@@ -46,7 +68,8 @@ PRETRAINED_PRESETS = ("clip-vit-b32",)  # the paper: CLIP ViT-B/32 with OpenAI w
 class TrainConfig:
     preset: str = "crossview-small"
     zooms: tuple[int, ...] = (1, 3, 5)
-    tiles: str = "offline"  # tile source of the map side (any name `tiles` accepts)
+    tiles: str = "offline"  # tile source of the map side (any name `tiles` accepts, or a loopback server URL)
+    online: bool = False  # may an online tile source be used (its server sees the areas of the training data)?
     raster: str = "relief"  # query rendering
     window_km: float = 1500.0  # ground width of a query rendering
     gallery_points: int = 12_000
@@ -68,11 +91,18 @@ class TrainConfig:
     photos: str | None = None
     photo_root: str | None = None
     holdout: float = 0.1  # share of the photos kept for the evaluation
+    prefetch: int = 4  # batches of tiles read ahead (bounded queue)
+    tile_workers: int = 2  # threads reading and decoding tiles
+    tile_cache_mb: float = 64.0  # decoded tiles kept in memory (LRU, bounded whatever the zoom)
     extra: dict = field(default_factory=dict)
 
     @property
     def from_scratch(self) -> bool:
         return self.preset not in PRETRAINED_PRESETS
+
+    @property
+    def stream(self) -> StreamConfig:
+        return StreamConfig(prefetch=self.prefetch, workers=self.tile_workers, cache_mb=self.tile_cache_mb)
 
 
 def level_order(zooms: tuple[int, ...]) -> list[tuple[int, int | None]]:
@@ -86,66 +116,18 @@ def stages(config: TrainConfig) -> list[str]:
     return (["pretrain"] if pretrain else []) + [f"level-{z}" for z, _ in level_order(config.zooms)]
 
 
-class Problem:
-    """Locations, query renderings and every level's tiles, ready as tensors."""
-
-    def __init__(self, config: TrainConfig, model_config, gallery: np.ndarray) -> None:
-        from geoapp.tiles.registry import open_source
-
-        size = model_config.image_size
-        self.test_queries: np.ndarray | None = None  # photos: their crops; renderings: made at evaluation
-        if config.photos:
-            train_coords, self.train_queries, self.test, self.test_queries = _photo_split(config, size)
-        else:
-            self.splits = splits(gallery, config.gallery_points, config.land_points, config.seed, config.test_size)
-            train_coords, self.train_queries, self.test = self.splits.train, None, self.splits.test
-        with open_source(config.tiles, build_missing=True) as source:
-            if source.info.max_zoom < max(config.zooms):
-                raise ValueError(f"tile source {config.tiles!r} stops at zoom {source.info.max_zoom}; build it to zoom "
-                                 f"{max(config.zooms)}: `python -m geoapp tiles build-offline --max-zoom "
-                                 f"{max(config.zooms)}`")
-            self.levels: dict[int, LevelTiles] = {z: read_level(source, z, size) for z in config.zooms}
-            self.tile_source = config.tiles  # the name as given ("offline"), not where it is on this machine
-        prep = model_config.preprocess()
-        from PIL import Image
-
-        self.tile_pixels = {z: torch.cat([centre_crop_tensor(Image.fromarray(p), prep) for p in lv.pixels])
-                            for z, lv in self.levels.items()}
-        keep = np.ones(len(train_coords), bool)
-        for lv in self.levels.values():
-            keep &= lv.available[lv.index_of(train_coords)]
-        self.train = train_coords[keep]
-        if self.train_queries is None:
-            self.train_queries = render_queries(self.train, config.window_km, size, config.raster)
-        else:
-            self.train_queries = self.train_queries[keep]
-        self.mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(prep.std).view(1, 3, 1, 1)
-        self.rows = {z: lv.index_of(self.train) for z, lv in self.levels.items()}
-
-    def query_pixels(self, images: np.ndarray) -> torch.Tensor:
-        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-        return (pixels - self.mean) / self.std
+def batch_rng(config: TrainConfig, stage: str, step: int, rank: int) -> np.random.Generator:
+    """The generator of one step's batch (the same on a resumed run; tests recompute batches with it)."""
+    tag = 0 if stage == "pretrain" else int(stage.split("-")[1]) + 1
+    return np.random.default_rng([config.seed, tag, step, rank])
 
 
-def _photo_split(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train coords, train crops, test coords, test crops) from a photo dataset, split by ``holdout``."""
-    from training.data import DatasetSpec, read_records
-    from training.maptiles.data import photo_queries
+def pretrain_zoom(config: TrainConfig, step: int) -> int:
+    return config.zooms[step % len(config.zooms)]
 
-    csv = Path(config.photos)
-    records = read_records(DatasetSpec(csv, Path(config.photo_root) if config.photo_root else csv.parent),
-                           require_images=True)
-    crops, ok = photo_queries(records.paths, size)
-    if (~ok).any():
-        log.warning("%d of %d photos could not be read and are left out", int((~ok).sum()), len(ok))
-    coords, crops = records.coords[ok], crops[ok]
-    if len(coords) < 4:
-        raise ValueError(f"{csv}: only {len(coords)} readable photos with GPS; a map-tile model needs more")
-    order = np.random.default_rng(config.seed).permutation(len(coords))
-    held = max(1, round(config.holdout * len(coords)))
-    test, train = np.sort(order[:held]), np.sort(order[held:])
-    return coords[train], crops[train], coords[test], crops[test]
+
+def level_steps(config: TrainConfig, locations: int) -> int:
+    return max(1, int(round(config.epochs * locations / config.batch_size)))
 
 
 def _average_gradients(parameters) -> None:
@@ -161,17 +143,21 @@ def _contrastive(query: torch.Tensor, tiles: torch.Tensor, target: torch.Tensor,
     return F.cross_entropy(logits, target)
 
 
-def _batch(problem: Problem, zoom: int, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(photo indices, distinct tile rows, each photo's index among them)."""
-    index = rng.integers(0, len(problem.train), size)
-    unique, target = np.unique(problem.rows[zoom][index], return_inverse=True)
-    return index, unique, target
+def read_state(path: Path) -> dict:
+    """A run's ``state.pt`` (weights, optimizer, progress), loaded weights-only: a state file cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path} cannot be resumed from ({str(error).splitlines()[0][:200]}): it is damaged, or "
+                         "holds more than tensors and plain data (refused); delete it to start over") from error
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, problem: Problem, model: MapTileModel, out: Path, env: DistEnv,
-                 device: torch.device) -> None:
+                 device: torch.device, source: TileSource) -> None:
         self.config, self.problem, self.model, self.out, self.env, self.device = config, problem, model, out, env, device
+        self.reader = TileReader(source, model.config.image_size, config.tile_cache_mb)
+        self.prep = model.config.preprocess()
         self.history: list[dict] = []
         self.done: list[str] = []
 
@@ -181,37 +167,72 @@ class Trainer:
             return
         state = {"stage": stage, "step": step, "done": self.done, "history": self.history,
                  "model": self.model.state_dict(), "optim": None if optimizer is None else optimizer.state_dict()}
-        tmp = self.out / "state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.out / "state.pt")
+        atomic_write(self.out / "state.pt", lambda f: torch.save(state, f))
 
     def resume(self) -> dict | None:
         path = self.out / "state.pt"
         if not path.is_file():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_state(path)
         self.model.load_state_dict(state["model"])
         self.done, self.history = list(state["done"]), list(state["history"])
         log.info("resuming: done %s, in %s at step %d", self.done, state["stage"], state["step"])
         return state
 
     # ------------------------------------------------------------------ stages
-    def run(self) -> None:
+    def run(self, stop_after: str | None = None) -> bool:
+        """Every stage not done yet; with ``stop_after``, return (state saved) once that stage is done.
+        True when every stage is done."""
         state = self.resume()
         for stage in stages(self.config):
             if stage in self.done:
+                if stage == stop_after:
+                    break
                 continue
             start_step = state["step"] if state and state["stage"] == stage else 0
             optim_state = state["optim"] if state and state["stage"] == stage else None
-            began = time.perf_counter()
+            began, reads_before = time.perf_counter(), self.reader.stats.read
+            reset_peak_memory()
+            at_start = memory_mb().get("rss_mb")
             if stage == "pretrain":
                 self.pretrain(start_step, optim_state)
             else:
                 self.train_level(int(stage.split("-")[1]), start_step, optim_state)
             self.done.append(stage)
-            self.history.append({"stage": stage, "seconds": round(time.perf_counter() - began, 1)})
+            self.history.append({"stage": stage, "seconds": round(time.perf_counter() - began, 1),
+                                 "tiles_read": self.reader.stats.read - reads_before,
+                                 "peak_tile_cache_bytes": self.reader.stats.peak_held_bytes,
+                                 "rss_mb_at_start": at_start, "peak_rss_mb": memory_mb().get("peak_rss_mb")})
             self._save_state(stage, -1, None)
             state = None
+            if stage == stop_after:
+                break
+        return all(stage in self.done for stage in stages(self.config))
+
+    def _batches(self, stage: str, start: int, steps: int, zoom_of) -> Iterator[Batch]:
+        codes = {z: self.problem.tile_codes(z) for z in set(self.config.zooms)}
+        size = self.config.batch_size // self.env.world
+
+        def make(step: int) -> Batch:
+            zoom = zoom_of(step)
+            return make_batch(self.reader, codes[zoom], zoom, batch_rng(self.config, stage, step, self.env.rank),
+                              size, step)
+
+        stream = self.config.stream
+        return prefetched(make, range(start, steps), stream.prefetch, stream.workers)
+
+    def _step(self, optimizer: torch.optim.Optimizer, params: list, loss: torch.Tensor | None) -> None:
+        """One update; ``loss`` None: every tile of this rank's batch was missing from the source (skipped, but
+        under torchrun the rank still joins the gradient average with zero gradients so no rank waits)."""
+        if loss is None and self.env.world == 1:
+            return
+        optimizer.zero_grad()
+        (loss if loss is not None else sum((p * 0).sum() for p in params)).backward()
+        _average_gradients(params)
+        optimizer.step()
+
+    def _tiles(self, batch: Batch) -> torch.Tensor:
+        return query_tensor(batch.pixels, self.prep.mean, self.prep.std).to(self.device)
 
     def pretrain(self, start: int, optim_state: dict | None) -> None:
         """From-scratch presets: the whole tower, queries and tiles of every level, in-batch negatives."""
@@ -223,35 +244,29 @@ class Trainer:
             optimizer.load_state_dict(optim_state)
         scale = torch.tensor(1 / 0.07)
         model.train()
-        for step in range(start, cfg.pretrain_steps):
-            zoom = cfg.zooms[step % len(cfg.zooms)]
-            rng = np.random.default_rng([cfg.seed, 0, step, self.env.rank])
-            index, unique, target = _batch(problem, zoom, rng, cfg.batch_size // self.env.world)
-            query = model.encode_photo(problem.query_pixels(problem.train_queries[index]).to(self.device))
-            tiles = model.tower(problem.tile_pixels[zoom][unique].to(self.device))
-            loss = _contrastive(query, tiles, torch.from_numpy(target).to(self.device), scale)
-            optimizer.zero_grad()
-            loss.backward()
-            _average_gradients(params)
-            optimizer.step()
-            if step % 100 == 0:
-                log.info("pretrain step %d/%d loss %.3f", step, cfg.pretrain_steps, loss.item())
-            if (step + 1) % cfg.save_every == 0:
-                self._save_state("pretrain", step + 1, optimizer)
+        for batch in self._batches("pretrain", start, cfg.pretrain_steps, lambda step: pretrain_zoom(cfg, step)):
+            loss = None
+            if len(batch.index):
+                query = model.encode_photo(query_tensor(problem.train_queries[batch.index], self.prep.mean,
+                                                        self.prep.std).to(self.device))
+                loss = _contrastive(query, model.tower(self._tiles(batch)),
+                                    torch.from_numpy(batch.target).to(self.device), scale)
+            self._step(optimizer, params, loss)
+            if loss is not None and batch.step % 100 == 0:
+                log.info("pretrain step %d/%d loss %.3f (%d tiles read so far)", batch.step, cfg.pretrain_steps,
+                         loss.item(), self.reader.stats.read)
+            if (batch.step + 1) % cfg.save_every == 0:
+                self._save_state("pretrain", batch.step + 1, optimizer)
         model.freeze_tower(True)
         model.eval()
 
     @torch.no_grad()
     def photo_features(self) -> torch.Tensor:
         self.model.eval()
-        chunks = [self.model.encode_photo(self.problem.query_pixels(self.problem.train_queries[i:i + 256])
-                                          .to(self.device)) for i in range(0, len(self.problem.train), 256)]
+        queries = self.problem.train_queries
+        chunks = [self.model.encode_photo(query_tensor(queries[i:i + 256], self.prep.mean, self.prep.std)
+                                          .to(self.device)) for i in range(0, len(queries), 256)]
         return F.normalize(torch.cat(chunks).float(), dim=-1)
-
-    @torch.no_grad()
-    def trunk(self, zoom: int) -> torch.Tensor:
-        pixels = self.problem.tile_pixels[zoom]
-        return torch.cat([self.model.trunk_tokens(pixels[i:i + 256].to(self.device)) for i in range(0, len(pixels), 256)])
 
     def train_level(self, zoom: int, start: int, optim_state: dict | None) -> None:
         cfg, model = self.config, self.model
@@ -261,35 +276,49 @@ class Trainer:
                 model.init_level_from_tower(zoom)
             else:
                 model.copy_level(origin, zoom)
-        photos, tokens = self.photo_features(), self.trunk(zoom)
+        photos = self.photo_features()
         params = model.trainable_parameters(zoom)
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         if optim_state:
             optimizer.load_state_dict(optim_state)
-        steps = max(1, int(round(cfg.epochs * len(self.problem.train) / cfg.batch_size)))
+        steps = level_steps(cfg, len(self.problem.train))
         model.head(zoom).train()
-        for step in range(start, steps):
-            rng = np.random.default_rng([cfg.seed, zoom + 1, step, self.env.rank])
-            index, unique, target = _batch(self.problem, zoom, rng, cfg.batch_size // self.env.world)
-            tiles = model.encode_from_trunk(tokens[torch.from_numpy(unique)], zoom)
-            loss = _contrastive(photos[torch.from_numpy(index)], tiles, torch.from_numpy(target).to(self.device),
-                                model.logit_scale(zoom))
-            optimizer.zero_grad()
-            loss.backward()
-            _average_gradients(params)
-            optimizer.step()
-            if step % 200 == 0:
-                log.info("level %d (from %s) step %d/%d loss %.3f", zoom, origin or "tower", step, steps, loss.item())
-            if (step + 1) % cfg.save_every == 0:
-                self._save_state(f"level-{zoom}", step + 1, optimizer)
+        for batch in self._batches(f"level-{zoom}", start, steps, lambda step: zoom):
+            loss = None
+            if len(batch.index):
+                with torch.no_grad():  # the shared trunk is frozen: its tokens need no graph
+                    tokens = model.trunk_tokens(self._tiles(batch))
+                tiles = model.encode_from_trunk(tokens, zoom)
+                loss = _contrastive(photos[torch.from_numpy(batch.index)], tiles,
+                                    torch.from_numpy(batch.target).to(self.device), model.logit_scale(zoom))
+            self._step(optimizer, params, loss)
+            if loss is not None and batch.step % 200 == 0:
+                log.info("level %d (from %s) step %d/%d loss %.3f (%d tiles read so far)", zoom, origin or "tower",
+                         batch.step, steps, loss.item(), self.reader.stats.read)
+            if (batch.step + 1) % cfg.save_every == 0:
+                self._save_state(f"level-{zoom}", batch.step + 1, optimizer)
         model.eval()
 
 
-def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> dict:
-    """Train (or resume), write model.pt + manifest.json + metrics.md; returns the manifest."""
-    from geoapp.galleries.gallery import Gallery
-    from training.maptiles.evaluate import evaluate, markdown_table
+def _check_source(config: TrainConfig, source: TileSource) -> None:
+    if source.info.max_zoom < max(config.zooms):
+        raise ValueError(f"tile source {config.tiles!r} stops at zoom {source.info.max_zoom}; build it to zoom "
+                         f"{max(config.zooms)}: `python -m geoapp tiles build-offline --max-zoom {max(config.zooms)}`, "
+                         "or serve deeper tiles (`python -m training.maptiles.tileserver`)")
 
+
+def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None, *, source: TileSource | None = None,
+          stop_after: str | None = None, evaluate_after: bool = True) -> dict:
+    """Train (or resume), write model.pt + manifest.json + metrics.md + results.md; returns the manifest.
+
+    ``source``: an open tile source to read (default: open ``config.tiles``); ``stop_after``: a stage name
+    ("pretrain", "level-16" ...): stop once it is done (state saved; run again to continue; returns
+    ``{"stopped_after": ...}``); ``evaluate_after=False``: write the model without the evaluation table."""
+    from geoapp.galleries.gallery import Gallery
+    from training.maptiles.evaluate import EvalConfig, evaluate, markdown_table, results_markdown
+
+    if stop_after is not None and stop_after not in stages(config):
+        raise ValueError(f"--stop-after {stop_after!r}: the stages are {', '.join(stages(config))}")
     torch.set_num_threads(config.threads)
     env = DistEnv.from_env()
     device = pick_device(env, config.device)
@@ -300,31 +329,49 @@ def train(config: TrainConfig, out: Path, gallery: np.ndarray | None = None) -> 
     torch.manual_seed(config.seed)
     tower = None if config.from_scratch else clip_vit_b32_tower(config.backbone_weights)  # fails fast when missing
     model = MapTileModel(model_config, tuple(config.zooms), tower=tower).to(device)
-    problem = Problem(config, model_config, Gallery.default().coords if gallery is None else gallery)
-    log.info("%d training locations, %d test; zooms %s", len(problem.train), len(problem.test), config.zooms)
-    trainer = Trainer(config, problem, model, out, env, device)
-    trainer.run()
-    manifest: dict = {}
-    if env.is_main:
-        train_seconds = time.perf_counter() - started
-        metrics = evaluate(config, model, problem)
-        demo = config.from_scratch and not config.photos
-        meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=demo,
-                              description="offline cross-view demonstration: shaded-relief renderings -> Blue Marble "
-                                          "tiles (NASA rasters), trained from scratch" if demo else
-                                          f"ground-level photos of {Path(config.photos).name} -> {config.tiles} tiles"
-                                          if config.photos else f"{config.preset} map encoders",
-                              training={"tile_source": problem.tile_source, "config": asdict(config),
-                                        "train_locations": int(len(problem.train)), "metrics": metrics["summary"]})
-        path = save_checkpoint(model, out / "model.pt", meta, include_tower="pretrain" in stages(config),
-                               half=config.from_scratch)
-        manifest = {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                    "config": asdict(config), "stage_order": stages(config), "level_order": level_order(config.zooms),
-                    "history": trainer.history, "train_seconds": round(train_seconds, 1),
-                    "train_locations": int(len(problem.train)), "test_locations": int(len(problem.test)),
-                    "tile_source": problem.tile_source, "torch": torch.__version__, "metrics": metrics}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (out / "metrics.md").write_text(markdown_table(metrics) + "\n")
+    owned = source is None
+    source = open_training_source(config.tiles, online=config.online) if owned else source
+    try:
+        _check_source(config, source)
+        problem = Problem(config, model_config.image_size, Gallery.default().coords if gallery is None else gallery,
+                          cache_dir=out)
+        log.info("%d training locations, %d test; zooms %s; tiles streamed from %s", len(problem.train),
+                 len(problem.test), config.zooms, source.info.title)
+        trainer = Trainer(config, problem, model, out, env, device, source)
+        if not trainer.run(stop_after):
+            shutdown_distributed()
+            return {"stopped_after": stop_after, "done": list(trainer.done), "tile_reads": trainer.reader.stats.to_dict()}
+        manifest: dict = {}
+        if env.is_main:
+            train_seconds = time.perf_counter() - started
+            metrics = None
+            if evaluate_after:
+                eval_config = EvalConfig(zooms=tuple(config.zooms), k=tuple(config.eval_k), seed=config.seed)
+                metrics = evaluate(eval_config, model, problem.held_out(), source)
+            demo = config.from_scratch and not config.photos
+            summary = metrics["summary"] if metrics else {}
+            meta = CheckpointMeta(preset=config.preset, zooms=tuple(config.zooms), crossview_demo=demo,
+                                  description="offline cross-view demonstration: shaded-relief renderings -> Blue "
+                                              "Marble tiles (NASA rasters), trained from scratch" if demo else
+                                              f"ground-level photos of {Path(config.photos).name} -> {config.tiles} "
+                                              "tiles" if config.photos else f"{config.preset} map encoders",
+                                  training={"tile_source": config.tiles, "config": asdict(config),
+                                            "train_locations": int(len(problem.train)), "metrics": summary})
+            path = save_checkpoint(model, out / "model.pt", meta, include_tower="pretrain" in stages(config),
+                                   half=config.from_scratch)
+            manifest = {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                        "config": asdict(config), "stage_order": stages(config),
+                        "level_order": level_order(config.zooms), "history": trainer.history,
+                        "train_seconds": round(train_seconds, 1), "train_locations": int(len(problem.train)),
+                        "test_locations": int(len(problem.test)), "tile_source": config.tiles,
+                        "tile_reads": trainer.reader.stats.to_dict(), "torch": torch.__version__, "metrics": metrics}
+            (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            if metrics:
+                (out / "metrics.md").write_text(markdown_table(metrics) + "\n")
+                (out / "results.md").write_text(results_markdown(metrics, meta, source.info) + "\n")
+    finally:
+        if owned:
+            source.close()
     shutdown_distributed()
     return manifest
 
@@ -335,12 +382,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--preset", default=defaults.preset)
     parser.add_argument("--zooms", default=",".join(map(str, defaults.zooms)))
-    parser.add_argument("--tiles", default=defaults.tiles)
-    for name in ("window_km", "lr", "pretrain_lr", "epochs"):
+    parser.add_argument("--tiles", default=defaults.tiles,
+                        help="tile source: offline (default), a .pmtiles/.mbtiles file, an online provider (with "
+                             "--online), or this machine's tile server http://127.0.0.1:PORT/{z}/{x}/{y}.jpg "
+                             "(python -m training.maptiles.tileserver)")
+    parser.add_argument("--online", action="store_true",
+                        help="allow an online tile source (its server sees which areas the training data covers)")
+    for name in ("window_km", "lr", "pretrain_lr", "epochs", "tile_cache_mb"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     for name in ("gallery_points", "land_points", "test_size", "seed", "batch_size", "pretrain_steps", "save_every",
-                 "threads"):
+                 "threads", "prefetch", "tile_workers"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    parser.add_argument("--eval-k", default=",".join(map(str, defaults.eval_k)), help="beam widths of the table")
     parser.add_argument("--device", default=None)
     parser.add_argument("--photos", default=None,
                         help="train on ground-level photos with GPS (the paper's setting): a dataset CSV (MP-16, Im2GPS, "
@@ -350,13 +403,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--holdout", type=float, default=defaults.holdout, help="share of photos kept for evaluation")
     parser.add_argument("--backbone-weights", default=defaults.backbone_weights,
                         help="clip-vit-b32: 'pretrained' (python -m geoapp weights download vit-b-32) or a path")
+    parser.add_argument("--stop-after", default=None, metavar="STAGE",
+                        help="stop once this stage is done (pretrain, level-16 ...); the same command resumes")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="write the model without the evaluation table (python -m training.maptiles.evaluate)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = replace(defaults, **{k: v for k, v in vars(args).items() if k not in ("out", "zooms")},
-                     zooms=tuple(int(z) for z in args.zooms.split(",")))
-    manifest = train(config, args.out)
-    if manifest:
-        print((args.out / "metrics.md").read_text())
+    config = replace(defaults, **{k: v for k, v in vars(args).items()
+                                  if k not in ("out", "zooms", "eval_k", "stop_after", "no_eval")},
+                     zooms=tuple(int(z) for z in args.zooms.split(",")),
+                     eval_k=tuple(int(k) for k in args.eval_k.split(",")))
+    manifest = train(config, args.out, stop_after=args.stop_after, evaluate_after=not args.no_eval)
+    if manifest.get("stopped_after"):
+        print(f"stopped after {manifest['stopped_after']} (done: {', '.join(manifest['done'])}); "
+              "run the same command again to continue")
+    elif manifest and (args.out / "results.md").is_file():
+        print((args.out / "results.md").read_text())
 
 
 if __name__ == "__main__":

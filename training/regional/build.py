@@ -6,9 +6,12 @@
 
 ``build`` reads the photos (GPS from EXIF, or a CSV ``path,lat,lon``), lists what it skips (no GPS,
 unreadable, outside the countries), computes frozen features (cached: a second build with another
-method reuses them), holds out 10 % to measure the model, trains the method on the rest, and
-writes ``<variants dir>/NAME/`` (checkpoint, thumbnails, manifest). The registry then offers it as
-``regional:NAME`` in the CLI, the app and Cases. Train only on photos you have the right to use.
+method reuses them), splits the photos 80/10/10 (training / validation, for early stopping / test),
+trains the method, measures it on the test part only, and writes ``<variants dir>/NAME/``
+(checkpoint, thumbnails, manifest with the test metrics). The registry then offers it as
+``regional:NAME`` in the CLI, the app and Cases. The backbone defaults to ``auto``: CLIP ViT-L/14
+(GeoCLIP's) when its weights are here, else SatWorld's encoder with a warning (weak on ground-level
+photos). Train only on photos you have the right to use.
 """
 
 from __future__ import annotations
@@ -22,21 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from geoapp.families.regional.backbone import BACKBONE_NAMES, load_extractor
+from geoapp.families.regional.backbone import (
+    AUTO,
+    BACKBONE_NAMES,
+    SATWORLD_ON_GROUND_PHOTOS,
+    load_extractor,
+    resolve_backbone,
+)
 from geoapp.families.regional.heads import SIGMA_PRESETS
 from geoapp.families.regional.model import CHECKPOINT_NAME, References, save_model
 from geoapp.families.variants import check_tag, variants_dir, write_manifest
 from training.regional.features import collection_features
-from training.regional.fit import (
-    BUILD_METHODS,
-    METHODS,
-    Metrics,
-    TrainConfig,
-    TrainingSet,
-    evaluate,
-    fit,
-    most_common_cell,
-)
+from training.regional.fit import BUILD_METHODS, METHODS, TrainConfig, TrainingSet, evaluate, fit, most_common_cell
+from training.regional.metrics import Metrics
+from training.regional.reproduce import add_arguments as add_reproduce_arguments
+from training.regional.reproduce import run_cli as run_reproduce
 from training.regional.sources import SourceError, parse_countries, read_source
 
 log = logging.getLogger("training.regional")
@@ -52,9 +55,19 @@ class BuildResult:
     metrics: Metrics
     baseline: Metrics
     training_images: int
-    heldout_images: int
+    heldout_images: int  # the test part (the metrics)
     cells: int | None
     skipped: dict
+    validation_images: int = 0  # early stopping
+
+
+def split_parts(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the training, validation and test parts (``fraction`` each for validation and test, from 10
+    photos; a test part from 5)."""
+    order = np.random.default_rng(seed).permutation(count)
+    test = round(fraction * count) if count >= 5 else 0
+    val = round(fraction * count) if count >= 10 else 0
+    return np.sort(order[test + val:]), np.sort(order[test:test + val]), np.sort(order[:test])
 
 
 def auto_cell_min(train_images: int) -> int:
@@ -62,23 +75,34 @@ def auto_cell_min(train_images: int) -> int:
     return int(min(200, max(3, train_images // 10)))
 
 
-def build(source: str | Path, countries: str | list[str], method: str, name: str, *, backbone: str = "satworld",
+def build(source: str | Path, countries: str | list[str], method: str, name: str, *, backbone: str = AUTO,
           backbone_weights: str | None = None, config: TrainConfig | None = None, cell_min: int | None = None,
           holdout: float = 0.1, output_dir: Path | None = None, force: bool = False, progress: bool = True,
-          overrides: dict | None = None, paths_within: Path | None = None) -> BuildResult:
-    """Build the variant ``regional:NAME`` (see the module docstring). ``paths_within``: an uploaded
-    source's folder; CSV rows naming files outside it are refused (see training.regional.sources)."""
+          overrides: dict | None = None, from_app: bool = False, paths_within: Path | None = None) -> BuildResult:
+    """Build the variant ``regional:NAME`` (see the module docstring); ``from_app``: the log is for the app's
+    Models tab (no command-line hints); ``paths_within``: an uploaded source's folder, CSV rows naming files
+    outside it are refused (see training.regional.sources)."""
     check_tag(name)
     if method not in METHODS:
         raise SourceError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     codes = parse_countries(countries) if isinstance(countries, str) else list(countries)
     folder = (output_dir or variants_dir()) / name
     if folder.exists() and not force:
-        raise SourceError(f"a model named {name!r} already exists at {folder}; choose another --name or pass --force")
+        hint = "choose another name" if from_app else "choose another --name or pass --force"
+        raise SourceError(f"a model named {name!r} already exists; {hint}")
     records, report = read_source(source, codes, within=paths_within)
     for line in report.lines():
         print(line)
-    extractor = load_extractor(backbone, backbone_weights, (config or TrainConfig()).device)
+    config = config or TrainConfig()
+    chosen = resolve_backbone(backbone)
+    if backbone == AUTO:
+        print(f"backbone: {chosen} (automatic: " + ("the CLIP ViT-L/14 weights are here)" if chosen != "satworld"
+                                                    else "no CLIP ViT-L/14 weights on this machine)"))
+    if chosen == "satworld":
+        how = ("(the Models tab lists how to get them)" if from_app
+               else "(python -m geoapp weights download)")
+        print(f"warning: {SATWORLD_ON_GROUND_PHOTOS} {how}. Use SatWorld only for satellite or aerial imagery.")
+    extractor = load_extractor(chosen, backbone_weights, config.device)
     computed = collection_features([r.path for r in records], extractor, progress=progress)
     records = [r for r, keep in zip(records, computed.keep) if keep]
     report.unreadable += computed.unreadable
@@ -87,17 +111,17 @@ def build(source: str | Path, countries: str | list[str], method: str, name: str
     print(f"{len(records)} photos in {', '.join(codes)} ({computed.cached} features from the cache)")
     data = TrainingSet(computed.features, np.array([[r.lat, r.lon] for r in records]),
                        np.array([r.country for r in records], dtype=np.int64), codes)
-    rng = np.random.default_rng((config or TrainConfig()).seed)
-    order = rng.permutation(len(data))
-    held = round(holdout * len(data)) if len(data) >= 5 else 0
-    train, test = data.subset(np.sort(order[held:])), data.subset(np.sort(order[:held]))
-    config = config or TrainConfig()
+    train_idx, val_idx, test_idx = split_parts(len(data), holdout, config.seed)
+    train, val, test = data.subset(train_idx), data.subset(val_idx), data.subset(test_idx)
+    print(f"split: {len(train)} training, {len(val)} validation (early stopping), {len(test)} test photos "
+          "(held out: the metrics below)" if len(val) else
+          f"split: {len(train)} training, {len(test)} test photos (too few for a validation part: fixed epochs)")
     config = replace(config, cell_min=cell_min or auto_cell_min(len(train)))
     spec = replace(METHODS[method], **(overrides or {}))
     meta = {"backbone": {"name": extractor.name, "weights": extractor.weights,
                          "weights_path": backbone_weights if backbone_weights not in (None, "random") else None},
             "countries": codes, "training_domain": GROUND}
-    result = fit(spec, train, config, meta)
+    result = fit(spec, train, config, meta, validation=val)
     metrics, baseline = evaluate(result.model, test), most_common_cell(train, test, config)
     model = result.model
     model.meta["metrics"] = metrics.to_dict()
@@ -118,12 +142,21 @@ def build(source: str | Path, countries: str | list[str], method: str, name: str
                    label=f"Regional: {name} ({spec.name}, {', '.join(codes)})",
                    description=f"{spec.title} on {extractor.name} features, {len(train)} photos of {', '.join(codes)}",
                    extra={"method": spec.name, "countries": codes, "backbone": meta["backbone"], "cells": cells,
-                          "training_images": len(train), "heldout_images": len(test), "metrics": metrics.to_dict(),
-                          "baseline_most_common_cell": baseline.to_dict(), "skipped": report.to_dict()})
-    print(f"held-out {len(test)} photos: country {metrics.country:.1f} %, within 25 km {metrics.within_km[25]:.1f} %, "
-          f"200 km {metrics.within_km[200]:.1f} % (most-common-cell baseline: country {baseline.country:.1f} %)")
-    print(f"wrote {folder}; use it with --model regional:{name}")
-    return BuildResult(f"regional:{name}", folder, metrics, baseline, len(train), len(test), cells, report.to_dict())
+                          "training_images": len(train), "validation_images": len(val), "heldout_images": len(test),
+                          "split": {"train": 1 - 2 * holdout, "validation": holdout, "test": holdout,
+                                    "seed": config.seed},
+                          "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                          "metrics": metrics.to_dict(), "baseline_most_common_cell": baseline.to_dict(),
+                          "skipped": report.to_dict()})
+    print(f"held-out test ({len(test)} photos): country {metrics.country:.1f} %, within 25 km "
+          f"{metrics.within_km[25]:.1f} %, 200 km {metrics.within_km[200]:.1f} % (most-common-cell baseline: "
+          f"country {baseline.country:.1f} %)")
+    if from_app:
+        print(f"Done: the model regional:{name} is ready. Choose it in Locate or Cases.")
+    else:
+        print(f"wrote {folder}; use it with --model regional:{name}")
+    return BuildResult(f"regional:{name}", folder, metrics, baseline, len(train), len(test), cells, report.to_dict(),
+                       len(val))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--method", default="cells-up", choices=list(METHODS),
                    help=f"the paper's methods: {', '.join(BUILD_METHODS)}; the rest are ablations")
     b.add_argument("--name", required=True, help="variant name: the model becomes regional:NAME")
-    b.add_argument("--backbone", default="satworld", choices=BACKBONE_NAMES)
+    b.add_argument("--backbone", default=AUTO, choices=(AUTO, *BACKBONE_NAMES),
+                   help="auto (default): ViT-L-14 when the CLIP weights are here, else satworld (satellite imagery)")
     b.add_argument("--backbone-weights", default=None, help="open_clip checkpoint for ViT-B-32 (or another file)")
     b.add_argument("--cell-min", type=int, default=None, help="n: images per cell (default: 200, fewer for small sets)")
     b.add_argument("--epochs", type=int, default=None)
@@ -148,10 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--paths-within", type=Path, default=None, metavar="DIR",
                    help="refuse CSV rows whose file is not inside DIR (absolute paths, .., links out); "
                         "the app sets it for uploaded zips")
+    b.add_argument("--from-app", action="store_true", help=argparse.SUPPRESS)  # log for the Models tab
     r = commands.add_parser("reproduce", help="the paper's Table 1 on Sweden and Switzerland (offline data)")
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--quick", action="store_true", help="a small run (a few hundred locations per country)")
-    r.add_argument("--methods", default=None, help=f"comma-separated subset of {', '.join(METHODS)}")
+    add_reproduce_arguments(r)
     return parser
 
 
@@ -160,18 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "reproduce":
-            from training.regional.reproduce import ReproConfig, quick_config, reproduce
-
-            config = ReproConfig()
-            if args.methods:
-                unknown = [m for m in args.methods.split(",") if m not in METHODS]
-                if unknown:
-                    raise SourceError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-                config = replace(config, methods=tuple(args.methods.split(",")))
-            summary = reproduce(args.out, quick_config(config) if args.quick else config)
-            print((args.out / "table.md").read_text())
-            print(f"{summary['seconds']} s; results in {args.out}")
-            return 0
+            return run_reproduce(args)
         overrides = {k: v for k, v in (("negatives", args.negatives), ("sigmas", args.sigmas),
                                        ("label_smoothing_km", args.label_smoothing_km)) if v is not None}
         config = TrainConfig(device=args.device)
@@ -179,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, epochs=args.epochs, retrieval_epochs=args.epochs)
         build(args.source, args.countries, args.method, args.name, backbone=args.backbone,
               backbone_weights=args.backbone_weights, config=config, cell_min=args.cell_min,
-              output_dir=args.output_dir, force=args.force, overrides=overrides, paths_within=args.paths_within)
+              output_dir=args.output_dir, force=args.force, overrides=overrides, from_app=args.from_app,
+              paths_within=args.paths_within)
         return 0
     except (SourceError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

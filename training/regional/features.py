@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geoapp.fileio import atomic_write
 from geoapp.families.regional.backbone import FeatureExtractor
 from geoapp.imaging import ImageLoadError, load_image
 from geoapp.settings import get_settings
@@ -83,9 +84,8 @@ def collection_features(paths: list[Path], extractor: FeatureExtractor, batch_si
         bar.update(len(todo[start:start + batch_size]))
     bar.close()
     if todo:
-        temporary = folder / "features.tmp.npz"
-        np.savez(temporary, hashes=np.array(list(known)), features=np.stack(list(known.values())))
-        temporary.replace(store)
+        atomic_write(store, lambda handle: np.savez(handle, hashes=np.array(list(known)),
+                                                    features=np.stack(list(known.values()))))
     keep = np.array([h is not None for h in hashes], dtype=bool)
     kept = [h for h in hashes if h is not None]
     features = np.stack([known[h] for h in kept]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)

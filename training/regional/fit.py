@@ -1,12 +1,14 @@
-"""Train one regional method on frozen features, and measure it (country accuracy, % within 1/25/200/750 km).
+"""Train one regional method on frozen features (metrics in :mod:`training.regional.metrics`).
 
 Method presets (:data:`METHODS`) name the paper's models and our extra rows; each is a head kind
 plus how its targets are built (cells, gallery, negatives, label smoothing). Training is a plain
-AdamW loop over in-memory features (minutes on a CPU).
+AdamW loop over in-memory features (minutes on a CPU); with a validation set it stops early
+(``patience`` epochs without a lower mean error) and keeps the best epoch's weights.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -24,11 +26,11 @@ from geoapp.families.regional.heads import (
 )
 from geoapp.families.regional.locator import country_tables
 from geoapp.families.regional.model import References, RegionalModel, Tables
-from geoapp.geo.distance import haversine_km
 from geoapp.geo.regional_cells import CellConfig, Cells, build_cells
+from training.regional.metrics import Metrics, mean_error_km, score
+from training.regional.metrics import evaluate as evaluate_features
 
 log = logging.getLogger("training.regional")
-THRESHOLDS_KM = (1, 25, 200, 750)
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,12 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("offset", "offset", "Regression (country + offset, multi-task)"),
     MethodSpec("cells-down", "cells", "Cells, top-down", cell_method="top-down"),
     MethodSpec("cells-consolidated", "cells", "Cells, top-down + consolidation", cell_method="consolidated"),
-    MethodSpec("cells-up", "cells", "Cells, bottom-up (theirs)", cell_method="bottom-up"),
-    MethodSpec("cells-heatmap", "cells", "Cells, bottom-up, heat map only (ablation)", cell_method="heatmap"),
-    MethodSpec("cells-coord-wcss", "cells", "Cells, bottom-up, WCSS on coordinates (ablation)",
+    MethodSpec("cells-up-paper", "cells", "Cells, bottom-up (paper)", cell_method="bottom-up-paper"),
+    MethodSpec("cells-up", "cells", "Cells, bottom-up (ours)", cell_method="bottom-up"),
+    MethodSpec("cells-heatmap", "cells", "Cells, bottom-up (ours), heat map only (ablation)", cell_method="heatmap"),
+    MethodSpec("cells-coord-wcss", "cells", "Cells, bottom-up (ours), WCSS on coordinates (ablation)",
                cell_method="coord-wcss"),
-    MethodSpec("cells-smooth", "cells", "Cells, bottom-up + haversine label smoothing (τ 65 km)",
+    MethodSpec("cells-smooth", "cells", "Cells, bottom-up (ours) + haversine label smoothing (τ 65 km)",
                cell_method="bottom-up", label_smoothing_km=65.0),
     MethodSpec("retrieval-mlp", "retrieval", "Retrieval, MLP location encoder", location_encoder="mlp"),
     MethodSpec("retrieval-rff", "retrieval", "Retrieval, RFF location encoder (σ 2^0, 2^8, 2^16)"),
@@ -62,18 +65,19 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                negatives="queue"),
     MethodSpec("retrieval-rff-geoclip", "retrieval", "Retrieval, RFF with GeoCLIP's σ (2^0, 2^4, 2^8)",
                sigmas="geoclip"),
-    MethodSpec("hybrid", "hybrid", "Hybrid: bottom-up cells + offset in the cell", cell_method="bottom-up"),
+    MethodSpec("hybrid", "hybrid", "Hybrid: bottom-up (ours) cells + offset in the cell", cell_method="bottom-up"),
 )}
-BUILD_METHODS = ("cells-up", "cells-down", "cells-consolidated", "offset", "retrieval-rff", "retrieval-mlp",
-                 "hybrid", "classifier")
+BUILD_METHODS = ("cells-up", "cells-up-paper", "cells-down", "cells-consolidated", "offset", "retrieval-rff",
+                 "retrieval-mlp", "hybrid", "classifier")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and target settings shared by every method."""
 
-    epochs: int = 20
+    epochs: int = 20  # at most (early stopping on a validation set may stop sooner)
     retrieval_epochs: int = 30
+    patience: int = 5  # epochs without a lower validation mean error before stopping
     batch_size: int = 256
     retrieval_batch_size: int = 512  # contrastive heads: more in-batch negatives, fewer location-encoder passes
     lr: float = 1e-3
@@ -105,25 +109,30 @@ class TrainingSet:
 
 
 @dataclass
-class Metrics:
-    """Held-out results in the paper's columns (percentages)."""
+class Targets:
+    """What a head is trained towards, row by row of the training set (``keep``: rows that train it)."""
 
-    images: int
-    country: float
-    within_km: dict[int, float]
-    median_km: float
-
-    def to_dict(self) -> dict:
-        return {"images": self.images, "country_accuracy": round(self.country, 2),
-                "within_km": {str(k): round(v, 2) for k, v in self.within_km.items()},
-                "median_km": round(self.median_km, 1)}
+    tables: Tables
+    head_config: HeadConfig
+    cells: Cells | None
+    keep: np.ndarray  # [N] bool: bottom-up (paper) leaves unclaimed images out of every cell
+    labels: np.ndarray  # [N] int64 country or cell (-1 where not kept)
+    boxes: np.ndarray  # [N, 4] the label's box (offset/hybrid targets)
+    soft: np.ndarray | None  # [N, K] haversine-smoothed targets, or None
 
 
 @dataclass
 class FitResult:
     model: RegionalModel
     cells: Cells | None
+    targets: Targets
     losses: list[float] = field(default_factory=list)
+    validation_km: list[float] = field(default_factory=list)  # mean error on the validation set per epoch
+    best_epoch: int | None = None  # 1-based; None: no validation set (the last epoch is kept)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.losses)
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -166,67 +175,81 @@ def gallery(data: TrainingSet, config: TrainConfig) -> tuple[np.ndarray, np.ndar
 
 # ---------------------------------------------------------------------------------------------- training
 def fit(method: MethodSpec | str, data: TrainingSet, config: TrainConfig = TrainConfig(),
-        meta: dict | None = None) -> FitResult:
-    """Train ``method`` on ``data``; the model keeps no references (the caller adds them)."""
+        meta: dict | None = None, validation: TrainingSet | None = None) -> FitResult:
+    """Train ``method`` on ``data`` (early stopping on ``validation`` when given and not empty); the model keeps
+    no references (the caller adds them)."""
     method = METHODS[method] if isinstance(method, str) else method
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, int(config.threads)))
     try:
-        return _fit(method, data, config, meta)
+        return _fit(method, data, config, meta, validation if validation is not None and len(validation) else None)
     finally:
         torch.set_num_threads(previous)
 
 
-def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict | None) -> FitResult:
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+def prepare(method: MethodSpec, data: TrainingSet, config: TrainConfig) -> Targets:
+    """Tables, cells and per-row targets of ``method`` on ``data``."""
     tables = base_tables(data)
     cells = None
     labels = data.country
     boxes = tables.country_boxes[data.country]
-    targets = None
+    soft = None
     classes = len(data.countries)
+    keep = np.ones(len(data), dtype=bool)
     if method.kind in ("cells", "hybrid"):
         cells = make_cells(data, method, config)
         labels = cells.assignment
+        keep = labels >= 0
         classes = len(cells)
         majority = [np.bincount(data.country[labels == c], minlength=len(data.countries)).argmax()
                     for c in range(classes)]
         pad = 0.005
         tables = replace(tables, cell_coords=cells.coords, cell_boxes=cells.boxes + [-pad, -pad, pad, pad],
                          cell_country=np.asarray(majority, np.int64))
-        boxes = tables.cell_boxes[labels]
+        boxes = tables.cell_boxes[np.maximum(labels, 0)]
         if method.label_smoothing_km:
-            targets = haversine_smoothed_targets(data.coords[:, 0], data.coords[:, 1], cells.coords,
-                                                 method.label_smoothing_km)
+            soft = haversine_smoothed_targets(data.coords[:, 0], data.coords[:, 1], cells.coords,
+                                              method.label_smoothing_km)
     if method.kind == "retrieval":
         coords, country = gallery(data, config)
         tables = replace(tables, gallery_coords=coords, gallery_country=country)
     head_config = HeadConfig(kind=method.kind, feature_dim=data.features.shape[1], classes=classes,
                              hidden=config.hidden, dropout=config.dropout, location_encoder=method.location_encoder,
                              sigmas=SIGMA_PRESETS[method.sigmas])
-    head = RegionalHead(head_config).to(config.device)
+    return Targets(tables, head_config, cells, keep, np.asarray(labels, np.int64), boxes, soft)
+
+
+def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict | None,
+         validation: TrainingSet | None) -> FitResult:
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    targets = prepare(method, data, config)
+    tables = targets.tables
+    head = RegionalHead(targets.head_config).to(config.device)
     device = torch.device(config.device)
-    features = torch.as_tensor((data.features - tables.feature_mean) / tables.feature_std, dtype=torch.float32)
-    latlon = torch.as_tensor(data.coords, dtype=torch.float32)
-    label_t = torch.as_tensor(labels, dtype=torch.int64)
-    boxes_t = torch.as_tensor(boxes, dtype=torch.float32)
-    targets_t = None if targets is None else torch.as_tensor(targets)
+    rows = np.flatnonzero(targets.keep)
+    features = torch.as_tensor((data.features[rows] - tables.feature_mean) / tables.feature_std, dtype=torch.float32)
+    latlon = torch.as_tensor(data.coords[rows], dtype=torch.float32)
+    label_t = torch.as_tensor(targets.labels[rows], dtype=torch.int64)
+    boxes_t = torch.as_tensor(targets.boxes[rows], dtype=torch.float32)
+    soft_t = None if targets.soft is None else torch.as_tensor(targets.soft[rows])
     epochs = config.retrieval_epochs if method.kind == "retrieval" else config.epochs
     batch_size = config.retrieval_batch_size if method.kind == "retrieval" else config.batch_size
-    steps_per_epoch = max(1, int(np.ceil(len(data) / batch_size)))
+    steps_per_epoch = max(1, int(np.ceil(len(rows) / batch_size)))
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
     queue: deque[torch.Tensor] = deque()
-    losses = []
-    head.train()
+    result = FitResult(RegionalModel(head, tables, References.empty(data.features.shape[1]), {}), targets.cells,
+                       targets)
+    stopper = EarlyStopping(config.patience) if validation is not None else None
     for _ in range(epochs):
-        order = torch.as_tensor(rng.permutation(len(data)))
+        head.train()
+        order = torch.as_tensor(rng.permutation(len(rows)))
         total = 0.0
-        for start in range(0, len(data), batch_size):
+        for start in range(0, len(rows), batch_size):
             index = order[start:start + batch_size]
             batch = Batch(features[index].to(device), latlon[index].to(device), label_t[index].to(device),
-                          None if targets_t is None else targets_t[index].to(device), boxes_t[index].to(device))
+                          None if soft_t is None else soft_t[index].to(device), boxes_t[index].to(device))
             if method.kind == "retrieval":
                 batch.negatives = _negatives(method, config, latlon, queue, rng, device)
             value, _ = loss(head, batch)
@@ -239,13 +262,57 @@ def _fit(method: MethodSpec, data: TrainingSet, config: TrainConfig, meta: dict 
                 queue.append(batch.latlon.detach())
                 while sum(len(q) for q in queue) > config.negatives:
                     queue.popleft()
-        losses.append(total / steps_per_epoch)
+        result.losses.append(total / steps_per_epoch)
+        if stopper is not None:
+            error = validation_error(result.model, validation)
+            result.validation_km.append(error)
+            if stopper.update(error, head):
+                break
+    if stopper is not None:
+        stopper.restore(head)
+        result.best_epoch = stopper.best_epoch
     head.eval().cpu()
-    info = {"method": method.name, "kind": method.kind, "training_images": len(data),
-            "cells": None if cells is None else cells.to_dict(), "train_config": asdict(config),
-            "method_spec": asdict(method), **(meta or {})}
-    model = RegionalModel(head, tables, References.empty(data.features.shape[1]), info)
-    return FitResult(model, cells, losses)
+    result.model.meta = {"method": method.name, "kind": method.kind, "training_images": len(rows),
+                         "cells": None if targets.cells is None else targets.cells.to_dict(),
+                         "train_config": asdict(config), "method_spec": asdict(method),
+                         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, **(meta or {})}
+    return result
+
+
+class EarlyStopping:
+    """Keeps the weights of the epoch with the lowest validation error; says when ``patience`` epochs passed
+    without a lower one."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = max(1, int(patience))
+        self.best = float("inf")
+        self.best_epoch = 0
+        self.epoch = 0
+        self.state: dict | None = None
+
+    def update(self, error: float, *modules: torch.nn.Module) -> bool:
+        """Record one epoch's error; True when training should stop."""
+        self.epoch += 1
+        if error < self.best:
+            self.best, self.best_epoch = error, self.epoch
+            self.state = [copy.deepcopy(m.state_dict()) for m in modules]
+        return self.epoch - self.best_epoch >= self.patience
+
+    def restore(self, *modules: torch.nn.Module) -> None:
+        if self.state is not None:
+            for module, state in zip(modules, self.state):
+                module.load_state_dict(state)
+
+
+def validation_error(model: RegionalModel, validation: TrainingSet) -> float:
+    """Mean error (km) of ``model`` on ``validation``, leaving the head in training mode."""
+    model.head.eval()
+    model._gallery_embeddings = None  # the location encoder changed since the last look
+    try:
+        return mean_error_km(model, validation.features, validation.coords)
+    finally:
+        model._gallery_embeddings = None
+        model.head.train()
 
 
 def _negatives(method: MethodSpec, config: TrainConfig, latlon: torch.Tensor, queue: deque, rng: np.random.Generator,
@@ -257,31 +324,8 @@ def _negatives(method: MethodSpec, config: TrainConfig, latlon: torch.Tensor, qu
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def predict_top(model: RegionalModel, features: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Top candidate (lat, lon) [N, 2] and its country index [N] for raw features."""
-    coords, countries = [], []
-    for start in range(0, len(features), chunk):
-        decoded = model.decode(torch.as_tensor(features[start:start + chunk], dtype=torch.float32))
-        best = decoded.probs.argmax(axis=1)
-        coords.append(decoded.coords[np.arange(len(best)), best])
-        countries.append(decoded.country[best])
-    if not coords:
-        return np.zeros((0, 2)), np.zeros(0, np.int64)
-    return np.concatenate(coords), np.concatenate(countries)
-
-
-def score(pred: np.ndarray, pred_country: np.ndarray, truth: TrainingSet) -> Metrics:
-    if len(truth) == 0:
-        return Metrics(0, float("nan"), {k: float("nan") for k in THRESHOLDS_KM}, float("nan"))
-    distance = haversine_km(pred[:, 0], pred[:, 1], truth.coords[:, 0], truth.coords[:, 1])
-    return Metrics(images=len(truth), country=100.0 * float(np.mean(pred_country == truth.country)),
-                   within_km={k: 100.0 * float(np.mean(distance <= k)) for k in THRESHOLDS_KM},
-                   median_km=float(np.median(distance)))
-
-
 def evaluate(model: RegionalModel, test: TrainingSet) -> Metrics:
-    pred, country = predict_top(model, test.features)
-    return score(pred, country, test)
+    return evaluate_features(model, test.features, test.coords, test.country)
 
 
 def most_common_cell(train: TrainingSet, test: TrainingSet, config: TrainConfig) -> Metrics:
@@ -290,4 +334,4 @@ def most_common_cell(train: TrainingSet, test: TrainingSet, config: TrainConfig)
     biggest = int(np.argmax(cells.counts))
     country = np.bincount(train.country[cells.assignment == biggest]).argmax()
     pred = np.repeat(cells.coords[biggest][None], len(test), axis=0)
-    return score(pred, np.full(len(test), country), test)
+    return score(pred, np.full(len(test), country), test.coords, test.country)

@@ -122,7 +122,7 @@ def predict_loader(model: TransLocator, cells: GeocellHierarchy, batches: Iterab
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.translocator.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, type=Path, help="translocator-*.pt from training.translocator.train")
+    p.add_argument("--checkpoint", required=True, type=Path, help="translocator-*.safetensors (or an older .pt) from training.translocator.train")
     p.add_argument("--csv", required=True, type=Path)
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--layout", default="auto", choices=sorted(LAYOUTS))

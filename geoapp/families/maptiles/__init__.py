@@ -14,6 +14,7 @@ from geoapp.families.base import AERIAL_IMAGE, Capabilities
 from geoapp.families.registry import FamilyOption, FamilySpec, register
 from geoapp.models import weights as w
 
+SHIPPED_ZOOMS = (1, 3, 5)  # the levels of assets/maptiles/maptiles-crossview.pt (a test reads the file and checks)
 TRAIN_COMMAND = "python -m training.maptiles.train --preset crossview-small --out runs/maptiles"
 CROSSVIEW_CAVEAT = ("Map-tile model shipped as an OFFLINE CROSS-VIEW DEMONSTRATION: trained here from scratch to match "
                     "renderings of the NASA shaded-relief raster with Blue Marble map tiles. It is not a "

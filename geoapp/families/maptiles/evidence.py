@@ -34,10 +34,11 @@ class PathTile:
     rank: int  # 1 = best at its level
     score: float  # cosine similarity to the photo
     bounds: tuple[float, float, float, float]  # west, south, east, north
+    seed: bool = False  # kept beyond the best k because it holds a seed (GeoCLIP's candidate)
 
     def to_dict(self) -> dict:
         return {"z": self.zoom, "x": self.x, "y": self.y, "rank": self.rank, "score": round(self.score, 6),
-                "bounds": [round(v, 6) for v in self.bounds]}
+                "bounds": [round(v, 6) for v in self.bounds], "seed": self.seed}
 
 
 class SearchPath(EvidenceItem):
@@ -56,7 +57,9 @@ class SearchPath(EvidenceItem):
         for step in result.steps:
             kept = step.kept_tiles()
             boxes = tile_boxes(kept)
-            tiles = [PathTile(int(t[0]), int(t[1]), int(t[2]), rank, float(step.scores[i]), tuple(map(float, box)))
+            best = len(step.kept) - step.seeded  # seed tiles come after the best k
+            tiles = [PathTile(int(t[0]), int(t[1]), int(t[2]), rank, float(step.scores[i]), tuple(map(float, box)),
+                              seed=rank > best)
                      for rank, (t, i, box) in enumerate(zip(kept, step.kept, boxes), start=1)]
             levels.append((step.zoom, int(len(step.tiles)), tiles))
         return cls(levels, k)
@@ -82,7 +85,8 @@ class SearchPath(EvidenceItem):
                     "properties": {"stroke": colour, "fill": colour, "weight": 1 + 2 * (tile.rank == 1),
                                    "fill_opacity": 0.04 + 0.08 * depth / max(1, len(self.levels) - 1),
                                    "zoom": zoom, "rank": tile.rank, "score": tile.score,
-                                   "tooltip": f"zoom {zoom} · #{tile.rank} of {len(kept)} kept · "
+                                   "tooltip": f"zoom {zoom} · #{tile.rank} of {len(kept)} kept"
+                                              f"{' (GeoCLIP seed)' if tile.seed else ''} · "
                                               f"similarity {tile.score:.3f}"}})
         return [MapLayer("Map-tile search path (colour = score within its level)", tuple(features))]
 
@@ -92,11 +96,16 @@ class SearchPath(EvidenceItem):
             shown = ", ".join(f'<span style="color:{score_colour(1 - i / max(1, len(kept) - 1))}">'
                               f"{t.zoom}/{t.x}/{t.y} ({t.score:.3f})</span>" for i, t in enumerate(kept[:6]))
             more = f" … +{len(kept) - 6}" if len(kept) > 6 else ""
+            seeds = [t for t in kept if t.seed]
+            if seeds:
+                more += "; GeoCLIP seed" + ("s" if len(seeds) > 1 else "") + " kept beyond the best k: " + ", ".join(
+                    f"{t.zoom}/{t.x}/{t.y} ({t.score:.3f})" for t in seeds)
             rows.append(f"<tr><td>{zoom}</td><td>{scored:,}</td><td>{len(kept)}</td><td>{shown}{more}</td></tr>")
         return ('<table class="geoapp-search-path"><tr><th>zoom</th><th>tiles scored</th><th>kept</th>'
                 "<th>best kept tiles (z/x/y, similarity)</th></tr>" + "".join(rows) + "</table>"
                 f"<p><small>Beam search with k = {self.k}: each kept tile is split into the tiles of the next "
-                "level and only the best k survive. The map shows the kept tiles as rectangles.</small></p>")
+                "level and only the best k survive (plus, in a GeoCLIP-seeded search, the tiles holding GeoCLIP's "
+                "candidates). The map shows the kept tiles as rectangles.</small></p>")
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@
   tiles overlapping it; a final tile whose centre falls outside is placed at a point of its part
   inside the region.
 * Levels deeper than the tile source has are left out (the search ends at the deepest zoom it can
-  read; a note says so).
-* GeoCLIP seeding (``seed_geoclip=N``): GeoCLIP's top N candidates' tiles join the beam at every
-  level (they are scored like any other tile; the beam still keeps k). Skipped, with a warning on
-  the result, when GeoCLIP cannot run here.
+  read): a **warning** on every result, on the CLI's stderr and in every record says so. The offline
+  pyramid is built, or deepened, to the model's deepest zoom (up to 6) on first use, so the shipped
+  model searches all its levels.
+* GeoCLIP seeding (``seed_geoclip=N``): the tiles holding GeoCLIP's top N candidates are kept in
+  addition to the k best at every level (k + N expanded, the paper's future work). Skipped, with a
+  warning on the result, when GeoCLIP cannot run here.
 * Evidence: :class:`~.evidence.SearchPath` (also a map layer) and :class:`~.evidence.TileThumbnails`.
 """
 
@@ -73,10 +75,15 @@ class MapTileLocator(Family):
             raise TileSourceError(f"the tile source {source.info.name!r} goes to zoom {source.info.max_zoom}, but "
                                   f"this model's first level is zoom {model.zooms[0]}: build a deeper pyramid "
                                   f"(`python -m geoapp tiles build-offline --max-zoom {model.zooms[-1]}`)")
-        if self.zooms != model.zooms:
-            self.notes.append(f"tile source {source.info.name!r} stops at zoom {source.info.max_zoom}: searching zooms "
-                              f"{', '.join(map(str, self.zooms))} of {', '.join(map(str, model.zooms))}")
+        self.truncation = None if self.zooms == model.zooms else truncation_warning(source, self.zooms, model.zooms)
+        if self.truncation:
+            self.notes.append(self.truncation)
         self._geoclip = None
+
+    @property
+    def load_warnings(self) -> list[str]:
+        """What every result of this instance must say (the CLI prints it when the model loads)."""
+        return [self.truncation] if self.truncation else []
 
     # ------------------------------------------------------------------ identity
     def describe(self) -> FamilyIdentity:
@@ -176,6 +183,7 @@ class MapTileLocator(Family):
                                          "seeded_tiles": int(sum(s.seeded for s in result.steps))}
                 if seed_warning:
                     prediction.warnings.append(seed_warning)
+                prediction.warnings.extend(w for w in self.load_warnings if w not in prediction.warnings)
                 prediction.timings_ms = {"load": item.load_ms, "forward": forward_ms, "search": search_ms}
                 results.append(prediction)
             return results
@@ -267,21 +275,49 @@ class _PhotoEncoder(torch.nn.Module):
         return self.model.encode_photo(pixels)
 
 
+def truncation_warning(source: TileSource, searched: tuple[int, ...], levels: tuple[int, ...]) -> str:
+    """The warning a search that cannot reach the model's deepest level carries."""
+    from geoapp.geo.tiles import tile_bounds
+
+    west, _, east, _ = (float(v) for v in tile_bounds(searched[-1], 0, 0))
+    width_km = (east - west) / 360.0 * 40_075
+    fix = (f"build it deeper: `python -m geoapp tiles build-offline --max-zoom {levels[-1]}`"
+           if source.info.name.startswith("offline") else f"use a tile source that goes to zoom {levels[-1]}")
+    return (f"Map-tile search truncated: the tile source {source.info.name!r} stops at zoom {source.info.max_zoom}, "
+            f"so the search ends at zoom {searched[-1]} instead of the model's zoom {levels[-1]} (answers are centres "
+            f"of tiles about {width_km:,.0f} km wide); {fix}")
+
+
 # ---------------------------------------------------------------------------------------------- loading
+OFFLINE_BUILD_MAX_ZOOM = 6  # deepest zoom built on first use (zoom 0-6: 5 461 tiles, about a minute of one core)
+
+
 def open_tiles(name: str | None, notes: list[str], deepest: int) -> TileSource:
-    """The tile source by name (``synthetic`` for tests). A missing offline pyramid is built first, down to
-    the model's deepest zoom (at most 6: zoom 0-5 is ~30 s of one core)."""
-    if name == "synthetic":
+    """The tile source by name (``synthetic`` / ``synthetic:MAXZOOM`` for tests). The offline pyramid is built when
+    missing, or deepened when it stops short of the model's deepest zoom (up to zoom 6), with a progress bar."""
+    if name is not None and (name == "synthetic" or name.startswith("synthetic:")):
         from geoapp.families.maptiles.synthetic import SyntheticTileSource
 
-        return SyntheticTileSource()
-    from geoapp.tiles.registry import default_pyramid_path, ensure_offline_pyramid, offline_layer, open_source
+        return SyntheticTileSource(max_zoom=int(name.split(":", 1)[1]) if ":" in name else 8)
+    from geoapp.tiles.registry import (
+        AUTO_MAX_ZOOM,
+        built_max_zoom,
+        default_pyramid_path,
+        ensure_offline_pyramid,
+        offline_layer,
+        open_source,
+    )
 
     layer = offline_layer(name)
-    if layer is not None and not default_pyramid_path(layer).is_file():
-        zoom = max(4, min(6, deepest))
-        notes.append(f"built the offline {layer} pyramid (zoom 0-{zoom}) at {default_pyramid_path(layer)}")
-        ensure_offline_pyramid(layer, max_zoom=zoom)
+    if layer is not None:
+        zoom = max(AUTO_MAX_ZOOM, min(OFFLINE_BUILD_MAX_ZOOM, deepest))
+        built = built_max_zoom(layer)
+        if built is None or built < zoom:
+            what = "built" if built is None else f"deepened (it stopped at zoom {built})"
+            message = f"the offline {layer} pyramid was {what} to zoom 0-{zoom} at {default_pyramid_path(layer)}"
+            log.warning("%s …", message)
+            ensure_offline_pyramid(layer, max_zoom=zoom, show_bar=True)
+            notes.append(message)
     return open_source(name, build_missing=True, notice=notes.append)
 
 

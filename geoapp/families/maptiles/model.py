@@ -25,6 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoapp.models.backbones import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
+from geoapp.models.checkpoint import load_checkpoint
+from geoapp.models.checkpoint import save_checkpoint as write_checkpoint
+
+
+CHECKPOINT_FORMAT = "geoapp-maptiles-1"  # the format label, for safetensors files and the older torch.save ones
 
 
 @dataclass(frozen=True)
@@ -201,34 +206,25 @@ def similarities(photo: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(model: MapTileModel, path: str | Path, meta: CheckpointMeta, *, include_tower: bool,
                     half: bool = False) -> Path:
-    """Write the trained parts (per-level heads; the tower too when it was trained here).
+    """Write the trained parts (per-level heads; the tower too when it was trained here) in the project's one
+    checkpoint convention (safetensors + JSON config and meta: :mod:`geoapp.models.checkpoint`).
 
     ``half``: float16 on disk (shipped assets); loading turns them back into float32.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"levels.{k}": v for k, v in model.levels.state_dict().items()}
     if include_tower:
         state.update({f"tower.{k}": v for k, v in model.tower.state_dict().items()})
     state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in state.items()}
-    payload = {"format": "geoapp-maptiles-1", "config": model.config.to_dict(), "meta": asdict(meta), "state": state}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves half a checkpoint
-    return path
+    return write_checkpoint(path, CHECKPOINT_FORMAT, state, model.config.to_dict(), asdict(meta))
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        from geoapp.models.weights import WeightsMissingError
-
-        raise WeightsMissingError(f"map-tile checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != "geoapp-maptiles-1":
-        raise ValueError(f"{path} is not a map-tile checkpoint (written by `python -m training.maptiles.train`)")
-    return payload
+    """``{"format", "config", "meta", "state"}`` of a map-tile checkpoint, read by the one loader (safetensors, or an
+    older ``torch.save`` file such as the shipped one with ``weights_only=True``: reading never runs code)."""
+    checkpoint = load_checkpoint(path, CHECKPOINT_FORMAT, what="map-tile checkpoint")
+    meta = checkpoint.meta.get("meta", checkpoint.meta) if checkpoint.legacy else checkpoint.meta
+    return {"format": checkpoint.format, "config": checkpoint.config, "meta": dict(meta), "state": checkpoint.state}
 
 
 def model_from_checkpoint(payload: dict, tower: nn.Module | None = None) -> tuple[MapTileModel, CheckpointMeta]:

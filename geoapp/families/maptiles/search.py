@@ -6,8 +6,10 @@ children at the next level's zoom (two zooms down: a 4×4 grid of 16); score tho
 encoder; keep the best ``k``; ... The answer is the centre of the best tile of the last level.
 
 Beyond the paper: a region filter applied at every level (the search never leaves the region),
-optional *seed* points (GeoCLIP's top candidates) whose tiles join the candidates at every level,
-and tiles the source does not have are dropped rather than scored.
+and tiles the source does not have are dropped rather than scored. **Seeded search** (the paper's
+future work): the tiles holding *seed* points (GeoCLIP's top candidates) are *added* to the k kept
+tiles of every level (k + 1 go on with one seed), so a seed's area is expanded down to the last
+level even where the map encoder would have dropped it; they do not compete for the k places.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class LevelStep:
     zoom: int
     tiles: np.ndarray  # [N, 3] (z, x, y) scored at this level
     scores: np.ndarray  # [N] cosine similarity to the photo
-    kept: np.ndarray  # indices into tiles of the top k, best first
-    seeded: int = 0  # tiles added by seeds at this level
+    kept: np.ndarray  # indices into tiles: the top k, best first, then the seed tiles added beyond them
+    seeded: int = 0  # seed tiles kept beyond the top k at this level
 
     def kept_tiles(self) -> np.ndarray:
         return self.tiles[self.kept]
@@ -100,14 +102,24 @@ def seed_tiles(seeds: np.ndarray | None, zoom: int) -> np.ndarray:
     return np.stack([np.full(len(x), zoom), x, y], axis=1).astype(np.int64)
 
 
-def _add_unique(tiles: np.ndarray, extra: np.ndarray) -> tuple[np.ndarray, int]:
+def _add_unique(tiles: np.ndarray, extra: np.ndarray) -> np.ndarray:
     if len(extra) == 0:
-        return tiles, 0
+        return tiles
     known = {tuple(t) for t in tiles.tolist()}
     new = [t for t in {tuple(t) for t in extra.tolist()} if t not in known]
-    if not new:
-        return tiles, 0
-    return np.concatenate([tiles, np.array(sorted(new), np.int64)]), len(new)
+    return np.concatenate([tiles, np.array(sorted(new), np.int64)]) if new else tiles
+
+
+def _keep(tiles: np.ndarray, scores: np.ndarray, k: int, seeds: np.ndarray) -> tuple[np.ndarray, int]:
+    """Indices of the best ``k`` tiles (ties keep tile order), then every seed tile not among them."""
+    order = np.argsort(-scores, kind="stable")
+    top = order[:int(k)]
+    if len(seeds) == 0:
+        return top, 0
+    chosen = set(top.tolist())
+    wanted = {tuple(t) for t in seeds.tolist()}
+    extra = [row for row in order[int(k):].tolist() if tuple(tiles[row].tolist()) in wanted and row not in chosen]
+    return np.concatenate([top, np.array(extra, np.int64)]).astype(np.int64), len(extra)
 
 
 def beam_search(photo: np.ndarray, zooms: tuple[int, ...], embed: Embed, k: int, *,
@@ -116,8 +128,10 @@ def beam_search(photo: np.ndarray, zooms: tuple[int, ...], embed: Embed, k: int,
     """Search one photo (a unit embedding [D]) down ``zooms`` keeping the best ``k`` tiles per level.
 
     ``start``: the first level's tiles (default: the whole world at ``zooms[0]``); ``inside``: a
-    filter every level's tiles must pass (region prior); ``seeds``: [S, 2] points whose tiles join
-    every level. Ties are broken by tile order, so the same inputs always give the same path.
+    filter every level's tiles must pass (region prior); ``seeds``: [S, 2] points whose tiles are
+    scored at every level and kept *in addition to* the best ``k`` (so up to k + S tiles are expanded;
+    a seed tile outside the region or missing from the source is not added). Ties are broken by tile
+    order, so the same inputs always give the same path.
     """
     if int(k) < 1:
         raise SearchError(f"beam width k must be at least 1; got {k}")
@@ -129,7 +143,8 @@ def beam_search(photo: np.ndarray, zooms: tuple[int, ...], embed: Embed, k: int,
     for index, zoom in enumerate(zooms):
         if index > 0:
             tiles = expand(steps[-1].kept_tiles(), zoom)
-        tiles, seeded = _add_unique(tiles, seed_tiles(seeds, zoom))
+        seeded_here = seed_tiles(seeds, zoom)
+        tiles = _add_unique(tiles, seeded_here)  # scored even where the start tiles do not hold them
         if inside is not None and len(tiles):
             tiles = tiles[np.asarray(inside(tiles), dtype=bool)]
         embeddings, available = embed(zoom, tiles)
@@ -139,8 +154,8 @@ def beam_search(photo: np.ndarray, zooms: tuple[int, ...], embed: Embed, k: int,
                               "these tiles (build or fetch them, e.g. `python -m geoapp tiles build-offline "
                               f"--max-zoom {zoom}`), or the region is outside the source's coverage")
         scores = embeddings @ photo
-        order = np.argsort(-scores, kind="stable")  # stable: ties keep tile order
-        steps.append(LevelStep(int(zoom), tiles, scores.astype(np.float32), order[:int(k)], seeded))
+        kept, seeded = _keep(tiles, scores, int(k), seeded_here)
+        steps.append(LevelStep(int(zoom), tiles, scores.astype(np.float32), kept, seeded))
     return SearchResult(steps)
 
 

@@ -36,11 +36,16 @@ SPEC = register(FamilySpec(
     weight_files=(CHECKPOINT,),
     builder=FamilyBuilder(
         module="training.regional",
-        methods=("cells-up", "cells-down", "cells-consolidated", "offset", "retrieval-rff", "retrieval-mlp", "hybrid",
-                 "classifier"),
+        methods=("cells-up", "cells-up-paper", "cells-down", "cells-consolidated", "offset", "retrieval-rff",
+                 "retrieval-mlp", "hybrid", "classifier"),
         default_method="cells-up",
         help="Photos with EXIF GPS (or a CSV path,lat,lon) in the chosen countries; the model keeps their features "
-             "and thumbnails to show the most similar ones with every prediction.",
+             "and thumbnails to show the most similar ones with every prediction. 80 % of the photos train it, "
+             "10 % decide when to stop, 10 % measure it.",
+        backbones=(("Automatic: CLIP ViT-L/14 when its weights are here, else SatWorld", "auto"),
+                   ("CLIP ViT-L/14 (ground-level photos; needs its weights)", "ViT-L-14"),
+                   ("SatWorld encoder (satellite/aerial imagery; weak on ground-level photos)", "satworld")),
+        default_backbone="auto",
     ),
     test_options={"method": "cells", "countries": "SE,CH"},
     paper="Sweden or Switzerland - GeoLocation on Noisy Datasets (Engdahl, Heubi)",

@@ -1,9 +1,11 @@
 """Frozen feature extractors for regional models (the same at build time and at prediction time).
 
 ``satworld``: the image encoder of the shipped SatWorld model (256-d; offline, but trained on
-satellite crops); ``ViT-L-14``: CLIP's vision tower (768-d; needs ``python -m geoapp weights
-download``); ``ViT-B-32``: CLIP ViT-B/32 from an open_clip checkpoint file you pass. With
-``weights="random"`` the architecture gets random weights (tests only; flagged).
+satellite crops); ``ViT-L-14``: CLIP's vision tower (768-d, GeoCLIP's backbone; needs ``python -m
+geoapp weights download``); ``ViT-B-32``: CLIP ViT-B/32 from an open_clip checkpoint file you pass.
+``auto`` (the build default) is ViT-L-14 when its weights are on this machine, else SatWorld's
+encoder, whose caveat the build log and every prediction carry. With ``weights="random"`` the
+architecture gets random weights (tests only; flagged).
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ from geoapp.models.backbones import (
 from geoapp.models.preprocess import centre_crop_tensor, ten_crop_tensor
 
 BACKBONE_NAMES = ("satworld", "ViT-B-32", "ViT-L-14")
+AUTO = "auto"
+SATWORLD_ON_GROUND_PHOTOS = ("SatWorld's encoder was trained on satellite imagery: its features are weak on "
+                             "ground-level photos, and so is a model built on them. CLIP ViT-L/14 features suit "
+                             "ground-level photos; builds use them automatically once its weights are here")
+
+
+def resolve_backbone(name: str) -> str:
+    """``auto`` -> ViT-L-14 when the CLIP ViT-L/14 weights are on this machine, else ``satworld``."""
+    if name != AUTO:
+        return name
+    from geoapp.models import weights
+
+    return "ViT-L-14" if weights.find(weights.CLIP_VIT_L14_OPENAI) is not None else "satworld"
 VIT_B32 = BackboneSpec("ViT-B-32", "ViT-B-32-quickgelu", None)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geoapp.fileio import atomic_write
 from geoapp.families.regional.heads import HeadConfig, RegionalHead, decode_offsets
 from geoapp.index import VectorIndex, build_index, choose_spec
 
@@ -172,10 +173,7 @@ def save_model(model: RegionalModel, path: Path) -> str:
                        "names": list(r.names), "thumbnails": list(r.thumbnails)},
         "meta": model.meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
+    atomic_write(path, lambda handle: torch.save(payload, handle), durable=True)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -63,3 +63,35 @@ def test_missing_tiles_are_skipped_and_remembered(model, tmp_path):
     assert (have, missing) == (2, 2)
     vectors, ok = TileEmbedder(model, source, cache_dir=tmp_path)(1, world_tiles(1))
     assert ok.tolist() == [False, True, True, False] and np.allclose(np.linalg.norm(vectors[ok], axis=1), 1, atol=1e-5)
+
+
+def test_cold_cache_search_embeds_and_reads_only_the_tiles_it_visits(model, tmp_path):
+    """Below what was pre-embedded, a search encodes only the tiles it visits and stores them for the next photo;
+    a later search reads back only its own rows from the disk cache, never a whole level."""
+    from geoapp.geo.regions import parse_region
+    from geoapp.geo.tiles import tiles_covering
+
+    source = SyntheticTileSource(max_zoom=5)
+    region = tiles_covering(parse_region("bbox:45,5,48,11"), 5)  # a Switzerland-sized box at the deepest level
+    first = TileEmbedder(model, source, cache_dir=tmp_path)
+    assert first.embed_level(5, region) == (len(region), 0) and first.store.count(5) == len(region)
+    result = beam_search(photo_vector(model, 0), model.zooms, first, k=2)
+    visited5 = {tuple(t) for t in result.steps[-1].tiles.tolist()}
+    new5 = visited5 - {tuple(t) for t in region.tolist()}
+    assert first.encoded == len(region) + 4 + len(result.steps[1].tiles) + len(new5)
+    assert first.store.count(5) == len(region) + len(new5)
+    assert first.store.count(5) < 4 ** 5  # the level was never embedded whole
+    again = TileEmbedder(model, source, cache_dir=tmp_path, memory_tiles=10_000)
+    same = beam_search(photo_vector(model, 0), model.zooms, again, k=2)
+    assert again.encoded == 0 and same.best_tile == result.best_tile
+    assert again.held == sum(len({tuple(t) for t in step.tiles.tolist()}) for step in same.steps)
+
+
+def test_the_memory_cache_is_bounded(model, tmp_path):
+    source = SyntheticTileSource(max_zoom=3)
+    embedder = TileEmbedder(model, source, cache_dir=tmp_path, memory_tiles=10)
+    have, _ = embedder.embed_level(3)
+    assert have == 4 ** 3 and embedder.held == 10 and embedder.store.count(3) == 4 ** 3
+    encoded = embedder.encoded
+    vectors, ok = embedder(3, world_tiles(3)[:30])  # evicted ones come back from the disk cache, not re-encoded
+    assert ok.all() and embedder.encoded == encoded and embedder.held == 10

@@ -76,3 +76,43 @@ def test_checkpoint_round_trip(model, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(Exception):
         read_checkpoint(tmp_path / "bad.pt")
+
+
+class _RunsCode:
+    """A pickled object that runs code when unpickled (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """An older torch.save checkpoint is read with weights_only=True: a pickled callable is refused before it runs."""
+    marker = tmp_path / "ran"
+    torch.save({"format": "geoapp-maptiles-1", "config": {}, "meta": _RunsCode(marker), "state": {}},
+               tmp_path / "hostile.pt")
+    with pytest.raises(ValueError, match="could run code"):
+        read_checkpoint(tmp_path / "hostile.pt")
+    assert not marker.exists()
+
+
+def test_checkpoints_are_written_as_safetensors_with_plain_metadata(model, tmp_path):
+    """New checkpoints follow the one convention (safetensors + JSON); numpy numbers in the metadata become numbers."""
+    import numpy as np
+
+    meta = CheckpointMeta(preset="tiny", zooms=(1, 3, 5), training={"metrics": {"median_km": np.float64(12.5)},
+                                                                    "n": np.int64(3)})
+    path = save_checkpoint(model, tmp_path / "m.pt", meta, include_tower=True)
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    _, loaded = model_from_checkpoint(read_checkpoint(path))
+    assert loaded.training == {"metrics": {"median_km": 12.5}, "n": 3} and type(loaded.training["n"]) is int
+
+
+def test_the_shipped_checkpoint_loads_weights_only():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[3] / "assets" / "maptiles" / "maptiles-crossview.pt"
+    loaded, meta = model_from_checkpoint(read_checkpoint(shipped))
+    assert meta.crossview_demo and meta.zooms == loaded.zooms == (1, 3, 5)

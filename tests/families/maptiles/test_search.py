@@ -76,12 +76,51 @@ def test_region_restriction_keeps_every_tile_inside():
     assert south - 1 < lat < north + 1 and west - 1 < lon < east + 1
 
 
-def test_seeds_join_every_level():
-    photo = unit(-33.87, 151.21)
-    result = beam_search(photo, (2, 4), sphere_embed(), k=1, seeds=np.array([[48.85, 2.35]]))
-    assert all(step.seeded in (0, 1) for step in result.steps) and result.steps[1].seeded == 1
-    x, y = latlon_to_tile(48.85, 2.35, 4)
-    assert (4, int(x), int(y)) in {tuple(t) for t in result.steps[1].tiles.tolist()}
+def test_seed_tiles_are_kept_beyond_k_and_expanded_to_the_last_level():
+    """The paper's future work: GeoCLIP's tile is *added* to the k kept tiles (k + 1 go on), it does not take one
+    of the k places; its area is therefore searched down to the last level."""
+    photo = unit(-33.87, 151.21)  # Sydney; the seed is Paris, which the beam on its own never keeps
+    paris = np.array([[48.85, 2.35]])
+    plain = beam_search(photo, (2, 4, 6), sphere_embed(), k=1)
+    seeded = beam_search(photo, (2, 4, 6), sphere_embed(), k=1, seeds=paris)
+    assert [len(step.kept) for step in plain.steps] == [1, 1, 1]
+    assert [len(step.kept) for step in seeded.steps] == [2, 2, 2] and [s.seeded for s in seeded.steps] == [1, 1, 1]
+    x, y = latlon_to_tile(48.85, 2.35, 6)
+    paris6 = (6, int(x), int(y))
+    assert paris6 not in {tuple(t) for t in plain.final.tiles.tolist()}
+    assert tuple(seeded.final.kept_tiles()[-1]) == paris6  # kept after the best k
+    # The seed's whole 4x4 block of the last level was scored (its zoom-4 parent was expanded), not one tile.
+    px, py = latlon_to_tile(48.85, 2.35, 4)
+    block = {tuple(t) for t in expand(np.array([[4, int(px), int(py)]]), 6).tolist()}
+    assert block <= {tuple(t) for t in seeded.final.tiles.tolist()}
+    assert seeded.best_tile == plain.best_tile  # the seed never displaces the best tile
+
+
+def misleading_coarse_embed(fine_zoom: int):
+    """Coarse levels look half a world away (longitude + 180°); only ``fine_zoom`` sees the true place."""
+    def embed(zoom, tiles):
+        lat, lon = tile_center(tiles[:, 0], tiles[:, 1], tiles[:, 2])
+        if zoom < fine_zoom:
+            lon = (np.asarray(lon) + 360.0) % 360.0 - 180.0
+        return unit(lat, lon).reshape(-1, 3), np.ones(len(tiles), bool)
+
+    return embed
+
+
+def test_seeding_rescues_an_area_the_coarse_levels_drop():
+    """The photo is at (48.0, 3.0); the coarse encoders mislead the beam to the other side of the Earth, and GeoCLIP's
+    candidate (48.0, 9.0) is in the right zoom-4 tile but the wrong zoom-6 tile. Only a seed tile that is *kept and
+    expanded* lets the fine level find the photo's own tile: without seeding the answer is half a world away, and
+    with the seed merely scored as a candidate the answer is GeoCLIP's tile, not the photo's."""
+    truth, geoclip = (48.0, 3.0), (48.0, 9.0)
+    tx, ty = latlon_to_tile(*truth, 6)
+    gx, gy = latlon_to_tile(*geoclip, 6)
+    assert (int(tx), int(ty)) != (int(gx), int(gy))
+    assert tuple(np.asarray(latlon_to_tile(*truth, 4)).tolist()) == tuple(np.asarray(latlon_to_tile(*geoclip, 4)).tolist())
+    result = beam_search(unit(*truth), (2, 4, 6), misleading_coarse_embed(6), k=1, seeds=np.array([geoclip]))
+    assert result.best_tile == (6, int(tx), int(ty))
+    unseeded = beam_search(unit(*truth), (2, 4, 6), misleading_coarse_embed(6), k=1)
+    assert abs(unseeded.answer[1] - truth[1]) > 90  # what the test guards against: the coarse levels alone fail
 
 
 def test_missing_tiles_are_dropped_and_an_empty_level_is_a_clear_error():

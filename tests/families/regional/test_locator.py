@@ -58,3 +58,16 @@ def test_region_outside_the_countries_and_unreadable_files(photo, tmp_path):
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     records = family.predict_batch([broken, photo], top_k=2)
     assert records[0].error and records[1].ok
+
+
+def test_automatic_backbone_is_clip_when_its_weights_are_here_else_satworld(tmp_path, monkeypatch):
+    from geoapp.families.regional.backbone import resolve_backbone
+    from geoapp.models import weights
+
+    monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert resolve_backbone("auto") == "satworld"
+    (tmp_path / weights.CLIP_VIT_L14_OPENAI.filename).write_bytes(b"weights")  # found in the weights dir
+    assert weights.find(weights.CLIP_VIT_L14_OPENAI) is not None
+    assert resolve_backbone("auto") == "ViT-L-14"
+    assert resolve_backbone("satworld") == "satworld"  # an explicit choice stays
