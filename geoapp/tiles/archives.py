@@ -22,6 +22,7 @@ from pathlib import Path
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer as _PMTilesWriter
 
+from geoapp.fileio import atomic_write
 from geoapp.geo.tiles import MAX_LAT, MAX_ZOOM, flip_y
 from geoapp.tiles.archive_checks import (
     HEADER_BYTES,
@@ -182,23 +183,20 @@ class PMTilesWriter:
     def close(self) -> Path:
         if not self._tiles:
             raise TileSourceError(f"no tiles to write to {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
-        try:
-            with open(temp, "wb") as stream:
-                writer = _PMTilesWriter(stream)
-                for tile_id in sorted(self._tiles):  # sorted: a clustered archive
-                    writer.write_tile(tile_id, self._tiles[tile_id])
-                header = {
-                    "tile_type": _TILE_TYPES[self.image_format], "tile_compression": Compression.NONE,
-                    "min_lon_e7": -1_800_000_000, "min_lat_e7": int(-MAX_LAT * 1e7),
-                    "max_lon_e7": 1_800_000_000, "max_lat_e7": int(MAX_LAT * 1e7),
-                    "center_zoom": min(self._zooms), "center_lon_e7": 0, "center_lat_e7": 0,
-                }
-                writer.finalize(header, self.metadata)
-            os.replace(temp, self.path)
-        finally:
-            temp.unlink(missing_ok=True)
+
+        def write(stream) -> None:
+            writer = _PMTilesWriter(stream)
+            for tile_id in sorted(self._tiles):  # sorted: a clustered archive
+                writer.write_tile(tile_id, self._tiles[tile_id])
+            header = {
+                "tile_type": _TILE_TYPES[self.image_format], "tile_compression": Compression.NONE,
+                "min_lon_e7": -1_800_000_000, "min_lat_e7": int(-MAX_LAT * 1e7),
+                "max_lon_e7": 1_800_000_000, "max_lat_e7": int(MAX_LAT * 1e7),
+                "center_zoom": min(self._zooms), "center_lon_e7": 0, "center_lat_e7": 0,
+            }
+            writer.finalize(header, self.metadata)
+
+        atomic_write(self.path, write)
         return self.path
 
 

@@ -190,5 +190,5 @@ def _models_tab_error(upload: Path) -> str:
         build_variant_section(ctx, [], lambda: [])
     run = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
     with pytest.raises(gr.Error) as error:
-        list(run("regional", "classifier", "lie", "IT", str(upload), ""))
+        list(run("regional", "classifier", "", "lie", "IT", str(upload), ""))  # "": the automatic backbone
     return str(error.value.message)
