@@ -17,6 +17,7 @@ from geoapp.cli import fusion as cli_fusion
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
 from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.runtime import add_runtime_commands as _add_runtime
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
 from geoapp.engine.ray_local import add_engine_commands as _add_engine
 
@@ -490,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gallery(sub)
     _add_case(sub)
     _add_engine(sub)
+    _add_runtime(sub)
     cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)

@@ -26,6 +26,7 @@ from typing import Any
 from geoapp.families.base import GROUND_PHOTO, Capabilities, CapabilityError, Family
 from geoapp.families.variants import Variant, discover
 from geoapp.models.weights import WeightFile, find
+from geoapp.runtime.request import check_family_runtime
 from geoapp.settings import Settings
 
 # The only place that lists the built-in families (order = display order).
@@ -168,6 +169,7 @@ class FamilySpec:
         loader: Callable[[FamilySpec, LoadOptions], Family] = getattr(importlib.import_module(module_name), function)
         family = loader(self, options)
         family.spec = self
+        check_family_runtime(family, options.extras)  # int8 asked for and not delivered is an error
         return family
 
 

@@ -83,7 +83,8 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
     # Serve exactly this folder (Leaflet, heatmap plugin, basemap) at gradio_api/file=<path>.
     gr.set_static_paths([asset_dir])
     service = GeolocationService(ModelSettings(backbone=config.backbone, backbone_weights=config.backbone_weights,
-                                               device=config.device,
+                                               device=config.device, runtime=config.runtime,
+                                               precision=config.precision,
                                                gallery=str(config.gallery) if config.gallery else None))
     ctx = UiContext(config=config, service=service, asset_prefix=f"gradio_api/file={asset_dir.as_posix()}/",
                     offline_tiles=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geoapp.galleries import dense as dense_gallery
+from geoapp.runtime.request import add_runtime_arguments
 from geoapp.ui.access import parse_networks
 
 DEFAULT_HOST = "127.0.0.1"
@@ -88,6 +89,8 @@ class AppConfig:
     backbone: str = "ViT-L-14"
     backbone_weights: str | None = None  # None: real weights; "random": flagged test weights
     device: str | None = None
+    runtime: str | None = None  # image-tower engine (geoapp.runtime): None = torch
+    precision: str | None = None  # None = fp32; int8 only behind its quality gate
     concurrency_limit: int = 2  # model jobs running at once (they share one model and one lock)
     queue_max_size: int = 32  # waiting jobs beyond this are refused with a "queue full" message
     max_file_mb: int = 100  # per uploaded file (photos; the image loader refuses more anyway)
@@ -186,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone-weights", default=None, metavar="random|PATH",
                         help="'random': untrained test weights, every result is flagged (default: real CLIP weights)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    add_runtime_arguments(parser)
     parser.add_argument("--concurrency", type=int, default=2, help="model jobs run at once (default 2)")
     parser.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tests: tiny-test
     return parser
@@ -198,7 +202,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         host=args.host, port=args.port, share=args.share,
         auth=_auth_from(args),
         offline_map=args.offline_map, backbone=args.backbone, backbone_weights=args.backbone_weights,
-        device=args.device, concurrency_limit=max(1, args.concurrency),
+        device=args.device, runtime=args.runtime, precision=args.precision, concurrency_limit=max(1, args.concurrency),
         weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
         gallery=Path(args.gallery).expanduser() if args.gallery else None,
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),

@@ -49,6 +49,8 @@ class ModelSettings:
     backbone_weights: str | None = None
     device: str | None = None
     gallery: str | None = None  # CSV of candidate points for retrieval families (None: their default)
+    runtime: str | None = None  # image-tower engine (geoapp.runtime; None: torch); Grad-CAM stays on torch
+    precision: str | None = None  # None: fp32; int8 only where its quality gate passed on this machine
 
     @property
     def random_weights(self) -> bool:
@@ -58,6 +60,7 @@ class ModelSettings:
         extras = {} if self.backbone == "ViT-L-14" else {"backbone": self.backbone}
         if self.gallery:
             extras["gallery"] = self.gallery
+        extras.update({k: v for k, v in (("runtime", self.runtime), ("precision", self.precision)) if v})
         return LoadOptions(device=self.device, backbone_weights=self.backbone_weights or None, extras=extras)
 
 

@@ -23,7 +23,6 @@ import pytest
 from tests.conftest import REPO
 
 ARTIFACTS = Path(os.environ.get("GEOAPP_TEST_ARTIFACTS") or REPO / "tests" / "ui" / "artifacts")
-STARTUP_BUDGET_S = 15.0
 IM2GPS_PHOTO = "1008845063_ace4ef829f_1204_97522422@N00.jpg"
 GPS_PHOTO = ("exif-samples", "jpg", "gps", "DSCN0010.jpg")  # EXIF GPS 43.467448, 11.885127
 

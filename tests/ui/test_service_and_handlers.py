@@ -49,7 +49,9 @@ def test_gradcam_on_the_tiny_model_is_finite_normalised_and_not_constant(ctx):
 def test_locate_handler_returns_state_and_json_then_draws(ctx):
     handlers = LocateHandlers(ctx)
     photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
-    session, payload = handlers.locate(photos, 4, False, "geoclip", claimed_location="43.0, 11.0", progress=no_progress)
+    # refinement is off by default for GeoCLIP; the family option field turns it on
+    session, payload = handlers.locate(photos, 4, False, "geoclip", claimed_location="43.0, 11.0",
+                                       model_options={"refine_km": "15"}, progress=no_progress)
     json.dumps(payload)  # the API answer is plain JSON
     assert payload["random_weights"] and "RANDOM WEIGHTS" in payload["warning"]
     assert [r["source"] for r in payload["results"]] == [IM2GPS_PHOTO, "DSCN0010.jpg"]
@@ -60,6 +62,7 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
 
     banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view = handlers.show(session, 1, False)
     assert evidence["visible"] is True and "Fine refinement" in evidence_view  # GeoCLIP: the refinement of its places
+    assert all(r["parameters"]["refinement"]["radius_km"] == 15 for r in payload["results"])
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]
