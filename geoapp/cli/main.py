@@ -284,7 +284,7 @@ def _human_size(n: int | None) -> str:
 
 
 def _cmd_weights_status(args: argparse.Namespace) -> int:
-    from geoapp.families import registry
+    from geoapp.families import availability, registry
     from geoapp.models import weights
 
     settings = _settings(args)
@@ -299,9 +299,7 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
     print()
     present = {r.weight.key for r in rows if r.present}
     for spec in registry.families():
-        missing = [w for w in spec.missing_files(settings)]
-        state = "ready" if not missing else f"missing {', '.join(w.filename for w in missing)}"
-        print(f"{spec.key:<22} {state}")
+        print(f"{spec.key:<22} {availability.family_state(spec, settings)}")
     print()
     if not all(w.key in present for w in registry.get(registry.choose()[0].key).required_files()):
         print("Meanwhile `--backbone-weights random` runs the full pipeline with random weights (flagged, meaningless).")
@@ -316,7 +314,10 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
 
 def _print_status_row(row, families: list[str]) -> None:
     """One weight file's block in `weights status`."""
-    mark = "OK     " if row.present else ("absent " if row.weight.optional else "MISSING")
+    from geoapp.families.availability import per_variant_file
+
+    per_variant = None if row.present else per_variant_file(row.weight)  # a built model's file, not a missing one
+    mark = "OK     " if row.present else ("absent " if row.weight.optional or per_variant else "MISSING")
     if row.checksum_ok is False:
         mark = "BAD SUM"
     print(f"[{mark}] {row.weight.description}")
@@ -328,6 +329,8 @@ def _print_status_row(row, families: list[str]) -> None:
         print(f"          path: {row.path}")
         print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
               + (f" ({check})" if row.sha256 else ""))
+    elif per_variant:
+        print(f"          {per_variant}: {row.weight.fix_hint()}")
     else:
         print(f"          to fix: {row.weight.fix_hint()}")
 

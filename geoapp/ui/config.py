@@ -22,6 +22,12 @@ MB = 1024 * 1024
 DEFAULT_MAX_SESSIONS = 12
 
 
+# What --offline-map does, said the same way by `python app.py --help` and the Map settings panel: the page's
+# security policy then forbids tile servers, so online tiles cannot be switched on until the app is restarted.
+OFFLINE_MAP_EFFECT = ("the page's security policy then forbids tile servers, so online tiles stay off until the app "
+                      "is restarted without --offline-map")
+
+
 class ConfigError(ValueError):
     """The flags cannot be used as given; the message says what to change."""
 
@@ -102,6 +108,9 @@ class AppConfig:
     gallery: Path | None = None  # candidate GPS points (CSV LAT,LON) for retrieval models; None: GeoCLIP's 100K
     allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For is believed
+    # Load the default model and prepare its gallery in the background as the app starts (app.py: on unless
+    # --no-preload), so the first result does not wait for them; off for apps built in tests.
+    preload: bool = False
 
     @property
     def max_file_size(self) -> str:
@@ -184,8 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sessions (browser tabs, API clients) whose results the server keeps in memory, "
                              f"a few MB each; the least recently used is dropped first (default {DEFAULT_MAX_SESSIONS})")
     parser.add_argument("--offline-map", action="store_true",
-                        help="no online map tiles: the page makes no request outside this app "
-                             "(country outlines as basemap; tiles can be switched on in Settings)")
+                        help="no online map tiles: the page makes no request outside this app (country outlines and "
+                             f"the app's own NASA imagery as basemap); {OFFLINE_MAP_EFFECT}. Without this flag, "
+                             "online tiles can be switched off in Map settings")
+    parser.add_argument("--no-preload", action="store_true",
+                        help="do not load the default model and prepare its gallery when the app starts (by default "
+                             "this runs in the background, so the first result does not wait for it)")
     parser.add_argument("--backbone-weights", default=None, metavar="random|PATH",
                         help="'random': untrained test weights, every result is flagged (default: real CLIP weights)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
@@ -208,4 +221,5 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
         trusted_proxies=tuple(args.trusted_proxy),
         max_file_mb=args.max_file_mb, max_request_mb=args.max_upload_mb, max_sessions=args.max_sessions,
+        preload=not args.no_preload,
     ).validate()

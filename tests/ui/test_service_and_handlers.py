@@ -8,8 +8,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from geoapp.ui.common import UiContext, user_errors
-from geoapp.ui.config import AppConfig
+from geoapp.ui.common import user_errors
 from geoapp.ui.forms import (
     COMPARE_DIFFERENCE,
     REGION_CIRCLE,
@@ -21,14 +20,6 @@ from geoapp.ui.service import GeolocationService, ModelSettings, ModelUnavailabl
 from geoapp.ui.text_map_tab import TextMapHandlers
 from tests.conftest import shared_path
 from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO
-
-
-@pytest.fixture(scope="module")
-def ctx(tiny_locator) -> UiContext:
-    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
-    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
-    service.adopt("geoclip", tiny_locator)
-    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
 
 
 def no_progress(*_args, **_kwargs) -> None:
