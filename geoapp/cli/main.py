@@ -20,8 +20,18 @@ from geoapp.cli.family import add_family_options, add_model_arguments
 from geoapp.cli.runtime import add_runtime_commands as _add_runtime
 from geoapp.cli.serve import add_serve_command as _add_serve
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
+from geoapp.engine.ray_local import add_engine_commands as _add_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = ("Exit status: 0 done (predict: at least one input predicted); 1 nothing could be done (predict: "
+              "every input failed, or any failed with --strict; a missing file, source or weights); 2 bad "
+              "arguments (flags, region, no inputs); 130 interrupted.")
+
+
+def program_name(argv0: str | None = None) -> str:
+    """How the user ran us, for usage lines: ``geoapp`` (the installed command) or ``python -m geoapp``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return name if name.startswith("geoapp") and not name.endswith(".py") else "python -m geoapp"
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +44,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                               "written as results arrive; rerunning the same command skips inputs already there "
                               "(resume). Read them with pandas.read_parquet('results.parquet') or "
                               "geoapp.engine.output.read_records('results.jsonl'). --engine ray runs on a Ray "
-                              "cluster (a local one for the run by default; Ray's usage statistics are off).")
+                              "cluster (a local one for the run by default; Ray's usage statistics are off). "
+                              + EXIT_CODES)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5, help="distinct candidate places per image (default 5)")
     p.add_argument("--region", default=None,
@@ -51,7 +62,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
     p.add_argument("--surface", action="store_true", help="include the probability surface in JSON output")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any input failed (without it: only when every input failed)")
     p.add_argument("--input-column", default=None,
                    help="the column of paths/URLs in a .csv/.parquet input (default: path)")
     p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
@@ -127,7 +139,12 @@ def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -
     print(f"{result.count} inputs: {result.count - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
     for error in failed:
         print(f"  {error}", file=sys.stderr)
-    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+    return _predict_status(result.count, len(failed), args.strict)
+
+
+def _predict_status(ran: int, failed: int, strict: bool) -> int:
+    """1 when nothing was predicted (scripts must see it), or with --strict when anything failed."""
+    return EXIT_FAILED if failed and (failed == ran or strict) else EXIT_OK
 
 
 def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
@@ -147,10 +164,10 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
         print(f"Resuming {args.output}: {len(keys) - len(todo)} of {len(keys)} inputs already have a record.",
               file=sys.stderr)
     options = predict_options(args, region)
-    failed = 0
+    failed = ran = 0  # records this run (a video gives one per keyframe) and how many of them failed
     if todo and args.engine == "ray":
         summary = _predict_on_ray(args, keys, output, options, len(todo))
-        failed = summary["failed"]
+        failed, ran = summary["failed"], summary["written"]
     elif todo:
         with RecordsRunner(args, region) as runner, \
                 tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
@@ -160,13 +177,14 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
                     records = runner.records(todo[start:start + step], bar)
                     output.add(records)
                     failed += sum(1 for r in records if not r["ok"])
+                    ran += len(records)
             finally:
                 output.flush()
     total = cli_video.count_with_records(output, keys)
     reader = "pandas.read_parquet" if fmt == "parquet" else "geoapp.engine.output.read_records"
     print(f"{len(keys)} inputs: {total} have a record in {args.output} ({len(todo)} this run, {failed} of them "
           f"failed). Read it with {reader}({os.fspath(args.output)!r}).", file=sys.stderr)
-    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+    return _predict_status(ran, failed, args.strict)
 
 
 def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, todo: int) -> dict:
@@ -461,7 +479,8 @@ def _cmd_gallery_build_dense(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m geoapp", description="geoapp: image geolocation workbench")
+    parser = argparse.ArgumentParser(prog=program_name(), description="geoapp: image geolocation workbench",
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     _add_models(sub)
@@ -469,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gallery(sub)
     _add_case(sub)
     _add_serve(sub)
+    _add_engine(sub)
     _add_runtime(sub)
     cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
