@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from geoapp.safezip import UnsafeZipError, ZipLimits, check_archive, open_member, open_zip, read_member
 
 from .blobs import is_sha256, write_file_atomically
-from .dump import CHILDREN, case_document, remap_row, row_values
+from .dump import CHILDREN, OPTIONAL_CHILDREN, case_document, remap_row, row_values
 from .errors import BundleError, CaseError, DuplicateCaseError, EvidenceIntegrityError
 from .models import Case, Event, new_id, utcnow
 from .service import CaseStore, _short
@@ -182,7 +182,7 @@ def _validated_document(doc: Any) -> dict[str, Any]:
         raise BundleError("case.json is not an object")
     out: dict[str, Any] = {"case": row_values(Case, doc.get("case"), "case")}
     for name, model in CHILDREN:
-        rows = doc.get(name)
+        rows = doc.get(name, [] if name in OPTIONAL_CHILDREN else None)
         if not isinstance(rows, list):
             raise BundleError(f"case.json: {name} must be a list")
         out[name] = [row_values(model, row, f"{name}[{i}]") for i, row in enumerate(rows)]
@@ -198,6 +198,9 @@ def _validated_document(doc: Any) -> dict[str, Any]:
                 raise BundleError(f"case.json: {name} row {row['id']!r} does not belong to this case or repeats an id")
             ids.add(row["id"])
     evidence_ids = {r["id"] for r in out["evidence"]}
+    clue_ids = {r["id"] for r in out["clue_records"]}
+    if any(r["replaces"] is not None and r["replaces"] not in clue_ids for r in out["clue_records"]):
+        raise BundleError("case.json: a clue replaces a clue that is not in this bundle")
     for row in out["evidence"]:
         if not is_sha256(row["sha256"]):
             raise BundleError("case.json: an evidence hash is malformed")

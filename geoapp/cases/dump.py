@@ -21,12 +21,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from .errors import BundleError
-from .models import Analysis, Base, Case, Claim, Event, Evidence, Note, Verdict
+from .models import Analysis, Base, Case, CaseClue, Claim, Event, Evidence, Note, Verdict
 
 # Child tables in insertion order (foreign keys point backwards only).
 CHILDREN: tuple[tuple[str, type[Base]], ...] = (
     ("evidence", Evidence), ("claims", Claim), ("analyses", Analysis), ("notes", Note), ("verdicts", Verdict),
+    ("clue_records", CaseClue),
 )
+# Tables added after bundles were first written: an older bundle without them imports with none.
+OPTIONAL_CHILDREN = frozenset({"clue_records"})
 IMPORT_FIELDS = ("imported_at", "imported_by", "import_source")
 MAX_JSON_DEPTH = 40
 
@@ -132,7 +135,7 @@ def remap(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-ID_FIELDS = ("id", "case_id", "evidence_id", "claim_id", "analysis_id", "entity_id")
+ID_FIELDS = ("id", "case_id", "evidence_id", "claim_id", "analysis_id", "entity_id", "replaces")
 GENERATED_JSON_FIELDS = ("figures", "details")  # machine-written JSON that may mention ids
 
 
@@ -160,7 +163,7 @@ def canonical_dump(doc: dict[str, Any], include_events: bool = False) -> dict[st
     mapping: dict[str, str] = {doc["case"]["id"]: "case"}
     ordered: dict[str, list[dict[str, Any]]] = {}
     time_keys = {"evidence": "added_at", "claims": "created_at", "analyses": "finished_at",
-                 "notes": "created_at", "verdicts": "created_at"}
+                 "notes": "created_at", "verdicts": "created_at", "clue_records": "created_at"}
     for name, _ in CHILDREN:
         ordered[name] = _stable_order(list(doc.get(name, [])), time_keys[name])
         for position, row in enumerate(ordered[name], start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import struct
@@ -165,3 +166,47 @@ def test_lying_size_header_is_caught(other_store, exported, tmp_path):
     with pytest.raises(BundleError, match="damaged|larger than|bytes in its record"):
         import_bundle(other_store, tmp_path / "lie.zip", actor="x")
     _assert_nothing_imported(other_store, tmp_path)
+
+
+def test_clues_travel_in_bundles_and_older_bundles_without_them_import(store, other_store, tmp_path):
+    from geoapp.cases.clues import add_clue, edit_clue
+
+    case_id = populated_case(store)
+    first = add_clue(store, case_id, "tz:offset=+02:00,time=2008-10-20T12:00:00", source="EXIF", actor="alice")
+    edit_clue(store, case_id, first.id, "tz:offset=+03:00,time=2008-10-20T12:00:00", actor="alice")
+    add_clue(store, case_id, "drive:left", actor="alice")
+    path = tmp_path / "clues.zip"
+    export_bundle(store, case_id, path, actor="alice")
+    doc = case_document(store.get_case(case_id), store.events(case_id))
+    assert len(doc["clue_records"]) == 3
+
+    imported = other_store.get_case(import_bundle(other_store, path, actor="bob").case_id)
+    assert canonical_dump(case_document(imported, [])) == canonical_dump(doc)
+    assert sorted(c.text for c in imported.clues) == ["drive:left", "tz:offset=+03:00,time=2008-10-20T12:00:00"]
+    edited = next(c for c in imported.clue_records if c.replaces is not None)
+    assert edited.replaces in {c.id for c in imported.clue_records} and edited.replaces != first.id  # new ids
+
+    # A bundle written before clues were stored (no "clue_records" list) still imports, with no clues.
+    members = _members(path)
+    old = json.loads(members["case.json"])
+    old.pop("clue_records")
+    members["case.json"] = json.dumps(old).encode()
+    manifest = json.loads(members["manifest.json"])
+    manifest["members"]["case.json"] = {"sha256": hashlib.sha256(members["case.json"]).hexdigest(),
+                                        "size": len(members["case.json"])}
+    members["manifest.json"] = json.dumps(manifest).encode()
+    result = import_bundle(other_store, _write(tmp_path / "old.zip", members), actor="bob", as_new=True)
+    older = other_store.get_case(result.case_id)
+    assert older.clue_records == [] and len(older.evidence) == len(doc["evidence"])
+
+    # A clue that replaces one missing from the bundle is refused before anything is stored.
+    broken = json.loads(_members(path)["case.json"])
+    broken["clue_records"][-1]["replaces"] = "0" * 32
+    members["case.json"] = json.dumps(broken).encode()
+    manifest["members"]["case.json"] = {"sha256": hashlib.sha256(members["case.json"]).hexdigest(),
+                                        "size": len(members["case.json"])}
+    members["manifest.json"] = json.dumps(manifest).encode()
+    cases_before = len(other_store.list_cases())
+    with pytest.raises(BundleError, match="replaces a clue"):
+        import_bundle(other_store, _write(tmp_path / "broken.zip", members), actor="bob", as_new=True)
+    assert len(other_store.list_cases()) == cases_before
