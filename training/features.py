@@ -74,9 +74,7 @@ def build_backbone(name: str, weights: str | None, seed: int) -> tuple[ClipBackb
     spec = BACKBONES[name]
     requested = "pretrained" if weights in (None, "pretrained", "openai") else weights
     # Seeded so that random weights (tests, smoke runs) are the same in every process and every resume.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backbone, description = build_clip_backbone(spec, requested)
+    backbone, description = build_clip_backbone(spec, requested, random_seed=seed)
     identity = {
         "model": "clip-image-features",
         "backbone": spec.name,

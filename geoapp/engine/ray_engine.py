@@ -103,6 +103,20 @@ class Predictor:
                 "worker": [os.getpid()] * len(keys)}
 
 
+def _init_local(ray, **options) -> None:
+    """``ray.init`` for a local cluster, tried twice: Ray gives its node a fixed 30 s to register, which a busy
+    laptop (or CI machine) can miss; a second start after cleaning up the first usually makes it."""
+    try:
+        ray.init(**options)
+    except Exception as error:  # Ray raises a bare Exception for this
+        if "timed out during startup" not in str(error):
+            raise
+        print("NOTE: Ray's local node did not start within its 30 s (busy machine?); trying once more",
+              file=sys.stderr)
+        ray.shutdown()
+        ray.init(**options)
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://host:10001`` ...) or start a local one for this
     run (no dashboard, no usage statistics). Returns True when this call started/joined Ray (so :func:`disconnect` should end it);
@@ -122,8 +136,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if guarded:
         ray_local.cleanup(log=lambda message: print(f"NOTE: {message}", file=sys.stderr))  # a killed run's leftovers
         before = ray_local.descendants(os.getpid())
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": env})
+    _init_local(ray, num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
+                runtime_env={"env_vars": env})
     if guarded:  # the cluster ends with this process, even on kill -9 (geoapp/engine/ray_local.py)
         try:
             _local_cluster["watchdog"] = ray_local.start_watchdog(before)

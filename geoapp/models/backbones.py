@@ -121,7 +121,8 @@ class ClipBackbone(nn.Module):
         return self
 
 
-def build_clip_backbone(spec: BackboneSpec, weights: str | Path | None = "pretrained") -> tuple[ClipBackbone, str]:
+def build_clip_backbone(spec: BackboneSpec, weights: str | Path | None = "pretrained", *,
+                        random_seed: int = RANDOM_BACKBONE_SEED) -> tuple[ClipBackbone, str]:
     """Build ``spec`` and load its weights.
 
     ``weights``: ``"pretrained"`` (the spec's pretrained file, found locally or
@@ -150,7 +151,7 @@ def build_clip_backbone(spec: BackboneSpec, weights: str | Path | None = "pretra
         # Random weights: the same model in every process and whatever ran before (tests, Ray workers);
         # the caller's global RNG is left as it was.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_BACKBONE_SEED)
+            torch.manual_seed(random_seed)
             model = open_clip.CLIP(**config)
     else:
         model = open_clip.CLIP(**config)

@@ -183,9 +183,10 @@ def test_a_lying_size_header_is_a_readable_error_without_paths_or_entities(varia
 
 def _models_tab_error(upload: Path) -> str:
     """The message the Models tab's build button raises for this upload (the real handler)."""
+    from geoapp.ui.model_picker import ModelPickers
     from geoapp.ui.models_tab import build_variant_section
 
-    ctx = types.SimpleNamespace(config=types.SimpleNamespace(host="127.0.0.1"))
+    ctx = types.SimpleNamespace(config=types.SimpleNamespace(host="127.0.0.1"), pickers=ModelPickers(), service=None)
     with gr.Blocks() as demo:
         build_variant_section(ctx, [], lambda: [])
     run = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")

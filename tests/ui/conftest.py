@@ -187,7 +187,7 @@ class BrowserSession:
             arg=[selector, len(paths)], timeout=180_000)
 
 
-def wait_in_map(frame, selector: str, timeout_s: float = 90.0) -> int:
+def wait_in_map(frame, selector: str, timeout_s: float = 400.0) -> int:
     """How many ``selector`` elements a map iframe shows once the first one appeared (0 after the timeout)."""
     try:
         frame.locator(selector).first.wait_for(state="attached", timeout=timeout_s * 1000)
@@ -209,6 +209,9 @@ def browser() -> Iterator[BrowserSession]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             context = chromium.new_context(viewport=VIEWPORT)
+            # Clicks and waits without their own timeout: generous, for a loaded CI machine (a wait ends as soon
+            # as the element is there; nothing asserts on time).
+            context.set_default_timeout(PAGE_READY_S * 1000)
             session = BrowserSession(page=None)
             context.on("request", lambda request: session.requests.append(request.url))
             session.page = context.new_page()

@@ -53,7 +53,7 @@ def test_first_locate_shows_progress_and_busy_state(fresh_app, artifacts_dir, br
         if map_frame.locator(".geoapp-candidate").count():
             break
         time.sleep(0.1)
-    assert wait_in_map(map_frame, ".geoapp-candidate", timeout_s=30) == 5, fresh_app.log()[-3000:]
+    assert wait_in_map(map_frame, ".geoapp-candidate") == 5, fresh_app.log()[-3000:]
     page.screenshot(path=str(artifacts_dir / "first_run_done.png"), full_page=True)
     page.wait_for_selector("text=the next photos take seconds", timeout=120_000)
     assert busy, "the Locate button stayed clickable during the first run"
