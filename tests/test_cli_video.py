@@ -15,7 +15,7 @@ import pytest
 from geoapp.engine.output import read_records
 
 from .conftest import shared_path
-from .imaging.video.clips import CUTS, three_shots
+from .imaging.video.clips import CUTS, nile_studio, three_shots
 
 TINY = ["--backbone", "tiny-test", "--backbone-weights", "random", "--device", "cpu"]
 
@@ -118,12 +118,8 @@ def test_videos_on_ray_are_refused_with_a_readable_line(clip, tmp_path, run_cli)
 
 def test_the_cut_to_a_studio_is_flagged_and_left_out_of_the_fused_record(tmp_path, run_cli):
     """SatWorld (the shipped model) on two flyovers of the Nile delta around a studio shot."""
-    from training.video.flyover import ClipSpec, Segment, write_clip
-
     path = tmp_path / "nile.mp4"
-    write_clip(path, ClipSpec((Segment("flyover", 3.0, 30.5, 31.0, heading_deg=60.0), Segment("studio", 2.0),
-                               Segment("flyover", 3.0, 30.8, 31.5, heading_deg=200.0)),
-                              size=(320, 180), fps=10.0, gop=10, preset="ultrafast"))
+    nile_studio(path)
     out = run_cli("predict", str(path), "--model", "satworld", "--device", "cpu", "--format", "json", "--top-k", "2")
     assert out.returncode == 0, out.stderr
     records = json.loads(out.stdout)
