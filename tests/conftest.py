@@ -37,6 +37,23 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["GEOAPP_CACHE_DIR"] = previous
 
 
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """Every outbound connection this test's process tries is recorded and refused, so "fails at once, without
+    the network" is checked by what happened rather than by a stopwatch. The list of attempts is the value."""
+    import socket
+
+    attempts: list = []
+
+    def refuse(_sock, address, *args):
+        attempts.append(address)
+        raise OSError(f"a test that must stay local tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
 @pytest.fixture(scope="session")
 def tiny_locator(_isolated_cache):
     """GeoCLIP with the real pretrained heads and 100K gallery, and a tiny random backbone."""

@@ -198,42 +198,73 @@ def test_unknown_model_and_backbone():
         Geolocator.load(backbone="nope")
 
 
-def test_refinement_moves_top_places_off_the_gallery_and_records_it(tiny_locator, photo):
-    plain = tiny_locator.predict(photo, top_k=5, refine_km=0)
-    refined = tiny_locator.predict(photo, top_k=5)  # on by default (see geoapp/families/geoclip/options.py)
-    gallery = {(float(a), float(b)) for a, b in tiny_locator.gallery.coords}
+# A known answer for refinement: an "image" whose embedding is the location embedding of TARGET (so its
+# score over the map peaks at TARGET), and a gallery with no point there: the nearest is 6 km north.
+TARGET = (47.3769, 8.5417)  # Zurich
+NEAR = (47.3769 + 6 / 111.2, 8.5417)
+FAR = [(48.8566, 2.3522), (40.7128, -74.006), (35.6762, 139.6503), (-33.8688, 151.2093), (-22.9068, -43.1729),
+       (55.7558, 37.6173), (1.3521, 103.8198), (30.0444, 31.2357)]
+
+
+@pytest.fixture
+def target_locator(tiny_locator, tmp_path, monkeypatch):
+    """The tiny model over a 9-point gallery, seeing every photo as a perfect picture of TARGET."""
+    csv = tmp_path / "gallery.csv"
+    csv.write_text("LAT,LON\n" + "".join(f"{a},{b}\n" for a, b in [NEAR, *FAR]))
+    locator = GeoCLIPLocator(tiny_locator.model, tiny_locator.identity, Gallery.from_csv(csv), torch.device("cpu"),
+                             tmp_path / "cache", spec=tiny_locator.spec)
+    target = tiny_locator.encode_locations([TARGET])
+    monkeypatch.setattr(locator, "image_embeddings", lambda pixels: target.repeat(len(pixels), 1))
+    return locator
+
+
+def test_refinement_moves_top_places_off_the_gallery_and_records_it(target_locator, photo):
+    plain = target_locator.predict(photo, top_k=5, refine_km=0)
+    refined = target_locator.predict(photo, top_k=5, refine_km=15)
+    gallery = {(float(a), float(b)) for a, b in target_locator.gallery.coords}
     assert all((c.lat, c.lon) in gallery for c in plain.candidates)
+    assert (plain.top.lat, plain.top.lon) == pytest.approx(NEAR)
     assert "refinement" not in plain.parameters and "refine" not in plain.timings_ms
     info = refined.parameters["refinement"]
     assert info["radius_km"] == 15 and info["top_n"] == 5 and len(info["moved_km"]) == 5
     assert info["points_scored"] == 5 * 55 and refined.timings_ms["refine"] > 0
-    assert any((c.lat, c.lon) not in gallery for c in refined.candidates)
+    # the top place moves from the gallery point 6 km away to the score's peak, within the last lattice step
+    assert haversine_km(plain.top.lat, plain.top.lon, *TARGET) == pytest.approx(6.0, abs=0.05)
+    assert haversine_km(refined.top.lat, refined.top.lon, *TARGET) <= 0.5
+    assert info["moved_km"][0] >= 5.5
     # the evidence says where each shown place started and where it went, and draws the moves
     assert not plain.evidence
     (evidence,) = [e for e in refined.evidence if e.key == "refinement"]
     moves = evidence.to_dict()["moves"]
     assert [m["rank"] for m in moves] == [c.rank for c in refined.candidates]
+    assert (moves[0]["gallery_lat"], moves[0]["gallery_lon"]) == pytest.approx(NEAR)
     assert all((m["gallery_lat"], m["gallery_lon"]) in {(round(a, 6), round(b, 6)) for a, b in gallery} for m in moves)
     lines = [f for layer in evidence.map_layers() for f in layer.features]
     assert all(f["geometry"]["type"] == "LineString" for f in lines)
-    assert len(lines) == sum(m["lat"] != m["gallery_lat"] or m["lon"] != m["gallery_lon"] for m in moves)
+    assert len(lines) == sum(m["lat"] != m["gallery_lat"] or m["lon"] != m["gallery_lon"] for m in moves) >= 1
     assert "gallery answer" in evidence.html() and json.dumps(refined.to_dict())
-    # probabilities are the gallery's: places move, mass does not (places that meet are folded into one)
-    assert sum(c.probability for c in refined.candidates) == pytest.approx(sum(c.probability for c in plain.candidates))
-    assert refined.candidates[0].probability >= plain.candidates[0].probability - 1e-12
+    # probabilities are the gallery's: places move, mass does not
+    assert [c.probability for c in refined.candidates] == pytest.approx([c.probability for c in plain.candidates])
     reach = sum(radius for radius, _ in RefineSpec(radius_km=15, step_km=0.5).stages())
     assert all(m["moved_km"] <= reach + 1e-3 for m in moves)
     # each place scores at least as well as the gallery answer it came from
-    embedding = tiny_locator.image_embeddings(tiny_locator.pixels(tiny_locator.load_image(photo)))
+    embedding = target_locator.image_embeddings(torch.zeros(1, 3, 8, 8))
     starts = [[m["gallery_lat"], m["gallery_lon"]] for m in moves]
     ends = [[m["lat"], m["lon"]] for m in moves]
-    before = tiny_locator.location_logits(embedding, starts)[0]
-    after = tiny_locator.location_logits(embedding, ends)[0]
+    before = target_locator.location_logits(embedding, starts)[0]
+    after = target_locator.location_logits(embedding, ends)[0]
     assert bool((after >= before - 1e-3).all())
 
 
+def test_refinement_is_off_by_default_for_geoclip(tiny_locator, photo):
+    """Refinement is on by default only where it measurably helps (benchmarks/RESULTS.md, "Fine refinement"):
+    not measurable for GeoCLIP here (no real CLIP weights), so off."""
+    prediction = tiny_locator.predict(photo, top_k=3)
+    assert "refinement" not in prediction.parameters and "refine" not in prediction.timings_ms
+
+
 def test_refinement_stays_inside_the_region_and_tencrop_works(tiny_locator, photo):
-    prediction = tiny_locator.predict(photo, top_k=8, region="CH", tencrop=True, refine_top=16)
+    prediction = tiny_locator.predict(photo, top_k=8, region="CH", tencrop=True, refine_km=15, refine_top=16)
     assert prediction.parameters["refinement"]["top_n"] == 16
     lat, lon = np.array([[c.lat, c.lon] for c in prediction.candidates]).T
     assert set(get_country_index().lookup(lat, lon)) == {"CH"}

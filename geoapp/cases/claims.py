@@ -46,6 +46,7 @@ class ResolvedPlace:
     lon: float | None = None
     radius_km: float | None = None
     country_code: str | None = None
+    name: str | None = None  # a named place as found ("Odesa, Ukraine"), without the radius
 
     def region(self) -> Region:
         return claim_region(self.region_key)
@@ -66,14 +67,14 @@ def _radius(radius_km: float | None) -> float:
 
 
 def _circle(lat: float, lon: float, radius_km: float, kind: str, label: str | None = None,
-            country_code: str | None = None) -> ResolvedPlace:
+            country_code: str | None = None, name: str | None = None) -> ResolvedPlace:
     try:
         validate_latlon(lat, lon)
     except CoordinateError as error:
         raise CaseInputError(str(error)) from error
     region = CircleRegion(lat, lon, radius_km)
     return ResolvedPlace(kind=kind, label=label or region.label, region_key=region.key, lat=float(lat),
-                         lon=float(lon), radius_km=float(radius_km), country_code=country_code)
+                         lon=float(lon), radius_km=float(radius_km), country_code=country_code, name=name)
 
 
 def _country(country: Country) -> ResolvedPlace:
@@ -226,14 +227,15 @@ def _place(text: str, radius_km: float, strict: bool) -> ResolvedPlace | None:
         if matches:
             _, lat, lon, code, display = max(matches, key=lambda m: m[0])
             label = f"{display}, {_GAZETTEER.country_name(code)}" if code else display
-            return _circle(lat, lon, radius_km, "place", label=f"{label} (±{radius_km:g} km)", country_code=code or None)
+            return _circle(lat, lon, radius_km, "place", label=f"{label} (±{radius_km:g} km)", country_code=code or None,
+                           name=label)
     if not strict:
         return None
     suggestions = difflib.get_close_matches(normalize_name(name), list(_GAZETTEER.index("normalised")), n=5, cutoff=0.8)
     hint = f" Close names: {', '.join(suggestions)}." if suggestions else ""
     where = f" in {_GAZETTEER.country_name(country_code)}" if country_code else ""
     raise CaseInputError(f"Place {name!r} not found{where} in the offline gazetteer.{hint} "
-                         "Give LAT,LON (with --radius-km) or a country instead")
+                         "Give LAT,LON or a country instead")
 
 
 # ---------------------------------------------------------------------------- time

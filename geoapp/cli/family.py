@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from geoapp.runtime.request import add_runtime_arguments
+
 
 def _family_help() -> str:
     from geoapp.families import registry
@@ -49,6 +51,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-weights", default=None,
                    help='backbone only: "random" for a test run with random weights (results meaningless, flagged), '
                         "or an open_clip checkpoint path; default: the pretrained weights from the local cache")
+    add_runtime_arguments(p)
     p.add_argument("--backbone", default=None, help=argparse.SUPPRESS)  # tiny-test for the test suite
     p.add_argument("--gallery", default=None,
                    help="candidate GPS points for retrieval families: a CSV (LAT,LON), or dense / dense:NAME / a "
@@ -60,7 +63,8 @@ def load_options_from_args(args: argparse.Namespace):
     """The LoadOptions the model arguments describe."""
     from geoapp.families import LoadOptions
 
-    extras = {k: v for k, v in (("backbone", args.backbone), ("gallery", args.gallery)) if v is not None}
+    extras = {k: v for k, v in (("backbone", args.backbone), ("gallery", args.gallery),
+                                ("runtime", args.runtime), ("precision", args.precision)) if v is not None}
     return LoadOptions(device=args.device, backbone_weights=args.backbone_weights, checkpoint=args.checkpoint,
                        extras=extras)
 

@@ -178,8 +178,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--name", default="default", help="name of this calibration (default: default)")
     c.add_argument("--data", default=None, help="what the images are, shown with every calibrated area "
                                                 "(default: the CSV's name and size)")
+    c.add_argument("--note", default="", help="shown with every area it calibrates, after --data (e.g. what a "
+                                              "coverage check on other images found)")
     c.add_argument("--output-dir", default=None, help="where to write it (default: your data folder's calibrations/)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the kernel-fit / calibration split")
+    c.add_argument("--seed", type=int, default=0, help="seed of the kernel-fit / calibration split and of the "
+                                                       "randomised tie-breaking (recorded in the calibration)")
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--points-cache", default=None, metavar="FILE.npz",
                    help="keep the images' map points here (a rerun with the same model and images skips predicting)")
@@ -239,10 +242,10 @@ def read_solved(path: str | Path) -> tuple[list[tuple[str, float, float]], list[
 def solved_points(args: argparse.Namespace, rows: list[tuple[str, float, float]]):
     """Each solved image's map points: [(source, PointMass, lat, lon)] and the model identity.
 
-    With ``args.points_cache`` (an .npz), points of the same model identity and images are read from it
-    instead of predicting again (calibrating and re-scoring then cost seconds), and written there otherwise.
+    With ``args.points_cache`` (an .npz), the points of images already there (same model identity) are read
+    from it and only the others are predicted; the file then holds them all (so the calibration and check
+    halves of one set of images can share one cache with the sets they came from).
     """
-    import numpy as np
     from tqdm import tqdm
 
     from geoapp.cli.family import family_extras, load_family_from_args
@@ -255,38 +258,59 @@ def solved_points(args: argparse.Namespace, rows: list[tuple[str, float, float]]
     identity = json.dumps({"family": model["family"], "weights": model.get("heads_sha256"),
                            "options": {k: str(v) for k, v in sorted(family_extras(args).items())}}, sort_keys=True)
     cache = Path(args.points_cache) if getattr(args, "points_cache", None) else None
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            if str(data["identity"]) == identity and list(data["sources"]) == [r[0] for r in rows]:
-                bounds = data["offsets"]
-                out = [(str(data["sources"][i]), PointMass(data["lat"][a:b], data["lon"][a:b], data["weight"][a:b]),
-                        float(data["truth"][i, 0]), float(data["truth"][i, 1]))
-                       for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]
-                print(f"read the points of {len(out)} images from {cache}", file=sys.stderr)
-                return out, model
+    known = _read_points_cache(cache, identity) if cache is not None else {}
+    missing = [r for r in rows if r[0] not in known]
+    if known:
+        print(f"read the points of {len(rows) - len(missing)} images from {cache}", file=sys.stderr)
     options = PredictOptions.build(batch_size=max(1, args.batch_size), extras=family_extras(args))
-    out = []
-    with tqdm(total=len(rows), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
-        for start in range(0, len(rows), 256):
-            chunk = rows[start:start + 256]
+    new = {}
+    with tqdm(total=len(missing), unit="img", file=sys.stderr, disable=None if missing else True,
+              desc="predict") as bar:
+        for start in range(0, len(missing), 256):
+            chunk = missing[start:start + 256]
             for prediction, (_, lat, lon) in zip(predict_inputs(family, [r[0] for r in chunk], options,
                                                                 progress=bar.update), chunk):
                 if prediction.ok:
-                    out.append((prediction.source, PointMass.from_prediction(prediction), lat, lon))
+                    new[prediction.source] = PointMass.from_prediction(prediction)
                 else:
                     print(f"  skipped: {prediction.error}", file=sys.stderr)
-    if cache is not None:
-        done = {source for source, *_ in out}
-        points = {source: p for source, p, _, _ in out}
-        sizes = [len(points[r[0]].lat) if r[0] in done else 0 for r in rows]
-        empty = np.zeros(0)
-        np.savez_compressed(
-            cache, identity=np.array(identity), sources=np.array([r[0] for r in rows]),
-            truth=np.array([[r[1], r[2]] for r in rows]), offsets=np.concatenate([[0], np.cumsum(sizes)]),
-            lat=np.concatenate([points[r[0]].lat if r[0] in done else empty for r in rows]),
-            lon=np.concatenate([points[r[0]].lon if r[0] in done else empty for r in rows]),
-            weight=np.concatenate([points[r[0]].weight if r[0] in done else empty for r in rows]))
+    known.update(new)
+    if cache is not None and new:
+        _write_points_cache(cache, identity, known)
+    out = [(r[0], known[r[0]], r[1], r[2]) for r in rows if r[0] in known]
     return out, model
+
+
+def _read_points_cache(cache: Path, identity: str) -> dict:
+    """source -> PointMass from a points cache of this model identity ({} when absent or of another model)."""
+    import numpy as np
+
+    from geoapp.fusion import PointMass
+
+    if not cache.is_file():
+        return {}
+    with np.load(cache, allow_pickle=False) as data:
+        if str(data["identity"]) != identity:
+            return {}
+        # Each data[key] decompresses the whole array again: read each once, copy the slices.
+        bounds, sources = data["offsets"], data["sources"]
+        lat, lon, weight = data["lat"], data["lon"], data["weight"]
+    return {str(source): PointMass(lat[a:b].copy(), lon[a:b].copy(), weight[a:b].copy())
+            for source, a, b in zip(sources, bounds[:-1], bounds[1:]) if b > a}
+
+
+def _write_points_cache(cache: Path, identity: str, points: dict) -> None:
+    import numpy as np
+
+    from geoapp.fileio import atomic_write
+
+    sources = sorted(points)
+    sizes = [len(points[s].lat) for s in sources]
+    atomic_write(cache, lambda handle: np.savez_compressed(
+        handle, identity=np.array(identity), sources=np.array(sources),
+        offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        lat=np.concatenate([points[s].lat for s in sources]), lon=np.concatenate([points[s].lon for s in sources]),
+        weight=np.concatenate([points[s].weight for s in sources])))
 
 
 def split_halves(count: int, seed: int):
@@ -299,7 +323,7 @@ def split_halves(count: int, seed: int):
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from geoapp.fusion.calibration import Calibration, score_photo
+    from geoapp.fusion.calibration import Calibration, score_photo, tie_shares
     from geoapp.fusion.density import fit_kernel
     from geoapp.fusion.posterior import PhotoMap
 
@@ -318,14 +342,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"kernel: sigma {kernel.sigma_km:g} km, floor {kernel.floor:g} (mean log density "
           f"{table['mean_log_density_km2']:.3f} per km² over {len(fit_half)} images)", file=sys.stderr)
     scores = []
-    for i in tqdm(cal_half, unit="img", file=sys.stderr, disable=None, desc="score"):
+    for i, u in zip(tqdm(cal_half, unit="img", file=sys.stderr, disable=None, desc="score"),
+                    tie_shares(args.seed, len(cal_half))):
         source, points, lat, lon = solved[i]
-        scores.append(score_photo(PhotoMap(source, points, kernel, model), lat, lon)[0])
+        scores.append(score_photo(PhotoMap(source, points, kernel, model), lat, lon)[0].score(u))
     calibration = Calibration(family=model["family"], weights_sha256=model.get("heads_sha256"), name=args.name,
                               data=data, scores=tuple(sorted(scores)), kernel=kernel,
-                              created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                              created=datetime.now(timezone.utc).isoformat(timespec="seconds"), tie_seed=args.seed,
+                              note=args.note)
     path = calibration.save(Path(args.output_dir) if args.output_dir else None)
     levels = ", ".join(f"{k}: {v:.4f}" for k, v in calibration.to_dict()["thresholds"].items())
     print(f"{model['family']} ({model.get('heads_sha256') or 'no digest'}): calibrated on {len(scores)} images, "
-          f"kernel fitted on {len(fit_half)}; thresholds (posterior mass above the truth) {levels} -> {path}")
+          f"kernel fitted on {len(fit_half)}; thresholds (posterior mass ahead of the truth) {levels} -> {path}")
     return EXIT_OK

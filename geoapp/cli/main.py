@@ -17,6 +17,7 @@ from geoapp.cli import fusion as cli_fusion
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
 from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.runtime import add_runtime_commands as _add_runtime
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -265,7 +266,7 @@ def _human_size(n: int | None) -> str:
 
 
 def _cmd_weights_status(args: argparse.Namespace) -> int:
-    from geoapp.families import registry
+    from geoapp.families import availability, registry
     from geoapp.models import weights
 
     settings = _settings(args)
@@ -280,9 +281,7 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
     print()
     present = {r.weight.key for r in rows if r.present}
     for spec in registry.families():
-        missing = [w for w in spec.missing_files(settings)]
-        state = "ready" if not missing else f"missing {', '.join(w.filename for w in missing)}"
-        print(f"{spec.key:<22} {state}")
+        print(f"{spec.key:<22} {availability.family_state(spec, settings)}")
     print()
     if not all(w.key in present for w in registry.get(registry.choose()[0].key).required_files()):
         print("Meanwhile `--backbone-weights random` runs the full pipeline with random weights (flagged, meaningless).")
@@ -297,7 +296,10 @@ def _cmd_weights_status(args: argparse.Namespace) -> int:
 
 def _print_status_row(row, families: list[str]) -> None:
     """One weight file's block in `weights status`."""
-    mark = "OK     " if row.present else ("absent " if row.weight.optional else "MISSING")
+    from geoapp.families.availability import per_variant_file
+
+    per_variant = None if row.present else per_variant_file(row.weight)  # a built model's file, not a missing one
+    mark = "OK     " if row.present else ("absent " if row.weight.optional or per_variant else "MISSING")
     if row.checksum_ok is False:
         mark = "BAD SUM"
     print(f"[{mark}] {row.weight.description}")
@@ -309,6 +311,8 @@ def _print_status_row(row, families: list[str]) -> None:
         print(f"          path: {row.path}")
         print(f"          size: {_human_size(row.size_bytes)}   sha256: {row.sha256 or '(not computed)'}"
               + (f" ({check})" if row.sha256 else ""))
+    elif per_variant:
+        print(f"          {per_variant}: {row.weight.fix_hint()}")
     else:
         print(f"          to fix: {row.weight.fix_hint()}")
 
@@ -470,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_gallery(sub)
     _add_case(sub)
+    _add_runtime(sub)
     cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
     _add_family_commands(groups)

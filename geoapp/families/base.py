@@ -80,6 +80,17 @@ class FamilyIdentity:
     input_domain: str = GROUND_PHOTO
     caveat: str | None = None  # shown with every result when the family is not a ground-photo model
     details: Mapping[str, Any] = field(default_factory=dict)  # family-specific, JSON-ready
+    runtime: str = "torch"  # engine of the image tower: torch | onnxruntime | openvino (geoapp.runtime)
+    precision: str = "fp32"  # fp32 | int8 (int8 only behind its quality gate)
+    runtime_note: str | None = None  # the parity/gate verdict, or why torch runs instead of the engine asked for
+
+    @property
+    def weights_shown(self) -> str:
+        """The weights as every consumer shows them: with the engine and precision when not torch fp32, so an
+        int8 result says so in CSV, records, reports and the app alike."""
+        if self.runtime == "torch" and self.precision == "fp32":
+            return self.weights
+        return f"{self.weights} [{self.precision} image tower on {self.runtime}]"
 
     def to_dict(self) -> dict:
         # "model", "backbone", "backbone_weights", "heads_sha256" are what stored analyses have always had.
@@ -87,21 +98,24 @@ class FamilyIdentity:
             "model": self.family,
             "family": self.family,
             "label": self.label,
-            "weights": self.weights,
-            "backbone_weights": self.weights,
+            "weights": self.weights_shown,
+            "backbone_weights": self.weights_shown,
             "heads_sha256": self.weights_sha256,
             "device": self.device,
             "random_weights": self.random_weights,
             "candidate_space": self.candidates,
             "input_domain": self.input_domain,
             "caveat": self.caveat,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "runtime_note": self.runtime_note,
             **dict(self.details),
         }
 
     def summary(self) -> str:
         """One line for the Models tab and the CLI."""
         flag = " — RANDOM WEIGHTS (test mode)" if self.random_weights else ""
-        return f"{self.label} on {self.device}: {self.weights}; candidates: {self.candidates}{flag}"
+        return f"{self.label} on {self.device}: {self.weights_shown}; candidates: {self.candidates}{flag}"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 from geoapp.families.base import GROUND_PHOTO, Capabilities, CapabilityError, Family
 from geoapp.families.variants import Variant, discover
 from geoapp.models.weights import WeightFile, find
+from geoapp.runtime.request import check_family_runtime
 from geoapp.settings import Settings
 
 # The only place that lists the built-in families (order = display order).
@@ -108,6 +109,9 @@ class FamilySpec:
     auto_priority: int | None = None  # `auto` picks the highest ready family; None: never
     options: tuple[FamilyOption, ...] = ()
     builder: FamilyBuilder | None = None  # analysts can build variants from their photos (Models tab)
+    # The bare key never runs by itself: its models are the variants family:tag (a regional model is built from
+    # the analyst's photos). It is offered as a choice only until one is built; random test runs still load it.
+    variants_only: bool = False
     # "module:function" adding the family's own commands, called as function(groups) with the CLI's subparser
     # groups by name ({"root": ..., "tiles": ...}); imported only when the CLI parser is built.
     cli_commands: str | None = None
@@ -151,6 +155,12 @@ class FamilySpec:
         options = options or LoadOptions()
         if options.random or options.checkpoint is not None:
             return None  # random test run, or an explicit checkpoint that loading will check
+        if self.variants_only and self.variant is None:
+            built = [spec.key for spec in variants_of(self.key)]
+            if built:
+                return f"{self.label} never runs by itself: choose one of its models ({', '.join(built)})."
+            hints = " ".join(f"To fix: {w.fix_hint()}." for w in self.missing_files(settings))
+            return f"No {self.label.lower()} has been built yet. {hints}".strip()
         missing = self.missing_files(settings)
         if not missing:
             return None
@@ -168,6 +178,7 @@ class FamilySpec:
         loader: Callable[[FamilySpec, LoadOptions], Family] = getattr(importlib.import_module(module_name), function)
         family = loader(self, options)
         family.spec = self
+        check_family_runtime(family, options.extras)  # int8 asked for and not delivered is an error
         return family
 
 
@@ -254,6 +265,11 @@ def get(key: str) -> FamilySpec:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownFamilyError(f"Unknown model {key!r}.{hint} Available: {', '.join(valid)} (or {AUTO!r}).")
+
+
+def variants_of(key: str) -> list[FamilySpec]:
+    """The user-trained variants ``key:tag`` found on disk now."""
+    return [spec for spec in families() if spec.variant is not None and spec.key.split(":", 1)[0] == key]
 
 
 def buildable_families() -> list[FamilySpec]:

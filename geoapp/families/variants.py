@@ -85,6 +85,23 @@ def discover(specs: Mapping[str, FamilySpec], folder: Path | None = None) -> lis
     return found
 
 
+def signature(folder: Path | None = None) -> tuple[tuple[str, int, int], ...]:
+    """What the variants folder holds now: (tag folder, manifest mtime, manifest size) per manifest. It changes
+    when a model is built, rebuilt or removed, so a long-running app knows when to list its models again
+    (a few ``stat`` calls, no parsing)."""
+    root = folder or variants_dir()
+    if not root.is_dir():
+        return ()
+    found = []
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # removed while we looked
+        found.append((path.parent.name, info.st_mtime_ns, info.st_size))
+    return tuple(found)
+
+
 def write_manifest(folder: Path, family: str, tag: str, checkpoint: str, *, label: str = "",
                    description: str = "", extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``folder/manifest.json`` (atomically) for a trained checkpoint that sits in ``folder``."""

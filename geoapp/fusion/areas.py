@@ -1,9 +1,12 @@
 """Highest-density credible areas on the grid, as polygons with their area in km^2 and number of parts.
 
-``mass_above(density, mass)`` gives, for every cell, the probability held by cells strictly denser than it.
-The plain area at level L is the set of cells with ``mass_above < L`` (cells taken densest first until they
-hold L: the smallest area holding L, up to the last cell); a calibrated area at conformal threshold ``q`` is
-the set with ``mass_above <= q`` (``geoapp.fusion.calibration``).
+``mass_above(density, mass, tiebreak)`` gives, for every cell, the probability held by the cells ahead of it:
+strictly denser, or as dense and with a smaller ``tiebreak`` (the distance to the nearest predicted point, so
+the equal-density cells of the uniform floor, beyond the kernel's reach, are taken nearest first, as an
+untruncated kernel would rank them). The plain area at level L is the set of cells with ``mass_above < L``
+(cells taken in that order until they hold L: the smallest area holding L, up to the last cell); a calibrated
+area at conformal threshold ``q`` is the set with ``mass_above <= q`` (``geoapp.fusion.calibration``).
+Cells equal in both keys (clue-only maps: a uniform zone) form one group and are taken or left together.
 """
 
 from __future__ import annotations
@@ -20,16 +23,29 @@ LEVELS = (0.5, 0.8, 0.9, 0.95)
 NOT_CALIBRATED = "not calibrated"
 
 
-def mass_above(density: np.ndarray, mass: np.ndarray) -> np.ndarray:
-    """Per cell: total mass of the cells with a strictly higher density (ties share one value)."""
-    order = np.argsort(-density, kind="stable")
-    d = density[order]
+def rank_mass(density: np.ndarray, mass: np.ndarray, tiebreak: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: (mass of the cells ahead of it, mass of its own group of cells equal in both keys)."""
+    keys = (density,) if tiebreak is None else (density, tiebreak)
+    order = np.lexsort(tuple(reversed([-keys[0], *keys[1:]])))  # lexsort: last key first
+    change = np.zeros(len(order), bool)
+    change[0:1] = True
+    for key in keys:
+        k = key[order]
+        change[1:] |= k[1:] != k[:-1]
     exclusive = np.cumsum(mass[order]) - mass[order]
-    starts = np.flatnonzero(np.concatenate([[True], d[1:] != d[:-1]]))
-    group = np.cumsum(np.concatenate([[True], d[1:] != d[:-1]])) - 1
-    out = np.empty_like(exclusive)
-    out[order] = exclusive[starts][group]
-    return out
+    starts = np.flatnonzero(change)
+    group = np.cumsum(change) - 1
+    group_mass = np.add.reduceat(mass[order], starts) if len(starts) else np.zeros(0)
+    above, own = np.empty_like(exclusive), np.empty_like(exclusive)
+    above[order] = exclusive[starts][group]
+    own[order] = group_mass[group]
+    return above, own
+
+
+def mass_above(density: np.ndarray, mass: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Per cell: total mass of the cells ahead of it (denser; equally dense with a smaller ``tiebreak``)."""
+    return rank_mass(density, mass, tiebreak)[0]
 
 
 def cells_to_geometry(grid: Grid, index: np.ndarray) -> tuple[dict, int]:

@@ -156,6 +156,19 @@ def centre_density(grid: Grid, points: PointMass, kernel: Kernel) -> np.ndarray:
     return (1.0 - kernel.floor) * np.bincount(pairs.row, weights=values, minlength=len(grid))
 
 
+def nearest_point_km(grid: Grid, points: list[PointMass]) -> np.ndarray | None:
+    """Great-circle distance (km) from each cell centre to the nearest of the points (None without points).
+
+    Breaks ties between cells of equal density (``areas.rank_mass``): beyond the kernel's reach every cell has
+    the floor's density, and the nearer ones are those an untruncated kernel would rank first.
+    """
+    if not points:
+        return None
+    xyz = np.concatenate([latlon_to_unit_xyz(p.lat, p.lon) for p in points])
+    chord, _ = cKDTree(xyz).query(grid.xyz)
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
 SIGMA_GRID_KM = tuple(float(v) for v in np.geomspace(2.0, 4000.0, 34))
 FLOOR_GRID = (1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.4)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from geoapp.fusion.areas import LEVELS, NOT_CALIBRATED, CredibleArea, build_area, mass_above
 from geoapp.fusion.clues.base import Clue
-from geoapp.fusion.density import DEFAULT_KERNEL, Kernel, PointMass, centre_density, grid_mass
+from geoapp.fusion.density import DEFAULT_KERNEL, Kernel, PointMass, centre_density, grid_mass, nearest_point_km
 from geoapp.fusion.grid import Grid, level_for_km
 from geoapp.fusion.tempering import Tempering
 
@@ -91,6 +91,7 @@ class Posterior:
     conflicts: list[Conflict] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _tiebreak: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def density_km2(self) -> np.ndarray:
@@ -118,6 +119,13 @@ class Posterior:
             return None, f"{NOT_CALIBRATED} (soft clue {soft[0]} changes the map's shape)"
         return calibration, calibration.label()
 
+    @property
+    def tiebreak(self) -> np.ndarray | None:
+        """Per cell: km to the nearest photo point (orders cells of equal density; None for clues alone)."""
+        if self._tiebreak is None and self.photos:
+            self._tiebreak = nearest_point_km(self.grid, [p.points for p in self.photos])
+        return self._tiebreak
+
     def area(self, level: float) -> CredibleArea:
         """The credible area at ``level``: calibrated when the map allows it, else the plain HPD area."""
         if not 0.0 < level < 1.0:
@@ -126,12 +134,12 @@ class Posterior:
         if calibration is not None:
             # Calibrated photo area, intersected with the hard clues: true hard clues never exclude the truth.
             photo = self.layers[0].values
-            chosen = mass_above(photo / self.grid.area_km2, photo) <= calibration.threshold(level)
+            chosen = mass_above(photo / self.grid.area_km2, photo, self.tiebreak) <= calibration.threshold(level)
             for layer in self.layers[1:]:
                 if layer.name not in self.dropped:
                     chosen &= layer.values > 0
         else:
-            chosen = mass_above(self.density_km2, self.mass) < level
+            chosen = mass_above(self.density_km2, self.mass, self.tiebreak) < level
         return build_area(self.grid, self.mass, chosen, source=self.source, level=level,
                           calibrated=calibration is not None, calibration=label, clues=self.clue_texts)
 

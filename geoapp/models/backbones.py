@@ -19,6 +19,7 @@ from geoapp.models.weights import WeightFile
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+RANDOM_BACKBONE_SEED = 0  # backbone_weights="random" always builds the same model (see build_clip_backbone)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,14 @@ def build_clip_backbone(spec: BackboneSpec, weights: str | Path | None = "pretra
         description = str(checkpoint)
 
     config = spec.model_config()
-    model = open_clip.CLIP(**config)
+    if checkpoint is None:
+        # Random weights: the same model in every process and whatever ran before (tests, Ray workers);
+        # the caller's global RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_BACKBONE_SEED)
+            model = open_clip.CLIP(**config)
+    else:
+        model = open_clip.CLIP(**config)
     if checkpoint is not None:
         open_clip.load_checkpoint(model, str(checkpoint))
     return ClipBackbone(spec, model), description

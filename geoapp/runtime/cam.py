@@ -87,3 +87,11 @@ def cam_result(heatmap: np.ndarray, pixels: torch.Tensor, mean: Sequence[float],
     return GradCamResult(heatmap=heatmap.astype(np.float32), overlay=Image.fromarray(overlay),
                          crop=Image.fromarray((crop * 255).round().astype(np.uint8)), target=target,
                          random_weights=random_weights)
+
+
+def gradcam_note(tower) -> str:
+    """What a Grad-CAM target says when predictions run on another engine: Grad-CAM needs gradients, so it always
+    runs on the torch model (fp32), which an int8 or exported tower only approximates."""
+    if tower.runtime == "torch":
+        return ""
+    return f" (Grad-CAM computed on the torch fp32 model; predictions ran on {tower.runtime} {tower.precision})"

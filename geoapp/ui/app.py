@@ -16,13 +16,14 @@ from starlette.middleware import Middleware
 from geoapp.ui.assets import map_asset_dir
 from geoapp.ui.cases_tab import build_cases_tab
 from geoapp.ui.common import UiContext
-from geoapp.ui.config import MB, AppConfig
+from geoapp.ui.config import MB, OFFLINE_MAP_EFFECT, AppConfig
 from geoapp.ui.guard import GuardPolicy, RequestGuard, normalised_origins
 from geoapp.ui.locate_tab import build_locate_tab
 from geoapp.ui.models_tab import build_models_tab
 from geoapp.ui.satellite import build_tile_source_setting, tile_routes
 from geoapp.ui.service import GeolocationService, ModelSettings
 from geoapp.ui.text_map_tab import build_text_map_tab
+from geoapp.ui.warmup import Warmup
 from geoapp.ui.theme import CSS, build_theme
 
 TITLE = "geoapp — where was this photo taken?"
@@ -76,13 +77,35 @@ def _code_spans(text: str) -> str:
     return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
 
 
+@dataclass(frozen=True)
+class BuiltApp:
+    """The Blocks, the keyword arguments for ``Blocks.launch``, and what runs behind the tabs."""
+
+    demo: gr.Blocks
+    launch: dict
+    service: GeolocationService
+    config: AppConfig
+
+    def start_background_work(self, announce: Callable[[str], None] | None = None) -> Warmup | None:
+        """Once the server listens: load the default model and prepare its gallery, so the first result does
+        not wait for them (nothing with ``--no-preload``)."""
+        return self.service.start_warmup(announce=announce) if self.config.preload else None
+
+
 def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple[gr.Blocks, dict]:
     """The Blocks and the keyword arguments for ``Blocks.launch`` (server, auth, theme ...)."""
+    built = build_ui(config, tabs)
+    return built.demo, built.launch
+
+
+def build_ui(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> BuiltApp:
+    """:func:`build_app` with the service (``app.py`` starts its background work once the server listens)."""
     asset_dir = map_asset_dir()
     # Serve exactly this folder (Leaflet, heatmap plugin, basemap) at gradio_api/file=<path>.
     gr.set_static_paths([asset_dir])
     service = GeolocationService(ModelSettings(backbone=config.backbone, backbone_weights=config.backbone_weights,
-                                               device=config.device,
+                                               device=config.device, runtime=config.runtime,
+                                               precision=config.precision,
                                                gallery=str(config.gallery) if config.gallery else None))
     ctx = UiContext(config=config, service=service, asset_prefix=f"gradio_api/file={asset_dir.as_posix()}/",
                     offline_tiles=True)
@@ -94,13 +117,14 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
                 value=not config.offline_map, interactive=not config.offline_map,
                 label="Online map tiles (OpenStreetMap streets, Esri satellite imagery)",
                 info="Off: the page contacts nothing but this app (country outlines as the basemap). "
-                     + ("Started with --offline-map: restart without it for online tiles." if config.offline_map else ""))
+                     + (f"Started with --offline-map: {OFFLINE_MAP_EFFECT}." if config.offline_map else ""))
             tile_source = build_tile_source_setting()
         shared = SharedWidgets(online_tiles=online_tiles, tile_source=tile_source)
         with gr.Tabs():
             for spec in tabs if tabs is not None else default_tabs():
                 with gr.Tab(spec.label, elem_id=spec.elem_id):
                     spec.build(ctx, shared)
+        ctx.pickers.wire(demo, service)  # model lists follow trained models appearing on disk
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.queue_max_size)
     launch = {
         "server_name": config.host, "server_port": config.port, "share": config.share, "auth": config.auth,
@@ -113,7 +137,7 @@ def build_app(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> tuple
         "app_kwargs": {"routes": tile_routes(),  # the offline pyramid's tiles, from this server only
                        "middleware": [Middleware(RequestGuard, policy=guard_policy(config))]},
     }
-    return demo, launch
+    return BuiltApp(demo, launch, service, config)
 
 
 def guard_policy(config: AppConfig) -> GuardPolicy:

@@ -170,5 +170,5 @@ def metrics_markdown(manifest: dict) -> str:
              f"{manifest.get('heldout_images', '?')} held out for the test below.", "",
              "| held-out test photos | country | ≤ 25 km | ≤ 200 km | ≤ 750 km |", "|---|---|---|---|---|",
              row("this model", metrics), row("most common cell (baseline)", baseline), "",
-             f"Choose **{key}** in Locate or Cases (reload the page)."]
+             f"Choose **{key}** in Locate or Cases (it is listed there now)."]
     return "\n".join(lines)

@@ -17,11 +17,14 @@ from geoapp.ui.case_service import stored_prediction
 from geoapp.ui.service import CLAIM_COLOUR, EXIF_COLOUR
 from geoapp.ui.views import escape, percent
 
+# Widths (each table spans the page) leave every header and every id, hash and number on one line at 1280 px.
 CASE_COLUMNS = ["Id", "Title", "Status", "Evidence", "Analyses", "Verdict", "Last change"]
+CASE_COLUMN_WIDTHS = ["9%", "35%", "9%", "9%", "9%", "12%", "17%"]
 EVIDENCE_COLUMNS = ["File", "EXIF GPS", "Capture time", "Pixels", "Size", "SHA-256", "Added by", "Id"]
-EVIDENCE_COLUMN_WIDTHS = ["20%", "17%", "15%", "10%", "9%", "13%", "9%", "7%"]
+EVIDENCE_COLUMN_WIDTHS = ["25%", "14%", "14%", "9%", "8%", "14%", "8%", "8%"]
+SHA_SHOWN = 16  # hex digits of the SHA-256 in the table (64 bits: enough to tell files apart by eye)
 CLAIM_COLUMNS = ["Claimed place", "Kind", "Claimed time", "Source", "By", "Id"]
-CLAIM_COLUMN_WIDTHS = ["30%", "9%", "16%", "26%", "10%", "9%"]
+CLAIM_COLUMN_WIDTHS = ["30%", "9%", "16%", "29%", "8%", "8%"]
 ANALYSIS_COLUMNS = ["Id", "Evidence", "Model", "Settings", "Top candidate", "Probability", "Weights", "By", "At"]
 ANALYSIS_COLUMN_WIDTHS = ["7%", "13%", "13%", "12%", "16%", "9%", "12%", "7%", "11%"]  # 100 %: nothing cut off
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "km from #1"]
@@ -90,9 +93,15 @@ def evidence_rows(case) -> list[list]:
     for e in case.evidence:
         gps = e.gps
         rows.append([display_text(e.original_name), f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
-                     (e.exif or {}).get("capture_time") or "—", f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
-                     e.sha256[:12] + "…", e.added_by, _short(e.id)])
+                     _capture_time(e.exif), f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
+                     e.sha256[:SHA_SHOWN] + "…", e.added_by, _short(e.id)])
     return rows
+
+
+def _capture_time(exif: dict | None) -> str:
+    """EXIF capture time as date and time ("2008-10-22 16:28:39": may wrap between the two, never inside)."""
+    value = str((exif or {}).get("capture_time") or "")
+    return value.replace("T", " ", 1) if value else "—"
 
 
 def evidence_choices(case) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from geoapp.ui import case_views as cv
 from geoapp.ui.case_service import AnalysisRequest, CaseWorkbench, ClaimForm, actor_name
 from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError
-from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S, model_info
+from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S
 from geoapp.ui.region_picker import build_region_picker, region_form
 from geoapp.ui.satellite import (
     build_satellite_controls,
@@ -238,9 +238,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                 bundle = gr.File(label="Case bundle (.zip exported by geoapp)", file_types=[".zip"], height=100)
                 as_new = gr.Checkbox(label="Import as a separate copy (when the case is already here)")
                 import_button = gr.Button("Import")
-            with gr.Accordion("All cases", open=False):
-                case_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CASE_COLUMNS, interactive=False, wrap=True)
-            store_info = gr.Markdown()
+            store_info = gr.Markdown(elem_id="geoapp-case-store")
         with gr.Column(scale=3, min_width=480):
             header = gr.Markdown(NO_CASE, elem_id="geoapp-case-header")
             banner = gr.HTML(elem_id="geoapp-case-banner")
@@ -249,13 +247,15 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                                           title="Case map"), elem_id="geoapp-case-map")
             candidates = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CANDIDATE_COLUMNS, label="Candidates of that analysis",
                                       interactive=False, wrap=True)
+    # Tables take the page's full width: with eight columns in half of it, headers and hashes were cut.
+    with gr.Accordion("All cases", open=False):
+        case_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CASE_COLUMNS, interactive=False, wrap=True,
+                                  column_widths=cv.CASE_COLUMN_WIDTHS, elem_id="geoapp-case-list")
     with gr.Row(equal_height=False):
         with gr.Column():
             evidence_files = gr.File(label="Evidence — drop photos here", file_count="multiple",
                                      file_types=PHOTO_TYPES, height=120, elem_id="geoapp-case-evidence")
             evidence_button = gr.Button("Add evidence")
-            evidence_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.EVIDENCE_COLUMNS, label="Evidence (SHA-256 verified on open)",
-                                          interactive=False, wrap=True, column_widths=cv.EVIDENCE_COLUMN_WIDTHS)
         with gr.Column():
             place = gr.Textbox(label="Claimed place", max_lines=1,
                                placeholder="Kharkiv · Ukraine · country:UA · 49.99, 36.23 · circle:49.99,36.23,30")
@@ -264,15 +264,19 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                 claimed_time = gr.Textbox(label="Claimed time (optional)", placeholder="2024-03-01 or 2024-03-01T14:30")
             source = gr.Textbox(label="Source of the claim (optional)", placeholder="URL or description", max_lines=2)
             claim_button = gr.Button("Record claim")
-            claims_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CLAIM_COLUMNS, label="Claims", interactive=False, wrap=True,
-                                        column_widths=cv.CLAIM_COLUMN_WIDTHS)
+    evidence_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.EVIDENCE_COLUMNS,
+                                  label=f"Evidence (SHA-256 verified on open; the first {cv.SHA_SHOWN} of its 64 hex "
+                                        "digits shown, all of them in the exports)",
+                                  interactive=False, wrap=True, column_widths=cv.EVIDENCE_COLUMN_WIDTHS,
+                                  elem_id="geoapp-case-evidence-table")
+    claims_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CLAIM_COLUMNS, label="Claims", interactive=False,
+                                wrap=True, column_widths=cv.CLAIM_COLUMN_WIDTHS, elem_id="geoapp-case-claims")
     with gr.Accordion("Analyse evidence (same settings as Locate)", open=True):
         with gr.Row(equal_height=False):
             with gr.Column():
                 evidence_pick = gr.CheckboxGroup(label="Evidence to analyse (none ticked: all)", choices=[])
-                default_model = ctx.service.default_model()  # as in Locate: the best family that can run here
-                model = gr.Dropdown(ctx.service.model_choices(), value=default_model, label="Model",
-                                    info=model_info(ctx.service, default_model), elem_id="geoapp-case-model")
+                # As in Locate: the best family that can run here by default, every model that can be chosen listed.
+                model = ctx.pickers.dropdown(ctx.service, label="Model", elem_id="geoapp-case-model")
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Number of candidate places")
                 tencrop = gr.Checkbox(value=False, label="TenCrop: average 10 crops (about 10× slower)")
                 gradcam = gr.Checkbox(value=False, label="Store the Grad-CAM of candidate #1 in the case (slow on CPU)")
@@ -281,7 +285,8 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                     region = build_region_picker()
                 analyse_button = gr.Button("Run analysis", variant="primary", elem_id="geoapp-case-analyse")
         analyses_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.ANALYSIS_COLUMNS, label="Analyses",
-                                      interactive=False, wrap=True, column_widths=cv.ANALYSIS_COLUMN_WIDTHS)
+                                      interactive=False, wrap=True, column_widths=cv.ANALYSIS_COLUMN_WIDTHS,
+                                      elem_id="geoapp-case-analyses")
     with gr.Row(equal_height=False):
         with gr.Column():
             note = gr.Textbox(label="Note", lines=3, placeholder="What you checked, what you saw …")

@@ -1,4 +1,5 @@
-"""What every tab shares: the context (config, service, map settings) and error translation."""
+"""What every tab shares: the context (config, service, map settings, model dropdowns), error translation, and
+busy buttons that always come back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 import re
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -17,6 +18,7 @@ from geoapp.ui.maps.render import MapAssets, MapOptions
 from geoapp.results.textsafe import message_text
 from geoapp.ui.config import AppConfig
 from geoapp.ui.forms import FormError
+from geoapp.ui.model_picker import ModelPickers
 from geoapp.ui.satellite import offline_tile_layer
 from geoapp.ui.service import GeolocationService, ModelUnavailableError, Progress
 
@@ -36,6 +38,7 @@ class UiContext:
     service: GeolocationService
     asset_prefix: str  # URL prefix (relative to the page) of the served map-asset folder
     offline_tiles: bool = False  # the app serves the offline pyramid (geoapp/ui/satellite.py tile_routes)
+    pickers: ModelPickers = field(default_factory=ModelPickers)  # every model dropdown, listed again together
 
     def map_options(self, online_tiles: bool) -> MapOptions:
         return MapOptions(MapAssets.local(self.asset_prefix), online_tiles=bool(online_tiles),
@@ -55,6 +58,16 @@ def toast_text(error: object) -> str:
     return message_text(re.sub(r"`([^`]+)`", "\u201c\\1\u201d", str(error)))
 
 
+def error_message(error: BaseException) -> tuple[str, str]:
+    """(title, message) of an error as the analyst sees it (toast, API answer, the note beside a form)."""
+    if isinstance(error, USER_ERRORS):
+        return "Cannot do that", toast_text(error)
+    if isinstance(error, gr.Error):
+        return str(error.title or "Error"), str(error.message)
+    return "Something went wrong", toast_text(f"Unexpected error ({type(error).__name__}): {error}. "
+                                              "The details are in the server log.")
+
+
 def user_errors(handler: F) -> F:
     """Turn analyst-facing errors into ``gr.Error`` popups (message kept, no traceback)."""
 
@@ -62,19 +75,23 @@ def user_errors(handler: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return handler(*args, **kwargs)
-        except USER_ERRORS as error:
-            # gr.Error renders HTML, and API clients get the same string: no markup, no entities.
-            raise gr.Error(toast_text(error), duration=ERROR_TOAST_S, title="Cannot do that",
-                           print_exception=False) from error
         except gr.Error:
             raise
-        except Exception as error:  # noqa: BLE001 - last resort: log it, tell the analyst, keep serving
-            log.exception("unexpected error in %s", handler.__name__)
-            raise gr.Error(toast_text(f"Unexpected error ({type(error).__name__}): {error}. "
-                                      "The details are in the server log."),
-                           duration=ERROR_TOAST_S, title="Something went wrong") from error
+        except Exception as error:  # noqa: BLE001 - last resort for the unexpected: log it, tell, keep serving
+            if not isinstance(error, USER_ERRORS):
+                log.exception("unexpected error in %s", handler.__name__)
+            title, message = error_message(error)
+            # gr.Error renders HTML, and API clients get the same string: no markup, no entities.
+            raise gr.Error(message, duration=ERROR_TOAST_S, title=title, print_exception=False) from error
 
     return wrapper  # type: ignore[return-value]
+
+
+def restore_after(event, restore: Callable[..., Any], outputs, inputs=None) -> None:
+    """Run ``restore`` once ``event`` ends, however it ends (a busy button comes back). Gradio's front end runs
+    ``.then`` listeners only after a success, so a failure needs its own listener."""
+    for follow in (event.success, event.failure):
+        follow(restore, inputs=inputs, outputs=outputs, api_visibility="private", queue=False, show_progress="hidden")
 
 
 def progress_callback(progress: gr.Progress | None) -> Progress:

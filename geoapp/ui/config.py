@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geoapp.galleries import dense as dense_gallery
+from geoapp.runtime.request import add_runtime_arguments
+
 DEFAULT_HOST = "127.0.0.1"
 AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
 MB = 1024 * 1024
 DEFAULT_MAX_SESSIONS = 12
+
+
+# What --offline-map does, said the same way by `python app.py --help` and the Map settings panel: the page's
+# security policy then forbids tile servers, so online tiles cannot be switched on until the app is restarted.
+OFFLINE_MAP_EFFECT = ("the page's security policy then forbids tile servers, so online tiles stay off until the app "
+                      "is restarted without --offline-map")
 
 
 class ConfigError(ValueError):
@@ -86,6 +94,8 @@ class AppConfig:
     backbone: str = "ViT-L-14"
     backbone_weights: str | None = None  # None: real weights; "random": flagged test weights
     device: str | None = None
+    runtime: str | None = None  # image-tower engine (geoapp.runtime): None = torch
+    precision: str | None = None  # None = fp32; int8 only behind its quality gate
     concurrency_limit: int = 2  # model jobs running at once (they share one model and one lock)
     queue_max_size: int = 32  # waiting jobs beyond this are refused with a "queue full" message
     max_file_mb: int = 100  # per uploaded file (photos; the image loader refuses more anyway)
@@ -96,6 +106,9 @@ class AppConfig:
     weights_dir: Path | None = None  # an extra folder searched first for weights ($GEOAPP_WEIGHTS_DIR)
     gallery: Path | None = None  # candidate GPS points (CSV LAT,LON) for retrieval models; None: GeoCLIP's 100K
     allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
+    # Load the default model and prepare its gallery in the background as the app starts (app.py: on unless
+    # --no-preload), so the first result does not wait for them; off for apps built in tests.
+    preload: bool = False
 
     @property
     def max_file_size(self) -> str:
@@ -171,11 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sessions (browser tabs, API clients) whose results the server keeps in memory, "
                              f"a few MB each; the least recently used is dropped first (default {DEFAULT_MAX_SESSIONS})")
     parser.add_argument("--offline-map", action="store_true",
-                        help="no online map tiles: the page makes no request outside this app "
-                             "(country outlines as basemap; tiles can be switched on in Settings)")
+                        help="no online map tiles: the page makes no request outside this app (country outlines and "
+                             f"the app's own NASA imagery as basemap); {OFFLINE_MAP_EFFECT}. Without this flag, "
+                             "online tiles can be switched off in Map settings")
+    parser.add_argument("--no-preload", action="store_true",
+                        help="do not load the default model and prepare its gallery when the app starts (by default "
+                             "this runs in the background, so the first result does not wait for it)")
     parser.add_argument("--backbone-weights", default=None, metavar="random|PATH",
                         help="'random': untrained test weights, every result is flagged (default: real CLIP weights)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    add_runtime_arguments(parser)
     parser.add_argument("--concurrency", type=int, default=2, help="model jobs run at once (default 2)")
     parser.add_argument("--backbone", default="ViT-L-14", help=argparse.SUPPRESS)  # tests: tiny-test
     return parser
@@ -188,9 +206,10 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         host=args.host, port=args.port, share=args.share,
         auth=_auth_from(args),
         offline_map=args.offline_map, backbone=args.backbone, backbone_weights=args.backbone_weights,
-        device=args.device, concurrency_limit=max(1, args.concurrency),
+        device=args.device, runtime=args.runtime, precision=args.precision, concurrency_limit=max(1, args.concurrency),
         weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
         gallery=Path(args.gallery).expanduser() if args.gallery else None,
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
         max_file_mb=args.max_file_mb, max_request_mb=args.max_upload_mb, max_sessions=args.max_sessions,
+        preload=not args.no_preload,
     ).validate()

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geoapp.cases.claims import resolve_place
+from geoapp.cases.errors import CaseInputError
+
 REGION_WORLD = "Whole world"
 REGION_COUNTRY = "Country"
 REGION_CONTINENT = "Continent"
@@ -52,17 +55,37 @@ def _finite(value: object, name: str) -> float:
     return number
 
 
-def parse_latlon(text: str | None) -> tuple[float, float] | None:
-    """``"48.8584, 2.2945"`` (or space-separated) -> (lat, lon); empty -> None."""
+@dataclass(frozen=True)
+class ClaimedLocation:
+    """A claimed place as the point the candidates are compared with."""
+
+    lat: float
+    lon: float
+    name: str | None = None  # the place a name resolved to ("Odesa, Ukraine"); None for typed coordinates
+
+    @property
+    def label(self) -> str:
+        return f"Claimed location ({self.name})" if self.name else "Claimed location"
+
+
+def parse_claimed_location(text: str | None) -> ClaimedLocation | None:
+    """What the analyst typed as a claimed location -> a point; empty -> None.
+
+    The parser of the Cases tab's claims (:func:`geoapp.cases.claims.resolve_place`, offline): ``48.8584, 2.2945``,
+    a place name (``Odesa``, ``Kharkiv, UA``), ``place:NAME`` or ``circle:LAT,LON,KM`` (its centre). A country has
+    no single point: the message says what to do instead.
+    """
     if text is None or not str(text).strip():
         return None
-    parts = str(text).replace(";", ",").replace(",", " ").split()
-    if len(parts) != 2:
-        raise FormError(f"A position is 'latitude, longitude' in decimal degrees (e.g. 48.8584, 2.2945), not {text!r}")
-    lat, lon = _finite(parts[0], "Latitude"), _finite(parts[1], "Longitude")
-    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
-        raise FormError(f"Latitude must be within ±90 and longitude within ±180 (got {lat}, {lon})")
-    return lat, lon
+    try:
+        place = resolve_place(str(text))
+    except CaseInputError as error:
+        raise FormError(f"Claimed location: {error}") from error
+    if place.lat is None or place.lon is None:
+        raise FormError(f"Claimed location {str(text).strip()!r} is a country ({place.label}), not a point: type a "
+                        "town or 'latitude, longitude', or restrict the search region to the country (a Case can "
+                        "record a claim about a whole country).")
+    return ClaimedLocation(place.lat, place.lon, place.name)
 
 
 @dataclass(frozen=True)
@@ -123,7 +146,7 @@ class LocateForm:
     tencrop: bool = False
     model: str = "auto"  # a registry key; "auto" = the best family that can run here
     region: RegionForm = field(default_factory=RegionForm)
-    claimed: tuple[float, float] | None = None
+    claimed: ClaimedLocation | None = None
     extras: dict = field(default_factory=dict)  # the family's own options (its spec's FamilyOption names)
 
     @classmethod
@@ -137,7 +160,7 @@ class LocateForm:
         if not 1 <= k <= MAX_TOP_K:
             raise FormError(f"Number of candidates must be between 1 and {MAX_TOP_K}.")
         return cls(files=paths, top_k=k, tencrop=bool(tencrop), model=str(model or "auto"), region=region,
-                   claimed=parse_latlon(claimed_text), extras=dict(extras or {}))
+                   claimed=parse_claimed_location(claimed_text), extras=dict(extras or {}))
 
 
 MAX_QUERY_CHARS = 300  # what Geolocator.text_map accepts

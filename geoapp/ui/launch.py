@@ -67,16 +67,18 @@ def run_app(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_USAGE
     limit_malloc_arenas()  # before the server starts its threads
-    from geoapp.ui.app import build_app
+    from geoapp.ui.app import build_ui
 
-    demo, launch_kwargs = build_app(config)
+    built = build_ui(config)
+    demo = built.demo
     try:
         # quiet: Gradio's own banner suggests share=True, which this app allows only with a login.
-        demo.launch(**launch_kwargs, quiet=True, prevent_thread_lock=True)
+        demo.launch(**built.launch, quiet=True, prevent_thread_lock=True)
     except OSError as error:  # no free port in Gradio's range, or a race with another program
         print(f"error: cannot start the server ({error}); choose a free port with --port", file=sys.stderr)
         return EXIT_USAGE
     print(f"geoapp is running on {demo.local_url} (Ctrl+C to stop)", flush=True)
+    built.start_background_work(announce=lambda message: print(f"geoapp: {message}", flush=True))
     if demo.share_url:
         print(f"Public link (login required): {demo.share_url}", flush=True)
     try:

@@ -2,16 +2,20 @@
 
 Events (the first is the public API ``/locate``; the rest only redraw from the session state):
 
-    Locate button --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo, evidence  --gradcam--> overlays
+    Locate button --busy--> --locate--> LocateSession + JSON  --show--> map, table, EXIF, photo, evidence
+                                                                   --cam_pending--> --gradcam--> overlays
+                                 (fails) --failed--> the error beside the form, the button back
     photo selector / candidate selector / tile setting --> show / gradcam again (no new prediction)
 
-The model dropdown lists every registered family and variant. Family-specific evidence (TransLocator's
-segmentation and scene, a tile search path ...) is shown by the "Evidence from the model" panel from
-each result's evidence items, and families with several inputs add one Grad-CAM per branch.
+The model dropdown (geoapp/ui/model_picker.py) lists every model that can be chosen, unavailable ones marked.
+Family-specific evidence (TransLocator's segmentation and scene, a tile search path ...) is shown by the
+"Evidence from the model" panel from each result's evidence items, and families with several inputs add one
+Grad-CAM per branch.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -21,15 +25,17 @@ from geoapp.families.base import evidence_html
 from geoapp.ui.maps.render import embed_html, placeholder_html, prediction_map_html
 from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING
 from geoapp.ui import views
-from geoapp.ui.common import UiContext, progress_callback, user_errors
+from geoapp.ui.common import UiContext, error_message, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError, LocateForm
+from geoapp.ui.model_picker import (chosen_options, family_options, model_changed, option_names, options_collector,
+                                    options_dict)
 from geoapp.ui.region_picker import build_region_picker, region_form
 from geoapp.ui.satellite import (
     build_satellite_controls,
     build_satellite_image,
     wire_candidate_view,
 )
-from geoapp.ui.service import GeolocationService, LocatedImage
+from geoapp.ui.service import LocatedImage
 from geoapp.ui.video_tab import build_video_panel
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
@@ -42,6 +48,7 @@ class LocateSession:
     """One analyst's latest batch of results (server-side only: a gr.State)."""
 
     results: list[LocatedImage] = field(default_factory=list)
+    error: str | None = None  # why the last run failed: shown beside the form until the next run
 
     def get(self, index: int | None) -> LocatedImage:
         if not self.results:
@@ -75,12 +82,23 @@ class LocateHandlers:
 
     def locate(self, photos, top_k=5, tencrop=False, model="auto", region_mode=REGION_WORLD, country=None,
                continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0, region_geojson=None,
-               claimed_location=None, model_options=None, progress=gr.Progress()):
+               claimed_location=None, model_options=None, session=None, progress=gr.Progress()):
         """Locate photos. Returns the session state (UI only) and a JSON record per photo.
 
-        ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``)."""
+        ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``).
+        ``session`` (the page's state, not part of the API) keeps the error of a failed run for :meth:`failed`."""
+        try:
+            return self._locate(photos, top_k, tencrop, model, region_mode, country, continent, circle_lat,
+                                circle_lon, circle_radius_km, region_geojson, claimed_location, model_options, progress)
+        except Exception as error:
+            if isinstance(session, LocateSession):
+                session.error = error_message(error)[1]
+            raise
+
+    def _locate(self, photos, top_k, tencrop, model, region_mode, country, continent, circle_lat, circle_lon,
+                circle_radius_km, region_geojson, claimed_location, model_options, progress):
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
-        extras = _chosen_options(self.ctx.service, model, model_options)
+        extras = chosen_options(self.ctx.service, model, model_options)
         form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras)
         first_run = not self.ctx.service.is_loaded(form.model)
         results = self.ctx.service.locate(form, progress_callback(progress))
@@ -92,6 +110,14 @@ class LocateHandlers:
         if failed:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be analysed; see the message above the map.")
         return LocateSession(results), api_payload(results)
+
+    @staticmethod
+    def failed(session: LocateSession | None):
+        """After a failed run: the button back, and the error beside the form (the toast fades, this stays)."""
+        reason = (session.error if session is not None else None) or \
+            "The run did not finish (the server refused or lost it); press Locate again."
+        return _idle(), gr.update(value=f'<div class="geoapp-error" role="alert"><b>Could not locate.</b> '
+                                        f"{html.escape(reason)}</div>", visible=True)
 
     def show(self, session: LocateSession | None, index, online_tiles: bool):
         """Draw one result: banner, selector, summary, map, table, photo, EXIF, Grad-CAM choices."""
@@ -122,13 +148,32 @@ class LocateHandlers:
                 located.display, views.exif_markdown(prediction.image), rank, gr.update(visible=bool(evidence)),
                 evidence)
 
-    def gradcam(self, session: LocateSession | None, index, rank, progress=gr.Progress()):
-        """Grad-CAM of the selected photo towards the selected candidate (default #1)."""
+    def cam_pending(self, session: LocateSession | None, index, rank):
+        """Clear the Grad-CAM panel at once for a new result or candidate (no earlier model's maps left over),
+        saying what comes, or calmly that this model has none."""
+        note = self._no_cam(session, index)
+        if note is None:
+            note = f"_Computing the Grad-CAM of candidate #{int(rank or 1)} …_"
+        return None, None, note, gr.update(value=None, visible=False)
+
+    def _no_cam(self, session: LocateSession | None, index) -> str | None:
+        """Why this result has no Grad-CAM to compute (a plain note), or None when it has one."""
         if session is None or not session.results:
-            return None, None, "", gr.update(value=None, visible=False)
+            return ""
         located = session.get(index)
         if not located.prediction.ok or not located.prediction.candidates:
-            return None, None, "_No candidate to explain._", gr.update(value=None, visible=False)
+            return "_No candidate to explain._"
+        spec = self.ctx.service.spec(located.model)
+        if not spec.capabilities.gradcam:
+            return views.no_gradcam_markdown(spec.label)
+        return None
+
+    def gradcam(self, session: LocateSession | None, index, rank, progress=gr.Progress()):
+        """Grad-CAM of the selected photo towards the selected candidate (default #1)."""
+        note = self._no_cam(session, index)
+        if note is not None:
+            return None, None, note, gr.update(value=None, visible=False)
+        located = session.get(index)
         chosen = int(rank or 1)
         progress(0.1, desc=f"Grad-CAM for candidate #{chosen} …")
         maps = self.ctx.service.explain(located, chosen)
@@ -154,21 +199,22 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
             photos = gr.File(label="Photos — drop one or several (JPEG, PNG, WebP, HEIC, TIFF …)",
                              file_count="multiple", file_types=PHOTO_TYPES, height=150, elem_id="geoapp-photos")
             locate_button = gr.Button("Locate", variant="primary", size="lg", elem_id="geoapp-locate-button")
+            error_box = gr.HTML(visible=False, elem_id="geoapp-locate-error")  # the last run's error, until the next
             with gr.Accordion("Options", open=True):
-                default_model = ctx.service.default_model()
-                model = gr.Dropdown(ctx.service.model_choices(), value=default_model, label="Model",
-                                    info=model_info(ctx.service, default_model), elem_id="geoapp-model")
+                model = ctx.pickers.dropdown(ctx.service, label="Model", elem_id="geoapp-model")
                 option_fields = [gr.Number(value=option.default, label=option.help or option.name, precision=None
                                            if option.type is float else 0, visible=option.name in
-                                           _option_names(ctx.service, default_model), elem_id=f"geoapp-option-{option.name}")
+                                           option_names(ctx.service, model.value), elem_id=f"geoapp-option-{option.name}")
                                  for option in family_options(ctx.service)]
                 # What the API takes: one dict; the fields above fill it for the page.
-                model_options = gr.JSON(value=_options_dict(ctx.service, [f.value for f in option_fields]),
+                model_options = gr.JSON(value=options_dict(ctx.service, [f.value for f in option_fields]),
                                         visible=False)
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Number of candidate places")
                 tencrop = gr.Checkbox(value=False, label="TenCrop: average 10 crops (about 10× slower, often steadier)")
-                claimed = gr.Textbox(label="Claimed location to check (optional)", placeholder="latitude, longitude",
-                                     info="Shown on the map with its distance to each candidate.")
+                claimed = gr.Textbox(label="Claimed location to check (optional)",
+                                     placeholder="Odesa · Kharkiv, UA · 46.4825, 30.7233",
+                                     info="A place name or 'latitude, longitude' (as for a Case's claim): shown on the "
+                                          "map with its distance to each candidate.")
             with gr.Accordion("Restrict the search region", open=False):
                 region = build_region_picker()
             photo = gr.Image(label="Photo as analysed (upright, normalised)", interactive=False, height=300,
@@ -204,32 +250,40 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
 
     shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view]
     cam_outputs = [cam_crop, cam_overlay, cam_caption, cam_others]
-    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options]
+    locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options, session]
+    private = dict(api_visibility="private")
     for option_field in option_fields:
-        option_field.change(_options_collector(ctx.service), inputs=option_fields, outputs=model_options,
-                     api_visibility="private", show_progress="hidden")
+        option_field.change(options_collector(ctx.service), inputs=option_fields, outputs=model_options,
+                            show_progress="hidden", **private)
     first = gr.State(0)
-    # Busy state: the button is off while a run is queued or working (the first run loads the model).
-    locate_button.click(_busy, outputs=locate_button, api_visibility="private", queue=False, show_progress="hidden")
+
+    def explain(trigger, index):
+        """Clear the Grad-CAM panel at once, then compute the new one (or say calmly there is none)."""
+        trigger(handlers.cam_pending, inputs=[session, index, rank], outputs=cam_outputs, queue=False,
+                show_progress="hidden", **private) \
+            .success(user_errors(handlers.gradcam), inputs=[session, index, rank], outputs=cam_outputs,
+                     concurrency_id="model", show_progress_on=[cam_overlay], **private)
+
+    # Busy state: the button is off while a run is queued or working (the first run loads the model); it comes
+    # back however the run ends, and a failed run leaves its error beside the form.
+    locate_button.click(_busy, outputs=[locate_button, error_box], queue=False, show_progress="hidden", **private)
+    # Progress shows once, on the map (the summary above it keeps its text readable).
     run = locate_button.click(user_errors(handlers.locate), inputs=locate_inputs, outputs=[session, raw],
-                              api_name="locate", concurrency_id="model", show_progress_on=[summary, map_view])
-    run.then(_idle, outputs=locate_button, api_visibility="private", queue=False, show_progress="hidden")
-    run.success(user_errors(handlers.show), inputs=[session, first, online_tiles], outputs=shown,
-                api_visibility="private", show_progress="hidden") \
-       .success(user_errors(handlers.gradcam), inputs=[session, first, rank], outputs=cam_outputs,
-                api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
-    selector.input(user_errors(handlers.show), inputs=[session, selector, online_tiles], outputs=shown,
-                   api_visibility="private") \
-            .success(user_errors(handlers.gradcam), inputs=[session, selector, rank], outputs=cam_outputs,
-                     api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
-    rank.input(user_errors(handlers.gradcam), inputs=[session, selector, rank], outputs=cam_outputs,
-               api_visibility="private", concurrency_id="model", show_progress_on=[cam_overlay])
-    model.input(_model_changed(ctx.service), inputs=model, outputs=[model, *option_fields], api_visibility="private",
-                show_progress="hidden")
+                              api_name="locate", concurrency_id="model", show_progress_on=[map_view])
+    run.success(_idle, outputs=locate_button, queue=False, show_progress="hidden", **private)
+    run.failure(handlers.failed, inputs=session, outputs=[locate_button, error_box], queue=False,
+                show_progress="hidden", **private)
+    explain(run.success(user_errors(handlers.show), inputs=[session, first, online_tiles], outputs=shown,
+                        show_progress="hidden", **private).success, first)
+    explain(selector.input(user_errors(handlers.show), inputs=[session, selector, online_tiles], outputs=shown,
+                           **private).success, selector)
+    explain(rank.input, selector)
+    model.input(model_changed(ctx.service), inputs=model, outputs=[model, *option_fields], show_progress="hidden",
+                **private)
     wire_candidate_view(user_errors, session, selector, rank, satellite_controls, satellite, online_tiles, tile_source,
                         shown=table)
     online_tiles.input(_redraw(handlers), inputs=[session, selector, online_tiles], outputs=shown,
-                       api_visibility="private", show_progress="hidden")
+                       show_progress="hidden", **private)
 
 
 CAM_DISPLAY_SIDE = 448  # small-input models (SatWorld: 64 px) are drawn at least this big
@@ -246,74 +300,11 @@ def shown_size(image):
 
 
 def _busy():
-    return gr.update(interactive=False, value="Locating …")
+    return gr.update(interactive=False, value="Locating …"), gr.update(value="", visible=False)
 
 
 def _idle():
     return gr.update(interactive=True, value="Locate")
-
-
-def model_info(service: GeolocationService, model: str | None) -> str:
-    """The text under the model dropdown: description, input domain and caveat."""
-    if not model:
-        return ""
-    spec = service.spec(model)
-    caveat = f" Caveat: {spec.caveat}" if spec.caveat else ""
-    return f"{spec.description} Made for: {spec.input_domain}.{caveat}"
-
-
-def family_options(service: GeolocationService) -> list:
-    """Every family option once (FamilyOption), in registry order: one input field each."""
-    seen: dict[str, object] = {}
-    for spec in service.families():
-        for option in spec.options:
-            seen.setdefault(option.name, option)
-    return list(seen.values())
-
-
-def _option_names(service: GeolocationService, model: str | None) -> set[str]:
-    return {option.name for option in service.spec(model).options} if model else set()
-
-
-def _options_dict(service: GeolocationService, values) -> dict:
-    return {option.name: value for option, value in zip(family_options(service), values) if value not in (None, "")}
-
-
-def _options_collector(service: GeolocationService):
-    def collect(*values):
-        return _options_dict(service, values)
-
-    return collect
-
-
-def _chosen_options(service: GeolocationService, model: str | None, values: dict | None) -> dict:
-    """The options that belong to the chosen family, converted to their types (others are ignored)."""
-    if not model or model == "auto":
-        model = service.default_model()
-    if values is not None and not isinstance(values, dict):
-        raise FormError("model_options must be an object of option names and values")
-    spec = service.spec(model)
-    chosen = {}
-    for option in spec.options:
-        value = (values or {}).get(option.name)
-        if value in (None, ""):
-            continue
-        try:
-            chosen[option.name] = option.type(value)
-        except (TypeError, ValueError) as error:
-            raise FormError(f"{option.name} must be a {option.type.__name__}; got {value!r}") from error
-    return chosen
-
-
-def _model_changed(service: GeolocationService):
-    """Describe the chosen model under the dropdown and show its own options."""
-
-    def changed(model: str):
-        names = _option_names(service, model)
-        return (gr.update(info=model_info(service, model)),
-                *[gr.update(visible=option.name in names) for option in family_options(service)])
-
-    return changed
 
 
 def _redraw(handlers: LocateHandlers):

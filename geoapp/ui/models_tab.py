@@ -8,7 +8,7 @@ import html
 import gradio as gr
 import pandas as pd
 
-from geoapp.families import registry
+from geoapp.families import availability, registry
 from geoapp.ui import builds
 from geoapp.ui.common import USER_ERRORS, UiContext, progress_callback, user_errors
 from geoapp.ui.config import is_loopback
@@ -23,7 +23,8 @@ def weights_table(status: ModelStatus) -> pd.DataFrame:
         where = str(row.path) if row.present else row.weight.fix_hint()
         size = f"{row.size_bytes / 1e6:,.1f}" if row.size_bytes else "—"
         users = ", ".join(spec.key for spec in status.families if row.weight in spec.all_files())
-        present = "yes" if row.present else ("not installed (optional)" if row.weight.optional else "MISSING")
+        present = "yes" if row.present else ("not installed (optional)" if row.weight.optional else
+                                             availability.per_variant_file(row.weight) or "MISSING")
         rows.append([row.weight.description, row.weight.filename, users, present, size, where])
     return pd.DataFrame(rows, columns=WEIGHT_COLUMNS)
 
@@ -44,6 +45,8 @@ def family_markdown(status: ModelStatus) -> str:
         loaded = status.loaded.get(spec.key)
         if loaded is not None:
             state = f"loaded — {html.escape(loaded.summary())}"
+        elif spec.variants_only and spec.variant is None:  # its models are its variants: never "missing"
+            state, problem = html.escape(availability.family_state(spec)) + " (build one below)", None
         elif problem is None:
             state = "ready (loads on first use, or press *Load the chosen model now*)"
         else:
@@ -84,8 +87,8 @@ def build_models_tab(ctx: UiContext) -> None:
     status = ctx.service.status()
     summary = gr.Markdown(status_markdown(ctx, status), elem_id="geoapp-models-summary")
     with gr.Row():
-        choice = gr.Dropdown(ctx.service.model_choices(), value=status.active, label="Model to load",
-                             elem_id="geoapp-models-choice")
+        choice = ctx.pickers.dropdown(ctx.service, label="Model to load", elem_id="geoapp-models-choice",
+                                      value=status.active, info=None)
         load = gr.Button("Load the chosen model now", variant="secondary", elem_id="geoapp-models-load")
         refresh = gr.Button("Refresh")
     table = gr.Dataframe(weights_table(status), label="Weight files of every model (checked on this machine, no network)",
@@ -172,6 +175,7 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
 
     family.input(methods_of, inputs=family, outputs=[method, backbone], api_visibility="private",
                  show_progress="hidden")
-    start.click(run, inputs=[family, method, backbone, name, countries, upload, folder],
-                outputs=[log, result, *status_outputs],
-                api_visibility="private", concurrency_id="build", concurrency_limit=1)
+    built = start.click(run, inputs=[family, method, backbone, name, countries, upload, folder],
+                        outputs=[log, result, *status_outputs], api_visibility="private", concurrency_id="build",
+                        concurrency_limit=1)
+    ctx.pickers.refresh_after(built, ctx.service)  # the new model is a choice in every tab at once

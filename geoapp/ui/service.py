@@ -7,7 +7,8 @@ Which models exist is the family registry's business (:mod:`geoapp.families.regi
 lists, loads and runs whatever is registered, without naming any family.
 
 Concurrency: the Gradio queue runs up to ``AppConfig.concurrency_limit`` jobs at once, and they
-all share one loaded family per model key. Model work runs under one lock:
+all share one loaded family per model key (each key loads under its own lock, so a long first load, or the
+warm-up started with the app (:mod:`geoapp.ui.warmup`), never holds up another model). Model work runs under one lock:
 the CPU is saturated by one forward anyway, and Grad-CAM installs hooks on the backbone that
 a concurrent forward would otherwise trip over. Everything else (decoding, place names, maps)
 happens outside the lock.
@@ -26,13 +27,16 @@ from geoapp.families import (
     FamilySpec,
     LoadOptions,
     UnknownFamilyError,
+    availability,
     registry,
+    variants,
 )
 from geoapp.geo.regions import RegionError
 from geoapp.imaging import ImageLoadError, load_image
-from geoapp.ui.maps.render import ReferencePoint
 from geoapp.results.prediction import Prediction
-from geoapp.ui.forms import COMPARE_DIFFERENCE, FormError, LocateForm, TextMapForm
+from geoapp.ui.forms import COMPARE_DIFFERENCE, ClaimedLocation, FormError, LocateForm, TextMapForm
+from geoapp.ui.maps.render import ReferencePoint
+from geoapp.ui.warmup import Warmup
 
 Progress = Callable[[float, str], None]
 
@@ -49,6 +53,8 @@ class ModelSettings:
     backbone_weights: str | None = None
     device: str | None = None
     gallery: str | None = None  # CSV of candidate points for retrieval families (None: their default)
+    runtime: str | None = None  # image-tower engine (geoapp.runtime; None: torch); Grad-CAM stays on torch
+    precision: str | None = None  # None: fp32; int8 only where its quality gate passed on this machine
 
     @property
     def random_weights(self) -> bool:
@@ -58,6 +64,7 @@ class ModelSettings:
         extras = {} if self.backbone == "ViT-L-14" else {"backbone": self.backbone}
         if self.gallery:
             extras["gallery"] = self.gallery
+        extras.update({k: v for k, v in (("runtime", self.runtime), ("precision", self.precision)) if v})
         return LoadOptions(device=self.device, backbone_weights=self.backbone_weights or None, extras=extras)
 
 
@@ -110,13 +117,27 @@ def _no_progress(_fraction: float, _message: str) -> None:
     return None
 
 
+LOADING_SHARE = 0.85  # of a run's progress bar when the model loads first (the gallery encoding is the long part)
+
+
+def progress_span(progress: Progress, start: float, end: float) -> Progress:
+    """``progress`` for one stage of a run: 0..1 within the stage becomes start..end of the whole bar."""
+
+    def report(fraction: float, message: str) -> None:
+        progress(start + (end - start) * min(max(float(fraction), 0.0), 1.0), message)
+
+    return report
+
+
 class GeolocationService:
     """Lazily loaded, shared geolocators and the operations the UI offers."""
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self._locators: dict[str, object] = {}
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # guards the dicts below
+        self._model_locks: dict[str, threading.Lock] = {}  # one per model key: loads of different models overlap
+        self._warmups: dict[str, Warmup] = {}
         self._compute_lock = threading.Lock()
 
     # ------------------------------------------------------------------ models
@@ -132,8 +153,15 @@ class GeolocationService:
             raise FormError(str(error)) from error
 
     def model_choices(self, text_only: bool = False) -> list[tuple[str, str]]:
-        """(label, key) for the dropdowns: every family and variant (text-capable ones for Text → Map)."""
-        return [(spec.label, spec.key) for spec in registry.families() if spec.capabilities.text or not text_only]
+        """(label, key) for the dropdowns: every family and variant that can be chosen (text-capable ones for
+        Text → Map); those that cannot run here come last, labelled "unavailable" with the reason."""
+        return [(choice.display_label, choice.key)
+                for choice in availability.model_choices(self.settings.load_options(), text_only=text_only)]
+
+    @staticmethod
+    def models_signature() -> tuple:
+        """Changes when trained variants appear, change or vanish on disk (the dropdowns then list them again)."""
+        return variants.signature()
 
     def default_model(self, text_only: bool = False) -> str | None:
         """The best family that can give real results here (``auto``); among text-capable ones if asked.
@@ -154,7 +182,10 @@ class GeolocationService:
             model = ranked[0].key
         spec = self.spec(model)
         problem = spec.problem(self.settings.load_options())
-        return None if problem is None else f"{spec.label}: {problem} Then restart the app."
+        if problem is None:
+            return None
+        # Files fetched while the app runs are found at the next load, but the page's notices are drawn at start.
+        return f"{spec.label}: {problem}" + ("" if spec.variants_only else " Then restart the app.")
 
     def locator(self, model: str = AUTO, progress: Progress = _no_progress):
         """The shared loaded family for ``model`` (``auto`` resolves first), loaded on first use."""
@@ -163,15 +194,24 @@ class GeolocationService:
         existing = self._locators.get(model)
         if existing is not None:
             return existing
+        warmup = self._warmups.get(model)
+        if warmup is not None and not warmup.done:
+            warmup.wait(progress)  # started with the app: show its progress rather than load a second copy
+            if model in self._locators:
+                return self._locators[model]
+        return self._load(model, progress)  # (a failed warm-up: load here, so this request gets the reason)
+
+    def _load(self, model: str, progress: Progress):
+        """Load ``model`` under its own lock (the warm-up calls this directly: it must not wait for itself)."""
         spec = self.spec(model)
         # A combining family reuses the members already loaded here (no second copy of a big model).
         members = {member: self.locator(member, progress) for member in spec.members}
-        with self._load_lock:
+        with self._model_lock(model):
             if model in self._locators:  # another request loaded it while we waited
                 return self._locators[model]
             from geoapp.models.weights import WeightsMissingError
 
-            progress(0.05, f"Loading {spec.label} (first use only) …")
+            progress(0.0, f"Loading {spec.label} (first use only) …")
             options = self.settings.load_options()
             if members:
                 options = LoadOptions(options.device, options.backbone_weights, options.checkpoint,
@@ -182,9 +222,27 @@ class GeolocationService:
                 raise ModelUnavailableError(str(error)) from error
             except (ValueError, RuntimeError) as error:  # bad device, bad checkpoint
                 raise ModelUnavailableError(f"The model could not be loaded: {error}") from error
-            locator.prepare(lambda fraction, message: progress(0.3 + 0.2 * fraction, message))
+            progress(0.05, f"{spec.label} loaded; preparing its candidates …")
+            locator.prepare(progress_span(progress, 0.05, 1.0))
             self._locators[model] = locator
             return locator
+
+    def _model_lock(self, model: str) -> threading.Lock:
+        with self._load_lock:
+            return self._model_locks.setdefault(model, threading.Lock())
+
+    def start_warmup(self, model: str | None = None, announce=None) -> Warmup | None:
+        """Load ``model`` (default: what ``auto`` picks) and prepare its candidates in a background thread, so
+        the first result does not wait for them; None when it is loaded already or cannot run here."""
+        model = model or self.default_model()
+        if model is None or model in self._locators or self.weights_problem(model) is not None:
+            return None
+        with self._load_lock:
+            if model in self._warmups:
+                return self._warmups[model]
+            warmup = Warmup(model, lambda progress: self._load(model, progress), announce, self.spec(model).label)
+            self._warmups[model] = warmup
+        return warmup.start()
 
     def is_loaded(self, model: str | None) -> bool:
         """Whether ``model`` (``auto`` resolved) is loaded already (the next run is fast)."""
@@ -218,12 +276,15 @@ class GeolocationService:
         model = self.default_model() if form.model in (AUTO, "", None) else form.model
         self._require_model(model)
         region = form.region.spec()
-        locator = self.locator(model, progress)
+        # One bar for the whole run: loading (with the gallery encoding) first when needed, then the photos.
+        start = 0.0 if self.is_loaded(model) else LOADING_SHARE
+        locator = self.locator(model, progress_span(progress, 0.0, start))
         self._check_region(locator, region)
         results: list[LocatedImage] = []
         total = len(form.files)
+        photos = progress_span(progress, start, 1.0)
         for index, path in enumerate(form.files):
-            progress(0.5 + 0.5 * index / total, f"Locating photo {index + 1} of {total} …")
+            photos(index / total, f"Locating photo {index + 1} of {total} …")
             with self._compute_lock:
                 prediction = locator.predict_batch([path], top_k=form.top_k, region=region, tencrop=form.tencrop,
                                                    on_error="record", extras=form.extras)[0]
@@ -242,7 +303,7 @@ class GeolocationService:
                 raise FormError(str(error)) from error
 
     @staticmethod
-    def _located(prediction: Prediction, path: str, claimed: tuple[float, float] | None, model: str) -> LocatedImage:
+    def _located(prediction: Prediction, path: str, claimed: ClaimedLocation | None, model: str) -> LocatedImage:
         if not prediction.ok:
             # Uploads live at /tmp/gradio/<hash>/<original name>: show the analyst their file's name, not our path.
             prediction.source = Path(path).name
@@ -252,7 +313,7 @@ class GeolocationService:
             references.append(ReferencePoint("EXIF GPS (in the file)", float(exif["gps_lat"]), float(exif["gps_lon"]),
                                              EXIF_COLOUR))
         if claimed is not None:
-            references.append(ReferencePoint("Claimed location", claimed[0], claimed[1], CLAIM_COLOUR))
+            references.append(ReferencePoint(claimed.label, claimed.lat, claimed.lon, CLAIM_COLOUR))
         display = None
         if prediction.ok:
             try:

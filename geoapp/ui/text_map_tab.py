@@ -12,7 +12,7 @@ import pandas as pd
 from geoapp.ui.maps.render import difference_map_html, embed_html, placeholder_html, prediction_map_html
 from geoapp.results.prediction import RANDOM_WEIGHTS_WARNING, Prediction
 from geoapp.ui import views
-from geoapp.ui.common import UiContext, progress_callback, user_errors
+from geoapp.ui.common import UiContext, progress_callback, restore_after, user_errors
 from geoapp.ui.forms import COMPARE_MODES, COMPARE_SIDE_BY_SIDE, MAX_TOP_K, REGION_WORLD, FormError, TextMapForm
 from geoapp.ui.locate_tab import SESSION_TTL_S
 from geoapp.ui.region_picker import build_region_picker, region_form
@@ -108,9 +108,9 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
             text_model = ctx.service.default_model(text_only=True)
             unavailable = ctx.service.text_unavailable_reason()
             # Only families that can read text are offered; without one the action is disabled, with the reason.
-            model = gr.Dropdown(ctx.service.model_choices(text_only=True), value=text_model or "auto",
-                                label="Model (text-capable)", interactive=text_model is not None,
-                                elem_id="geoapp-text-model", allow_custom_value=True)
+            model = ctx.pickers.add(gr.Dropdown(ctx.service.model_choices(text_only=True), value=text_model or "auto",
+                                                label="Model (text-capable)", interactive=text_model is not None,
+                                                elem_id="geoapp-text-model", allow_custom_value=True), text_only=True)
             with gr.Accordion("Restrict the search region", open=False):
                 region = build_region_picker()
             run_button = gr.Button("Map it", variant="primary", interactive=unavailable is None,
@@ -141,8 +141,7 @@ def build_text_map_tab(ctx: UiContext, online_tiles: gr.Checkbox) -> None:
                      show_progress="hidden")
     run = run_button.click(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_name="text_map",
                            concurrency_id="model", show_progress_on=[map_a])
-    run.then(lambda: gr.update(interactive=unavailable is None), outputs=run_button, api_visibility="private",
-             queue=False, show_progress="hidden")
+    restore_after(run, lambda: gr.update(interactive=unavailable is None), outputs=run_button)
     query_a.submit(user_errors(handlers.text_map), inputs=inputs, outputs=[state, raw], api_visibility="private",
                    concurrency_id="model", show_progress_on=[map_a]).success(user_errors(handlers.show), inputs=[state, online_tiles],
                                                    outputs=outputs, api_visibility="private")

@@ -18,11 +18,15 @@ CSS = """
 .geoapp-notice {background:#e8f0fe; color:#0b2a5b; border:1px solid #b6ccf5; padding:10px 14px; border-radius:6px;}
 .geoapp-notice code {white-space:nowrap;}
 #geoapp-header h1 {margin-bottom:0;}
-/* Tables: text wraps between words only, so headers and numbers never break mid-word or mid-digit;
-   the column widths leave each column room for its longest word. */
-.geoapp-table th, .geoapp-table th *, .geoapp-table td, .geoapp-table td * {
-  overflow-wrap:normal !important; word-break:keep-all !important; hyphens:none !important;}
-.geoapp-table td {font-variant-numeric:tabular-nums;}
+/* Tables (Gradio's data frame: th headers, div[role=gridcell] cells): text wraps between words, so headers,
+   ids, hashes and numbers stay whole; only a word wider than its column (a long file name) breaks. The
+   column widths leave each column room for its longest header word and value. */
+.geoapp-table th, .geoapp-table th *, .geoapp-table [role=gridcell], .geoapp-table [role=gridcell] *,
+.geoapp-table td, .geoapp-table td * {word-break:normal !important; overflow-wrap:break-word !important;
+  hyphens:none !important;}
+.geoapp-table [role=gridcell], .geoapp-table td {font-variant-numeric:tabular-nums;}
+/* Long paths (the case store) wrap inside their box instead of running out of it. */
+#geoapp-case-store, #geoapp-case-store code {overflow-wrap:anywhere;}
 """
 
 

@@ -88,6 +88,9 @@ def confidence_markdown(prediction: Prediction, references: Sequence[ReferencePo
     mass = prediction.mass_within_km
     parts = [f"**Most likely:** #1 {escape(top.place_label or f'{top.lat:.4f}, {top.lon:.4f}')} — "
              f"**{percent(top.probability)}**"]
+    fewer = fewer_places_note(prediction)
+    if fewer:
+        parts.append(fewer)
     if mass:
         spread = " · ".join(f"{percent(mass[r])} within {r} km" for r in sorted(mass))
         parts.append(f"Probability near #1: {spread}. Low values mean the model spreads its belief widely.")
@@ -100,6 +103,26 @@ def confidence_markdown(prediction: Prediction, references: Sequence[ReferencePo
     if region is not None:
         parts.append(f"Search restricted to **{escape(getattr(region, 'label', region))}**.")
     return "\n\n".join(parts)
+
+
+def fewer_places_note(prediction: Prediction) -> str | None:
+    """Why fewer places are shown than were asked for (None when the count is as asked): nearby candidates are
+    one place, or the search area holds fewer candidate points."""
+    asked = (prediction.parameters or {}).get("top_k")
+    shown = len(prediction.candidates)
+    if not isinstance(asked, int) or shown >= asked:
+        return None
+    points = (prediction.parameters or {}).get("candidate_points")
+    if isinstance(points, int) and points < asked:
+        return f"{shown} distinct places ({asked} asked): the search area holds only {points} candidate points."
+    merge_km = (prediction.parameters or {}).get("merge_km")
+    within = f" (closer than {merge_km:g} km)" if isinstance(merge_km, (int, float)) and merge_km > 0 else ""
+    return f"{shown} distinct places ({asked} asked): close candidates{within} were merged into one place."
+
+
+def no_gradcam_markdown(label: str) -> str:
+    """The Grad-CAM panel for a model that has none: a plain note, not an error."""
+    return f"_{escape(label)} does not offer Grad-CAM: there is no heatmap for its results._"
 
 
 def exif_markdown(image: dict) -> str:

@@ -1,6 +1,7 @@
 """Subprocess workers for the reliability tests (run as ``python -m tests.cases._workers MODE ...``).
 
 * ``concurrent``: add notes and evidence to one case, racing another process.
+* ``first-open``: open a fresh database (its migration) at the same moment as other processes.
 * ``crash-analysis`` / ``crash-import``: a parent that pays the start-up cost once
   (model, imports), then forks a child per trial; the child loops analyses / bundle
   imports and the parent kills it with SIGKILL at a random moment.  Forking keeps each
@@ -49,6 +50,20 @@ def concurrent(db_url: str, store_dir: str, case_id: str, index: int, count: int
                 duplicates += 1
     store.close()
     print(json.dumps({"notes": notes, "evidence": added, "duplicates": duplicates}))
+
+
+def first_open(db_url: str, store_dir: str, go_file: str) -> None:
+    from alembic import command  # noqa: F401  (imported before the start: only the migrations race)
+
+    from geoapp.cases import db, models  # noqa: F401
+
+    deadline = time.time() + 60
+    while not os.path.exists(go_file) and time.time() < deadline:  # all processes migrate together
+        time.sleep(0.001)
+    database = db.Database(db_url)
+    revision = db.current_revision(database.engine)
+    database.dispose()
+    print(json.dumps({"revision": revision}))
 
 
 def _sqlite_check(db_url: str) -> str:
@@ -146,6 +161,8 @@ def main(argv: list[str]) -> None:
     mode, *args = argv
     if mode == "concurrent":
         concurrent(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5])
+    elif mode == "first-open":
+        first_open(args[0], args[1], args[2])
     elif mode == "crash-analysis":
         crash_analysis(args[0], args[1], args[2], args[3], int(args[4]), int(args[5]))
     elif mode == "crash-import":

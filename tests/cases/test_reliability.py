@@ -138,6 +138,34 @@ def test_two_processes_write_to_one_case(store: CaseStore, db_url: str, tmp_path
     assert store.open_case(case.id).ok
 
 
+def test_processes_opening_a_new_database_at_once_migrate_it_once(make_db_url, tmp_path):
+    """The first open of an empty database creates the schema; several processes doing it at the same
+    moment (an analyst's CLI and the app) must not both create it: PostgreSQL serialises them with an
+    advisory lock, SQLite with BEGIN IMMEDIATE. Every process ends at the newest revision."""
+    from geoapp.cases.db import HEAD_REVISION, create_engine
+
+    url, go = make_db_url(), tmp_path / "go"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.cases._workers", "first-open", url, str(tmp_path), str(go)],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    import time
+
+    time.sleep(3.0)  # let every process import SQLAlchemy and Alembic, then release them together
+    go.write_text("go")
+    for proc in procs:
+        out, err = proc.communicate(timeout=200)
+        assert proc.returncode == 0, err[-3000:]
+        assert json.loads(out.strip().splitlines()[-1]) == {"revision": HEAD_REVISION}
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD_REVISION]
+            assert set(sa.inspect(conn).get_table_names()) >= {"cases", "evidence", "analyses", "case_events"}
+    finally:
+        engine.dispose()
+
+
 def _no_partial_state(store: CaseStore, case_id: str, evidence: int, events: int) -> None:
     case = store.get_case(case_id)
     assert len(case.evidence) == evidence and len(store.events(case_id)) == events and case.analyses == []

@@ -69,20 +69,33 @@ def test_batch_keeps_order_and_records_errors(family, photo, tmp_path):
     assert json.loads(formats.to_geojson(results))["type"] == "FeatureCollection"
 
 
-def test_restrict_to_france(family, photo):
+def covered_region(spec) -> str:
+    """A country the tiny test instance covers: the first of its ``countries`` (regional models), else France."""
+    countries = str(spec.test_options.get("countries", "FR"))
+    return countries.split(",")[0].strip()
+
+
+def test_restrict_to_a_covered_region(family, photo):
+    region = covered_region(family.spec)
     if not family.spec.capabilities.region:
         with pytest.raises(CapabilityError):
-            family.predict(photo, region="FR")
+            family.predict(photo, region=region)
         return
-    try:
-        space = family.restrict("FR")
-    except RegionError:
-        return  # a classifier with no cell centre in France says so clearly
+    space = family.restrict(region)
     assert space.size > 0 and space.region is not None and space.description
-    result = family.predict(photo, top_k=3, region="FR")
-    france = get_country_index().get("FR")
+    result = family.predict(photo, top_k=3, region=region)
+    country = get_country_index().get(region)
+    assert result.ok and result.candidates
     for candidate in result.candidates:
-        assert france.geometry.buffer(0.05).contains(_point(candidate.lon, candidate.lat))
+        assert country.geometry.buffer(0.05).contains(_point(candidate.lon, candidate.lat))
+    if "countries" in family.spec.test_options:
+        # A model of a few countries refuses a region outside them, naming the ones it covers.
+        outside = "BR"
+        with pytest.raises(RegionError) as refused:
+            family.restrict(outside)
+        covers = str(family.spec.test_options["countries"]).replace(",", ", ")
+        assert "Brazil holds none of this model's" in str(refused.value)
+        assert f"it covers {covers} only" in str(refused.value)
 
 
 def _point(lon, lat):

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 from geoapp.cli.main import main
 from tests.conftest import shared_path
 
@@ -37,3 +39,19 @@ def test_predict_writes_area_polygons_with_km2_and_calibration(tmp_path):
         assert a["area_km2"] > 0 and a["parts"] >= 1 and isinstance(a["calibrated"], bool)
         assert a["source"] == str(images[0]) and a["clues"] == ["drive:right"]
     assert areas[0]["area_km2"] < areas[1]["area_km2"]
+
+
+def test_points_cache_keeps_each_image_once_and_only_for_its_model(tmp_path):
+    from geoapp.cli.fusion import _read_points_cache, _write_points_cache
+    from geoapp.fusion import PointMass
+
+    cache = tmp_path / "points.npz"
+    points = {"b.png": PointMass.normalised([1.0, 2.0], [3.0, 4.0], [1.0, 3.0]),
+              "a.png": PointMass.normalised([5.0], [6.0], [1.0])}
+    _write_points_cache(cache, '{"family": "toy"}', points)
+    back = _read_points_cache(cache, '{"family": "toy"}')
+    assert sorted(back) == ["a.png", "b.png"]
+    np.testing.assert_allclose(back["b.png"].weight, [0.25, 0.75])
+    np.testing.assert_allclose(back["a.png"].lat, [5.0])
+    assert _read_points_cache(cache, '{"family": "other"}') == {}
+    assert _read_points_cache(tmp_path / "absent.npz", '{"family": "toy"}') == {}

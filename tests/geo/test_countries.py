@@ -1,6 +1,5 @@
 """Natural Earth country index: lookup, names, continents."""
 
-import time
 
 import numpy as np
 import pytest
@@ -62,17 +61,19 @@ def test_lookup_one_and_is_land(index):
     assert land.tolist() == [True, False, True]
 
 
-def test_lookup_is_fast(index):
+def test_vectorised_lookup_of_many_points(index):
+    """100k points in one call (its speed is a benchmark: benchmarks/bench_budgets.py)."""
     rng = np.random.default_rng(0)
     n = 100_000
     lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     lon = rng.uniform(-180, 180, n)
-    start = time.perf_counter()
     codes = index.lookup(lat, lon)
-    elapsed = time.perf_counter() - start
     assert codes.shape == (n,)
     assert 0.2 < np.mean(codes != "") < 0.4  # ~29 % of the globe is land
-    assert elapsed < 2.0, f"100k lookups took {elapsed:.2f}s"
+    from shapely.geometry import Point
+
+    land = np.flatnonzero(codes != "")[:200]  # each answer's polygon holds its point
+    assert all(index.get(codes[i]).geometry.contains(Point(lon[i], lat[i])) for i in land)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -190,12 +189,10 @@ def test_partition_matches_reference_algorithm() -> None:
         assert not np.any((low <= my_high[0]) & (high >= my_low[0]))
 
 
-def test_partition_yfcc26k_quickly() -> None:
+def test_partition_yfcc26k() -> None:
+    """Its speed is a benchmark (benchmarks/bench_budgets.py)."""
     frame = pd.read_csv(shared_path("benchmarks", "yfcc25600_places365.csv"), usecols=["LAT", "LON"])
-    started = time.perf_counter()
     hierarchy = GeocellHierarchy.build(frame["LAT"], frame["LON"], min_count=5, max_counts=(500, 200, 100))
-    elapsed = time.perf_counter() - started
-    assert elapsed < 10
     assert hierarchy.sizes[0] < hierarchy.sizes[1] < hierarchy.sizes[2]
     for cells, max_count in zip(hierarchy.levels, (500, 200, 100)):
         assert cells.counts.min() > 5 and cells.counts.max() <= max_count

@@ -110,3 +110,21 @@ def test_weights_convert_command(tmp_path):
     assert "geoapp.satworld.v1" in result.stdout and load_checkpoint(target).format == "geoapp.satworld.v1"
     header = json.loads(target.read_bytes()[8:8 + int.from_bytes(target.read_bytes()[:8], "little")])
     assert json.loads(header["__metadata__"]["geoapp"])["config"]["width"] == 128
+
+
+def unsafe_loads(source: str) -> list[int]:
+    """Lines calling ``torch.load`` without ``weights_only=True`` (a pickle that may run code)."""
+    import ast
+
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
+            and not any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords)]
+
+
+def test_every_torch_load_is_weights_only():
+    assert unsafe_loads("torch.load(a)\ntorch.load(a, weights_only=False)\ntorch.load(a, weights_only=True)\n") == [1, 2]
+    files = [p for root in ("geoapp", "training", "benchmarks") for p in sorted((REPO / root).rglob("*.py"))]
+    offenders = [f"{p.relative_to(REPO)}:{line}" for p in files + [REPO / "app.py"]
+                 for line in unsafe_loads(p.read_text(encoding="utf-8"))]
+    assert offenders == [], "load checkpoints through geoapp.models.checkpoint (weights only): " + ", ".join(offenders)

@@ -68,10 +68,19 @@ def test_reference_image_encoder_mlp_matches(models):
     assert ours.logit_scale.item() == ref.logit_scale.item()
 
 
-def test_random_heads_differ_and_are_flagged():
+def test_random_heads_differ_and_are_flagged(models):
+    pretrained, _ = models
+    _, pretrained_identity = build_geoclip("tiny-test", "random")
     model, identity = build_geoclip("tiny-test", "random", heads="random")
     assert identity.random_weights
     assert isinstance(model.image_head, ImageHead)
+    assert identity.heads_sha256 != pretrained_identity.heads_sha256
+    features = torch.randn(8, 768, generator=torch.Generator().manual_seed(2))
+    coords = torch.from_numpy(_coordinates(8)[:8])
+    with torch.no_grad():
+        # not the published heads: image features and location embeddings both come out different
+        assert (model.image_head(features) - pretrained.image_head(features)).abs().max() > 1e-2
+        assert (model.encode_locations(coords) - pretrained.encode_locations(coords)).abs().max() > 1e-2
 
 
 def test_key_conversion_rejects_foreign_checkpoints():

@@ -10,6 +10,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -21,7 +22,6 @@ from geoapp.cli.main import main as cli_main
 from geoapp.results.textsafe import csv_cell, display_text, terminal_text, xml_text
 from tests.cases.conftest import gps_photos, populated_case
 from tests.cases.test_exports import StrictHTML
-from tests.ui.conftest import synthetic_prediction
 
 # Every code point below 0x20, the two non-characters, lone surrogates (high, low, and the ones a
 # non-UTF-8 file name decodes to), DEL and a C1 control, and the right-to-left override.
@@ -30,12 +30,21 @@ FUZZ = [chr(c) for c in range(0x20)] + ["\ufffe", "\uffff", "\ud800", "\udbff", 
 HOSTILE = "".join(FUZZ)
 
 
+# XML 1.0 allows tab, line feed and carriage return below 0x20; every other control is forbidden.
+XML_ALLOWED = {"\t", "\n", "\r", "\x7f", "\x9b", "\u202e"}
+
+
 @pytest.mark.parametrize("char", FUZZ, ids=[f"U+{ord(c):04X}" for c in FUZZ])
 def test_xml_text_keeps_every_document_well_formed(char):
+    kept = char if char in XML_ALLOWED else "\ufffd"
+    assert xml_text(f"a{char}b") == f"a{kept}b"
     element = ET.Element("name")
     element.text = xml_text(f"a{char}b")
     element.set("value", xml_text(char))
-    ET.fromstring(ET.tostring(element, encoding="unicode").encode("utf-8"))
+    parsed = ET.fromstring(ET.tostring(element, encoding="unicode").encode("utf-8"))
+    # What a reader gets back is what was written (a raw carriage return in text reads as a line end)
+    assert parsed.text == f"a{kept}b".replace("\r", "\n")
+    assert parsed.get("value") == kept  # attributes: ElementTree writes \t \n \r as character references
 
 
 @pytest.fixture
@@ -84,22 +93,47 @@ def test_one_formula_guard_for_every_csv_writer():
         ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "ok", -12.5, 3]
 
 
-def test_predict_csv_guards_the_source_column():
-    rows = []
-    for name in ("=HYPERLINK(\"http://x\")", "+cmd", "-2", "@SUM(1)"):
-        prediction = synthetic_prediction()
-        prediction.source = name
-        rows += list(csv.DictReader(io.StringIO(formats.to_csv([prediction]))))
-    assert rows and all(row["source"].startswith("'") for row in rows)
-    assert all(not row["place"].startswith(("=", "+", "-", "@")) for row in rows)
-    assert float(rows[0]["lat"]) == pytest.approx(float(rows[0]["lat"]))  # numbers stay numbers
+def southern_western_prediction(source: str, place: str):
+    """A prediction whose every candidate has a negative latitude and longitude (Buenos Aires,
+    Santiago) and whose place names start like formulas: data a CSV writer must keep apart."""
+    from geoapp.geo.places import Place
+    from geoapp.results.prediction import build_prediction
+
+    lat, lon = np.array([-34.6037, -33.4489]), np.array([-58.3816, -70.6693])
+    prediction = build_prediction(source, lat, lon, np.array([0.7, 0.3]), top_k=2, merge_km=1.0)
+    for candidate in prediction.candidates:
+        candidate.place = Place(place, "", "", "AR", candidate.lat, candidate.lon, 0.0)
+    return prediction
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+cmd", "-2", "@SUM(1)"])
+def test_predict_csv_guards_text_and_keeps_negative_coordinates(name):
+    prediction = southern_western_prediction(name, f"{name} place")
+    rows = list(csv.DictReader(io.StringIO(formats.to_csv([prediction]))))
+    assert len(rows) == 2
+    for row, candidate in zip(rows, prediction.candidates):
+        assert row["source"] == "'" + name  # the text, whole, behind the guard
+        assert row["place"] == f"'{name} place"
+        # a negative coordinate is data: written as the number, no quote in front
+        assert row["lat"] == str(round(candidate.lat, 6)) and row["lat"].startswith("-")
+        assert row["lon"] == str(round(candidate.lon, 6)) and row["lon"].startswith("-")
+    assert [float(r["lat"]) for r in rows] == pytest.approx([-34.6037, -33.4489])
+    assert [float(r["lon"]) for r in rows] == pytest.approx([-58.3816, -70.6693])
 
 
 def test_predict_outputs_encode_with_a_non_utf8_source():
-    prediction = synthetic_prediction()
-    prediction.source = os.fsdecode(b"caf\xe9.jpg")  # how Python names a non-UTF-8 file
-    for writer in (formats.to_csv, formats.to_json, formats.to_geojson):
-        writer([prediction]).encode("utf-8")
+    source = os.fsdecode(b"caf\xe9.jpg")  # how Python names a non-UTF-8 file (a lone surrogate)
+    prediction = southern_western_prediction(source, "-Santiago")
+    written = "caf\ufffd.jpg"  # the surrogate becomes U+FFFD, the rest of the name stays
+    rows = list(csv.DictReader(io.StringIO(formats.to_csv([prediction]).encode("utf-8").decode("utf-8"))))
+    assert [r["source"] for r in rows] == [written, written]
+    assert [r["place"] for r in rows] == ["'-Santiago", "'-Santiago"]
+    records = json.loads(formats.to_json([prediction]).encode("utf-8"))
+    assert records[0]["source"] == written
+    assert records[0]["candidates"][0]["lat"] == pytest.approx(-34.6037)
+    features = json.loads(formats.to_geojson([prediction]).encode("utf-8"))["features"]
+    assert [f["properties"]["source"] for f in features] == [written, written]
+    assert features[0]["geometry"]["coordinates"] == pytest.approx([-58.3816, -34.6037])
 
 
 def test_terminal_and_display_text():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,11 +23,8 @@ def test_two_process_ddp_run(toy_store, tmp_path):
         "--workers", "0", "--device", "cpu", "--log-every", "1",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - started
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert elapsed < 60
     assert "world 2" in result.stderr  # rank 0's log line
 
     # Only rank 0 wrote: one log line, one checkpoint set.

@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,12 +252,10 @@ def test_on_the_fly_segmenter_and_vit_mt(photo_set: dict, tmp_path: Path, caplog
 
 def test_two_process_ddp(photo_set: dict, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    started = time.perf_counter()
     # Global batch 8 = 2 ranks x micro-batch 2 x 2 accumulated micro-batches.
     result = _run_cli(_train_args(photo_set, out, "--seg-maps", str(photo_set["seg"]), "--micro-batch", "2",
                                   "--max-steps", "2"), timeout=180, torchrun=2)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert time.perf_counter() - started < 120
     assert "world 2" in result.stderr and "2 micro-batches of 2" in result.stderr
     state = torch.load(out / STATE_NAME, weights_only=True)
     assert state["step"] == 2
@@ -319,13 +316,10 @@ def test_partition_cli(tmp_path: Path) -> None:
 def test_satworld_tiny_run_beats_most_common_location(tmp_path: Path) -> None:
     from training.translocator.satworld import TINY, run
 
-    started = time.perf_counter()
     results = run(TINY, tmp_path / "satworld")
-    elapsed = time.perf_counter() - started
     test = results["test"]
     assert test["translocator"]["accuracy"]["750"] > test["baseline_most_common"]["accuracy"]["750"]
     assert test["translocator"]["geoguessr_score"] > test["baseline_most_common"]["geoguessr_score"]
-    assert elapsed < 150, f"the CI run took {elapsed:.0f} s"
     model, cells, meta = load_translocator_checkpoint(tmp_path / "satworld" / "translocator" / "translocator-last.safetensors")
     assert cells.sizes == tuple(results["geocells"]) and not meta["random_weights"]
 

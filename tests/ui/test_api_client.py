@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import shared_path
-from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO, STARTUP_BUDGET_S
+from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +18,12 @@ def client(running_app) -> Client:
     return Client(running_app.url, verbose=False)
 
 
-def test_app_serves_within_budget(running_app):
+def test_app_serves_its_page_on_loopback(running_app):
+    """How fast it starts is a benchmark (benchmarks/bench_budgets.py), not a test."""
     print(f"app.py answered HTTP 200 after {running_app.startup_s:.1f} s")
-    assert running_app.startup_s <= STARTUP_BUDGET_S
+    assert running_app.url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(running_app.url, timeout=30) as response:
+        assert response.status == 200 and "gradio" in response.read().decode("utf-8", "replace").lower()
 
 
 def test_api_lists_locate_and_text_map(client):

@@ -14,7 +14,6 @@ import pytest
 from geoapp.cases.settings import CaseSettings, sqlite_url
 from geoapp.ui.case_service import CaseWorkbench
 from geoapp.ui.cases_tab import CaseSession, CasesHandlers, case_errors
-from geoapp.ui.common import UiContext
 from geoapp.ui.config import AppConfig
 from geoapp.ui.forms import REGION_COUNTRY
 from geoapp.ui.service import GeolocationService, ModelSettings
@@ -32,14 +31,6 @@ def gps_photos(count: int = 2) -> list[str]:
     if len(photos) < count:
         pytest.skip("not enough GPS sample photos in ../shared")
     return [str(p) for p in photos]
-
-
-@pytest.fixture(scope="module")
-def ctx(tiny_locator) -> UiContext:
-    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
-    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
-    service.adopt("geoclip", tiny_locator)
-    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PIL import Image
 
 from geoapp.families import registry
+from geoapp.models import weights
 from geoapp.results.prediction import Prediction
 from geoapp.ui import views
 from geoapp.ui.common import ERROR_TOAST_S, toast_text
@@ -21,9 +22,10 @@ def test_error_toasts_have_no_markdown_quotes_and_close_by_themselves():
 
 def test_text_map_is_disabled_with_a_reason_when_no_text_family_can_run(monkeypatch, tmp_path):
     monkeypatch.setenv("GEOAPP_WEIGHTS_DIR", str(tmp_path))
+    # No CLIP weights in any Hugging Face cache either, whatever this machine holds: the outcome is determined.
+    monkeypatch.setattr(weights, "_hf_cached_paths", lambda *args, **kwargs: [])
     service = GeolocationService(ModelSettings())
-    if service.default_model(text_only=True) is not None:
-        return  # the real CLIP weights are on this machine: Text → Map can run
+    assert service.default_model(text_only=True) is None
     reason = service.text_unavailable_reason()
     assert reason and "weights download" in reason
     assert all(registry.get(key).capabilities.text for _, key in service.model_choices(text_only=True))

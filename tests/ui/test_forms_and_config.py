@@ -11,7 +11,7 @@ from geoapp.ui.maps.render import ReferencePoint
 from geoapp.ui import views
 from geoapp.ui.config import AppConfig, ConfigError, config_from_args, is_loopback, parse_auth
 from geoapp.ui.forms import (COMPARE_DIFFERENCE, REGION_CIRCLE, REGION_CONTINENT, REGION_COUNTRY, REGION_GEOJSON,
-                             FormError, LocateForm, RegionForm, TextMapForm, parse_latlon)
+                             FormError, LocateForm, RegionForm, TextMapForm, parse_claimed_location)
 from tests.conftest import REPO
 from tests.ui.conftest import synthetic_prediction
 
@@ -42,19 +42,41 @@ def test_region_form_errors_are_readable(form):
 
 def test_locate_form_from_widget_values():
     form = LocateForm.from_values(["/a.jpg", {"path": "/b.png"}], 7.0, True, "geoclip", RegionForm(), "48.85, 2.35")
-    assert form.files == ("/a.jpg", "/b.png") and form.top_k == 7 and form.tencrop and form.claimed == (48.85, 2.35)
+    assert form.files == ("/a.jpg", "/b.png") and form.top_k == 7 and form.tencrop
+    assert (form.claimed.lat, form.claimed.lon) == (48.85, 2.35)
     with pytest.raises(FormError, match="Drop one or more photos"):
         LocateForm.from_values(None, 5, False, "geoclip", RegionForm(), None)
     with pytest.raises(FormError, match="between 1 and"):
         LocateForm.from_values(["/a.jpg"], 0, False, "geoclip", RegionForm(), None)
 
 
-def test_parse_latlon():
-    assert parse_latlon("  ") is None
-    assert parse_latlon("-33.86 151.21") == (-33.86, 151.21)
-    for bad in ("91, 0", "1, 2, 3", "north, east"):
-        with pytest.raises(FormError):
-            parse_latlon(bad)
+def test_claimed_location_takes_what_a_case_claim_takes():
+    """One parser for Locate and Cases: coordinates, place names, circles (their centre)."""
+    from geoapp.cases.claims import resolve_place
+
+    assert parse_claimed_location("  ") is None
+    for text in ("-33.86 151.21", "46.4825, 30.7233", "Odesa", "Kharkiv, UA", "circle:46.4,30.7,20"):
+        claimed, place = parse_claimed_location(text), resolve_place(text)
+        assert (claimed.lat, claimed.lon) == (place.lat, place.lon), text
+    odesa = parse_claimed_location("Odesa")
+    assert odesa.label == "Claimed location (Odesa, Ukraine)" and odesa.lat == pytest.approx(46.48, abs=0.05)
+    assert parse_claimed_location("-33.86 151.21").label == "Claimed location"  # the numbers are on the map
+    for bad, why in (("91, 0", "latitude"), ("Nowhere-land-xyz", "not found"), ("circle:1,2", "circle")):
+        with pytest.raises(FormError, match=f"(?i)claimed location.*{why}"):
+            parse_claimed_location(bad)
+    with pytest.raises(FormError, match="is a country"):  # a country has no single point to measure from
+        parse_claimed_location("Ukraine")
+
+
+def test_offline_map_help_agrees_with_the_settings_panel():
+    """--help must not promise a switch the page cannot offer (the policy forbids tile servers until a restart);
+    the panel's words are checked on the built app in test_app_wiring.py."""
+    from geoapp.ui.config import OFFLINE_MAP_EFFECT, build_parser
+
+    help_text = " ".join(next(a for a in build_parser()._actions if "--offline-map" in a.option_strings).help.split())
+    assert "switched on in Settings" not in help_text
+    assert OFFLINE_MAP_EFFECT in help_text and "restarted without --offline-map" in OFFLINE_MAP_EFFECT
+    assert config_from_args([]).preload and not config_from_args(["--no-preload"]).preload
 
 
 def test_text_map_form():

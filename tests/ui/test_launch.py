@@ -65,7 +65,26 @@ def test_upload_and_session_limits_are_flags():
         config_from_args(["--max-sessions", "0"])
 
 
+def wait_for_log(app, text: str, timeout_s: float) -> str:
+    """The app's log once it contains ``text`` (or at the deadline): the page may answer a moment before
+    ``app.py`` prints its banner, and the warm-up ends when the machine lets it."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while text not in app.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return app.log()
+
+
 def test_banner_names_the_address_and_not_share(running_app):
-    log = running_app.log()
+    log = wait_for_log(running_app, "geoapp is running on", 60)
     assert f"geoapp is running on {running_app.url}" in log
     assert "share=True" not in log and "public link" not in log.lower()
+
+
+def test_the_default_model_is_prepared_in_the_background_once_the_server_listens(running_app):
+    """The warm-up starts after the page answers and says when the model is ready (it may take minutes on a
+    busy machine: only its completion is checked, never its duration)."""
+    log = wait_for_log(running_app, "GeoCLIP is ready (", 600)
+    assert "geoapp: preparing GeoCLIP in the background" in log and "GeoCLIP is ready (" in log, log[-2000:]
+    assert log.index("geoapp is running on") < log.index("preparing GeoCLIP")  # the page first, then the model

@@ -8,8 +8,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from geoapp.ui.common import UiContext, user_errors
-from geoapp.ui.config import AppConfig
+from geoapp.ui.common import user_errors
 from geoapp.ui.forms import (
     COMPARE_DIFFERENCE,
     REGION_CIRCLE,
@@ -21,14 +20,6 @@ from geoapp.ui.service import GeolocationService, ModelSettings, ModelUnavailabl
 from geoapp.ui.text_map_tab import TextMapHandlers
 from tests.conftest import shared_path
 from tests.ui.conftest import GPS_PHOTO, IM2GPS_PHOTO
-
-
-@pytest.fixture(scope="module")
-def ctx(tiny_locator) -> UiContext:
-    config = AppConfig(backbone="tiny-test", backbone_weights="random", offline_map=True)
-    service = GeolocationService(ModelSettings(backbone="tiny-test", backbone_weights="random", device="cpu"))
-    service.adopt("geoclip", tiny_locator)
-    return UiContext(config=config, service=service, asset_prefix="gradio_api/file=/srv/map-assets/")
 
 
 def no_progress(*_args, **_kwargs) -> None:
@@ -49,7 +40,9 @@ def test_gradcam_on_the_tiny_model_is_finite_normalised_and_not_constant(ctx):
 def test_locate_handler_returns_state_and_json_then_draws(ctx):
     handlers = LocateHandlers(ctx)
     photos = [str(shared_path("im2gps3k-dev", IM2GPS_PHOTO)), str(shared_path(*GPS_PHOTO))]
-    session, payload = handlers.locate(photos, 4, False, "geoclip", claimed_location="43.0, 11.0", progress=no_progress)
+    # refinement is off by default for GeoCLIP; the family option field turns it on
+    session, payload = handlers.locate(photos, 4, False, "geoclip", claimed_location="43.0, 11.0",
+                                       model_options={"refine_km": "15"}, progress=no_progress)
     json.dumps(payload)  # the API answer is plain JSON
     assert payload["random_weights"] and "RANDOM WEIGHTS" in payload["warning"]
     assert [r["source"] for r in payload["results"]] == [IM2GPS_PHOTO, "DSCN0010.jpg"]
@@ -60,6 +53,7 @@ def test_locate_handler_returns_state_and_json_then_draws(ctx):
 
     banner, selector, summary, map_html, table, photo, exif, rank, evidence, evidence_view = handlers.show(session, 1, False)
     assert evidence["visible"] is True and "Fine refinement" in evidence_view  # GeoCLIP: the refinement of its places
+    assert all(r["parameters"]["refinement"]["radius_km"] == 15 for r in payload["results"])
     assert "RANDOM WEIGHTS" in banner and selector["visible"] and selector["value"] == 1
     assert "EXIF GPS" in summary and "geoapp-pin" in map_html and "geoapp-ref" in map_html
     assert table.value["headers"][-2:] == ["km from EXIF GPS (in the file)", "km from Claimed location"]

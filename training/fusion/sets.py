@@ -1,8 +1,8 @@
 """Write the held-out images of SatWorld and of the map-tile demo as files + ``path,lat,lon`` CSVs.
 
-``python -m training.fusion.sets --out runs/fusion-sets`` renders, for each model, its validation split
-(the calibration set of ``python -m geoapp calibrate``) and its test split (the coverage report), with
-exactly the splits and renderings the models were trained and evaluated with:
+``python -m training.fusion.sets --out runs/fusion-sets`` renders, for each model, its validation and test
+splits (none used in training; calibrated on validation and checked on test they give the cross-region
+coverage of ``training.fusion.coverage``), with exactly the splits and renderings the models were trained and evaluated with:
 
 - SatWorld: ``training.satworld.splits`` with the default ``SplitConfig`` (seed 0), the random *land*
   locations of its val / test cells (1 000 each, seeded; gallery locations are left out because they are
@@ -13,6 +13,12 @@ exactly the splits and renderings the models were trained and evaluated with:
   1 500 km, 32 px.
 
 PNG files are lossless, so the app reads the very pixels the evaluation rendered.
+
+Then, per model, the held-out images of both splits (none used in training) are pooled and split at random
+(``--halves-seed``, default 0) into ``heldout-calibrate.csv`` and ``heldout-check.csv``: calibration and
+check images drawn from one pool are exchangeable, which the validation (calibration) and test (check)
+splits, different 10° cells of the globe, are not. ``--halves-only`` makes the halves from sets already
+rendered.
 """
 
 from __future__ import annotations
@@ -83,14 +89,35 @@ def maptiles_sets(out: Path) -> list[Path]:
     return tables
 
 
+def heldout_halves(folder: Path, seed: int = 0) -> list[Path]:
+    """Pool ``val.csv`` and ``test.csv`` of one model and write a random half each to calibrate and to check."""
+    rows = []
+    for name in ("val", "test"):
+        with (folder / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
+            rows += list(csv.DictReader(handle))
+    order = np.random.default_rng(seed).permutation(len(rows))
+    tables = []
+    for name, part in (("heldout-calibrate", order[: len(rows) // 2]), ("heldout-check", order[len(rows) // 2:])):
+        table = folder / f"{name}.csv"
+        with table.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "lat", "lon"])
+            writer.writeheader()
+            writer.writerows(rows[i] for i in np.sort(part))
+        tables.append(table)
+    return tables
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/fusion-sets"))
     parser.add_argument("--only", choices=("satworld", "maptiles"), default=None)
+    parser.add_argument("--halves-seed", type=int, default=0, help="seed of the random calibrate/check halves")
+    parser.add_argument("--halves-only", action="store_true", help="only (re)make the halves of rendered sets")
     args = parser.parse_args(argv)
     for name, make in (("satworld", satworld_sets), ("maptiles", maptiles_sets)):
         if args.only in (None, name):
-            for table in make(args.out):
+            tables = [] if args.halves_only else make(args.out)
+            for table in tables + heldout_halves(args.out / name, args.halves_seed):
                 print(f"{name}: {table} ({sum(1 for _ in table.open()) - 1} images)")
 
 

@@ -111,13 +111,17 @@ class EnsembleGeolocator(Family):
         return self.geoclip.device
 
     def describe(self) -> FamilyIdentity:
-        members = {"geoclip": self.geoclip.describe().to_dict(), "translocator": self.translocator.describe().to_dict()}
+        geoclip, translocator = self.geoclip.describe(), self.translocator.describe()
+        members = {"geoclip": geoclip.to_dict(), "translocator": translocator.to_dict()}
         return FamilyIdentity(
             family=self.spec.key, label=self.spec.label,
-            weights=f"GeoCLIP: {members['geoclip']['weights']}; TransLocator: {members['translocator']['weights']}",
+            weights=f"GeoCLIP: {geoclip.weights}; TransLocator: {translocator.weights}",
             weights_sha256=None, device=str(self.device), random_weights=self.random_weights,
             candidates=f"GeoCLIP top-{GEOCLIP_POOL} points + TransLocator top-{CELL_POOL} cell centres per photo",
-            input_domain=self.spec.input_domain, caveat=self.spec.caveat,
+            input_domain=self.spec.input_domain, caveat=self.spec.caveat, runtime=geoclip.runtime,
+            precision=geoclip.precision,  # GeoCLIP's tower; TransLocator's runs on torch (its note says so)
+            runtime_note=geoclip.runtime_note and f"GeoCLIP's image tower: {geoclip.runtime_note}; TransLocator "
+                                                   "runs on torch",
             details={"members": members, "geoclip_weight": self.geoclip_weight, "rule": ENSEMBLE_RULE,
                      "backbone": members["geoclip"].get("backbone")})
 

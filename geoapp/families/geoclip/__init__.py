@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from geoapp.families.base import Capabilities
 from geoapp.families.registry import FamilySpec, register
-from geoapp.families.retrieval.options import REFINE_OPTIONS
+from geoapp.families.retrieval.options import refine_options
 from geoapp.models import weights as w
 
 SPEC = register(FamilySpec(
@@ -21,7 +21,9 @@ SPEC = register(FamilySpec(
     weight_files=(w.GEOCLIP_LOCATION_ENCODER, w.GEOCLIP_IMAGE_HEAD, w.GEOCLIP_LOGIT_SCALE, w.GEOCLIP_GALLERY,
                   w.CLIP_VIT_L14_OPENAI),
     auto_priority=100,
-    options=REFINE_OPTIONS,
+    # Refinement off: its effect on accuracy cannot be measured here (no real CLIP weights); users decide with
+    # `python -m training.evaluate --compare-refinement` (benchmarks/RESULTS.md, "Fine refinement").
+    options=refine_options(0.0),
     test_options={"backbone": "tiny-test"},
     paper="GeoCLIP: Clip-Inspired Alignment between Locations and Images for Effective Worldwide Geo-localization",
 ))

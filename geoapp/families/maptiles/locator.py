@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ from geoapp.imaging import LoadedImage, load_image
 from geoapp.models.preprocess import centre_crop_tensor, decode_side
 from geoapp.results.prediction import GradCamResult, Prediction, build_prediction
 from geoapp.runtime.batch import PendingImage, auto_merge_km, failed_record, resolve_device, run_batched, source_name
+from geoapp.runtime.engines import ImageTower, TorchTower, TowerSource
 from geoapp.tiles.base import TileSource, TileSourceError
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,11 @@ class MapTileLocator(Family):
         if self.truncation:
             self.notes.append(self.truncation)
         self._geoclip = None
+        prep = model.config.preprocess()
+        # The frozen photo encoder; load() swaps in ONNX Runtime / OpenVINO when asked (geoapp.runtime). The map
+        # encoders stay on torch: their tile embeddings are computed once and cached.
+        self.tower: ImageTower = TorchTower(TowerSource(self.spec.key, _PhotoEncoder(self.model).eval(),
+                                                        prep.image_size, lambda image: centre_crop_tensor(image, prep)))
 
     @property
     def load_warnings(self) -> list[str]:
@@ -94,7 +101,8 @@ class MapTileLocator(Family):
             candidates=f"tiles of {self.source.info.title}, zooms {', '.join(map(str, self.zooms))} "
                        f"(beam search, 16 children per kept tile)",
             input_domain=self.spec.input_domain if demo else "ground-level photo",
-            caveat=self.spec.caveat if demo else None,
+            caveat=self.spec.caveat if demo else None, runtime=self.tower.runtime, precision=self.tower.precision,
+            runtime_note=self.tower.note,
             details={"preset": self.model.config.name, "zooms": list(self.zooms), "tile_source": self.source.info.name,
                      "notes": list(self.notes), "training": dict(self.meta.training)})
 
@@ -141,7 +149,8 @@ class MapTileLocator(Family):
     @torch.inference_mode()
     def photo_embeddings(self, pixels: torch.Tensor) -> np.ndarray:
         """Unit photo embeddings [B, D] (float32)."""
-        return F.normalize(self.model.encode_photo(pixels.to(self.device)).float(), dim=-1).cpu().numpy()
+        raw = self.tower(pixels) if self.tower.runtime != "torch" else self.model.encode_photo(pixels.to(self.device))
+        return F.normalize(raw.float(), dim=-1).cpu().numpy()
 
     def search(self, photo: np.ndarray, k: int, region: Region | None = None, seeds: np.ndarray | None = None
                ) -> SearchResult:
@@ -249,7 +258,8 @@ class MapTileLocator(Family):
     def explain(self, image: Any, lat: float, lon: float) -> dict[str, GradCamResult]:
         """Grad-CAM of the photo encoder towards the embedding of the last-level tile holding (lat, lon)."""
         from geoapp.geo.tiles import latlon_to_tile
-        from geoapp.runtime.cam import EmbeddingSimilarityTarget, cam_result, compute_cam, vit_reshape_transform
+        from geoapp.runtime.cam import (EmbeddingSimilarityTarget, cam_result, compute_cam, gradcam_note,
+                                        vit_reshape_transform)
 
         zoom = self.zooms[-1]
         x, y = (int(v) for v in latlon_to_tile(lat, lon, zoom))
@@ -262,7 +272,7 @@ class MapTileLocator(Family):
         maps = compute_cam(_PhotoEncoder(self.model).eval(), [tower.transformer.resblocks[-1].ln_1], pixels,
                            [EmbeddingSimilarityTarget(torch.from_numpy(vectors[0]))],
                            vit_reshape_transform(tuple(tower.grid_size)))
-        target = f"cosine similarity to the embedding of map tile {zoom}/{x}/{y}"
+        target = f"cosine similarity to the embedding of map tile {zoom}/{x}/{y}" + gradcam_note(self.tower)
         return {"photo": cam_result(maps[0], pixels[0], cfg.mean, cfg.std, target, self._random)}
 
 
@@ -341,6 +351,8 @@ def load(spec, options) -> MapTileLocator:
     Extras: ``tiles`` (tile source name, default: the one the checkpoint was trained on, else
     ``offline``), ``cache_dir`` (tile-embedding cache; default ``$GEOAPP_CACHE_DIR/maptiles/embeddings``).
     """
+    from geoapp.runtime.request import RuntimeRequest
+    from geoapp.runtime.towers import image_tower
     from geoapp.settings import get_settings
 
     device = resolve_device(options.device)
@@ -370,8 +382,11 @@ def load(spec, options) -> MapTileLocator:
     else:
         cache_dir = None if weights == "random" else get_settings().cache_dir / "maptiles" / "embeddings"
     embedder = TileEmbedder(model, source, device=device, cache_dir=cache_dir)
-    return MapTileLocator(model, meta, source, embedder, device, weights=weights, sha256=sha,
-                          random=options.random, notes=notes)
+    locator = MapTileLocator(model, meta, source, embedder, device, weights=weights, sha256=sha,
+                             random=options.random, notes=notes)
+    source = dataclasses.replace(locator.tower.source, family=spec.key)  # a variant's own key
+    locator.tower = image_tower(source, RuntimeRequest.from_extras(extras), device)
+    return locator
 
 
 def _clip_tower(options) -> torch.nn.Module:

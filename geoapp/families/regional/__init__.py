@@ -47,6 +47,7 @@ SPEC = register(FamilySpec(
                    ("SatWorld encoder (satellite/aerial imagery; weak on ground-level photos)", "satworld")),
         default_backbone="auto",
     ),
+    variants_only=True,  # each regional model is a variant regional:NAME
     test_options={"method": "cells", "countries": "SE,CH"},
     paper="Sweden or Switzerland - GeoLocation on Noisy Datasets (Engdahl, Heubi)",
 ))

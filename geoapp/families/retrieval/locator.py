@@ -47,6 +47,7 @@ from geoapp.models.preprocess import centre_crop_tensor, decode_side, ten_crop_t
 from geoapp.results.prediction import Prediction, build_prediction, merge_candidates
 from geoapp.runtime.batch import (PendingImage, auto_merge_km, failed_record, record_parameters, resolve_device,
                                   run_batched, source_name)
+from geoapp.runtime.engines import ImageTower, TorchTower, TowerSource
 
 _ENCODE_CHUNK = 8192
 INDEX_TOP = 4096  # gallery points retrieved per query when scoring through a vector index
@@ -99,6 +100,10 @@ class GeoCLIPLocator(Family):
         self._region_sets: OrderedDict[str, CandidateSet] = OrderedDict()
         self._tokenizer = None
         self._encode_progress = None  # set by prepare(): (fraction, message) while encoding locations
+        cfg = self.model.backbone.spec.preprocess
+        # The frozen image tower; build_locator swaps in ONNX Runtime / OpenVINO when asked (geoapp.runtime).
+        self.tower: ImageTower = TorchTower(TowerSource(self.spec.key, _ImageEmbeddingModel(self.model).eval(),
+                                                        cfg.image_size, lambda image: centre_crop_tensor(image, cfg)))
 
     @property
     def random_weights(self) -> bool:
@@ -110,7 +115,8 @@ class GeoCLIPLocator(Family):
             family=self.spec.key, label=self.spec.label, weights=self.identity.backbone_weights,
             weights_sha256=self.identity.heads_sha256, device=str(self.device), random_weights=self.random_weights,
             candidates=f"{len(self.gallery):,} gallery points ({self.gallery.name}) + a dense grid inside a region",
-            input_domain=self.spec.input_domain, caveat=self.spec.caveat,
+            input_domain=self.spec.input_domain, caveat=self.spec.caveat, runtime=self.tower.runtime,
+            precision=self.tower.precision, runtime_note=self.tower.note,
             details={"backbone": self.identity.backbone, "gallery": self.gallery.name,
                      "gallery_points": len(self.gallery), "gallery_sha256": self._gallery_digest})
 
@@ -278,6 +284,8 @@ class GeoCLIPLocator(Family):
     @torch.inference_mode()
     def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw image embeddings [B, 512] for preprocessed pixels (half precision backbone on CUDA)."""
+        if self.tower.runtime != "torch":
+            return self.tower(pixels)
         pixels = pixels.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -478,7 +486,8 @@ class GeoCLIPLocator(Family):
     # ------------------------------------------------------------------ Grad-CAM
     def explain(self, image: Any, lat: float, lon: float) -> dict[str, GradCamResult]:
         """Grad-CAM towards the cosine similarity with the location embedding of (lat, lon)."""
-        from geoapp.runtime.cam import EmbeddingSimilarityTarget, cam_result, compute_cam, vit_reshape_transform
+        from geoapp.runtime.cam import (EmbeddingSimilarityTarget, cam_result, compute_cam, gradcam_note,
+                                        vit_reshape_transform)
 
         cfg = self.model.backbone.spec.preprocess
         pixels = centre_crop_tensor(self.load_image(image).image, cfg).to(self.device)
@@ -487,7 +496,7 @@ class GeoCLIPLocator(Family):
         # ln_1 of the last block: its output still carries per-patch tokens (the CLS pooling comes after).
         maps = compute_cam(_ImageEmbeddingModel(self.model).eval(), [visual.transformer.resblocks[-1].ln_1], pixels,
                            [EmbeddingSimilarityTarget(location)], vit_reshape_transform(tuple(visual.grid_size)))
-        target = f"cosine similarity to the location embedding of ({lat:.4f}, {lon:.4f})"
+        target = f"cosine similarity to the location embedding of ({lat:.4f}, {lon:.4f})" + gradcam_note(self.tower)
         return {"photo": cam_result(maps[0], pixels[0], cfg.mean, cfg.std, target, self.random_weights)}
 
     # ------------------------------------------------------------------ helpers
@@ -550,12 +559,17 @@ def gallery_from(option: Any) -> Gallery | PrebuiltGallery:
 
 
 def build_locator(spec, network: GeoCLIP, identity: ModelIdentity, options) -> GeoCLIPLocator:
-    """A retrieval locator over ``options.extras['gallery']`` with the shared embedding cache."""
+    """A retrieval locator over ``options.extras['gallery']`` with the shared embedding cache, its image tower on
+    the engine ``options.extras['runtime'/'precision']`` ask for (geoapp.runtime)."""
+    from geoapp.runtime.request import RuntimeRequest
+    from geoapp.runtime.towers import image_tower
     from geoapp.settings import get_settings
 
     cache_dir = options.extras.get("cache_dir")
     cache = Path(cache_dir) if cache_dir is not None else get_settings().embeddings_dir
     index_dir = Path(cache_dir) / "indexes" if cache_dir is not None else get_settings().indexes_dir
-    return GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
-                          resolve_device(options.device), cache, spec=spec, index=options.extras.get("index") or "auto",
-                          index_top=int(options.extras.get("index_top") or INDEX_TOP), index_dir=index_dir)
+    locator = GeoCLIPLocator(network, identity, gallery_from(options.extras.get("gallery")),
+                             resolve_device(options.device), cache, spec=spec, index=options.extras.get("index") or "auto",
+                             index_top=int(options.extras.get("index_top") or INDEX_TOP), index_dir=index_dir)
+    locator.tower = image_tower(locator.tower.source, RuntimeRequest.from_extras(options.extras), locator.device)
+    return locator

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -98,36 +97,40 @@ def test_colourise_shares_legend_on_hand_made_map():
         class_shares(np.zeros((2, 2), dtype=np.float32))
 
 
-def test_real_checkpoint_fails_fast_offline_naming_repo_and_fix(monkeypatch, tmp_path):
+def test_real_checkpoint_fails_fast_offline_naming_repo_and_fix(monkeypatch, tmp_path, no_network):
     _no_real_segmenter(monkeypatch, tmp_path)
-    start = time.perf_counter()
     with pytest.raises(weights.WeightsMissingError) as info:
         load_segmenter()
-    assert time.perf_counter() - start < 5
+    assert no_network == []  # a local lookup only: nothing waits on the network
     message = str(info.value)
     assert "smp-hub/segformer-b2-512x512-ade-160k" in message
     assert "python -m geoapp weights download segmenter" in message
 
 
 def test_real_checkpoint_fails_fast_without_hf_offline_flag(tmp_path):
-    """No HF_HUB_OFFLINE and no network: the lookup is local-only, so it still fails at once."""
+    """No HF_HUB_OFFLINE and no network: the lookup is local-only, so it still fails at once (no
+    connection is even tried)."""
     script = textwrap.dedent("""
-        import time
+        import socket
+        tried = []
+        def refuse(sock, address, *args):
+            tried.append(address)
+            raise OSError("no network in this test")
+        socket.socket.connect = socket.socket.connect_ex = refuse
         from geoapp.models import weights
         from geoapp.families.translocator.segmentation import load_segmenter
-        start = time.perf_counter()
         try:
             load_segmenter()
         except weights.WeightsMissingError as error:
-            print(f"{time.perf_counter() - start:.3f}", "segmenter" in str(error))
+            print(len(tried), "segmenter" in str(error))
     """)
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(tmp_path / "hf"), GEOAPP_WEIGHTS_DIR=str(tmp_path / "w"),
                HF_ENDPOINT="http://10.255.255.1")  # unroutable: a request would hang, not fail
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    seconds, named = out.stdout.split()
-    assert float(seconds) < 5 and named == "True"
+    attempts, named = out.stdout.split()
+    assert attempts == "0" and named == "True"
 
 
 def _save_smp_folder(model: torch.nn.Module, folder) -> None:
@@ -221,10 +224,8 @@ def test_weights_cli_lists_and_refuses_offline_downloads(tmp_path):
     assert "(optional)" in status.stdout and "smp-hub/segformer-b2-512x512-ade-160k" in status.stdout
     assert "used by: translocator, ensemble" in status.stdout
     assert "python -m geoapp weights download segmenter" in status.stdout
-    start = time.perf_counter()
     download = subprocess.run([sys.executable, "-m", "geoapp", "weights", "download", "segmenter"], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=60)
-    assert time.perf_counter() - start < 20
+                              env=env, capture_output=True, text=True, timeout=120)
     assert download.returncode == 1 and "Cannot download model.safetensors" in download.stderr
     unknown = subprocess.run([sys.executable, "-m", "geoapp", "weights", "download", "nope"], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=60)
