@@ -1,7 +1,7 @@
 """Videos in the app, without Gradio: a video in -> its keyframes (time, per-frame top place, thumbnail), the
 per-frame predictions, and one fused prediction with credible areas and outliers; outliers can be put back.
 
-    video = locate_video(service, "clip.mp4", model="satworld")
+    video = locate_video(service, "clip.mp4", model="auto")
     video.frames[i].time_s, .top_label, .thumbnail, .outlier, .reason, .prediction
     video.fused (a Prediction: candidates, image["fusion"]: areas, used, outliers, kept)
     video = video.refused(keep=(12.48,))        # fused again with that frame put back (nothing decoded again)
