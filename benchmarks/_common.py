@@ -9,6 +9,10 @@ Usage in a script::
     args = parser.parse_args()
     results = {"machine": machine(args.device), ...}
     emit(results, args.json)
+
+Timing helpers that do not import torch until used: ``pick_device`` (``--device auto``), ``sync`` and
+``time_calls``. A benchmark imports torch inside ``main()``, so that ``--help`` stays light
+(``tests/test_benchmarks.py`` checks both: this module used, and no torch at ``--help``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +78,48 @@ def machine_line(device: str | None = None) -> str:
 
 
 def bench_parser(doc: str | None, *, device: bool = True, default_device: str = "cpu") -> argparse.ArgumentParser:
-    """An argument parser with the flags every benchmark has (--json, and --device unless ``device=False``)."""
+    """An argument parser with the flags every benchmark has (--json, and --device unless ``device=False``).
+
+    ``default_device="auto"``: cuda when torch sees a GPU, else cpu, decided by :func:`pick_device` in the script's
+    main (so that ``--help`` does not import torch)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here (JSON)")
     if device:
-        parser.add_argument("--device", default=default_device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
+        parser.add_argument("--device", default=default_device,
+                            help="cpu, cuda, cuda:1 ... (default %(default)s" +
+                                 (": cuda when available)" if default_device == "auto" else ")"))
     return parser
+
+
+def pick_device(name: str):
+    """The torch device for --device (``auto``: cuda when available, else cpu)."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def sync(device) -> None:
+    """Wait for the GPU's queued work, so that a timer stops when the work is done (no-op on CPU)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, runs: int, device, cpu: list[float] | None = None) -> list[float]:
+    """Wall ms of each call; the process CPU ms of each call go to ``cpu`` when given."""
+    times = []
+    for _ in range(runs):
+        sync(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+        if cpu is not None:
+            cpu.append((time.process_time() - start_cpu) * 1000)
+    return times
 
 
 def emit(results: Any, path: str | Path | None = None, *, indent: int = 2) -> str:

@@ -15,18 +15,14 @@ exact inner-product search over all float16 embeddings (read in chunks).
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, bench_parser, emit, load_average, machine
 
 
 def memory_mb() -> dict[str, float]:
@@ -59,12 +55,11 @@ def main(argv=None) -> int:
     from geoapp.index import exact_search, load_index
     from geoapp.index.core import with_nprobe
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser(__doc__, device=False)
     p.add_argument("--gallery", default=None)
     p.add_argument("--queries-csv", default=str(REPO.parent / "shared/data/benchmarks/im2gps3k_places365.csv"))
     p.add_argument("--queries", type=int, default=100, help="queries timed (one at a time)")
     p.add_argument("--exact-queries", type=int, default=100, help="queries for recall@10 vs exact (0: skip)")
-    p.add_argument("--json", default=None)
     p.add_argument("--sweep", action="append", default=None, metavar="NPROBExRERANK",
                    help="also measure recall@10 with these search settings, e.g. 32x32 64x32 (repeatable)")
     args = p.parse_args(argv)
@@ -73,7 +68,7 @@ def main(argv=None) -> int:
     dense_gallery.check_built(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     _, queries = query_embeddings(Path(args.queries_csv), max(args.queries, args.exact_queries))
-    out = {"gallery": str(folder), "points": manifest["points"], "machine": platform.processor() or platform.machine(),
+    out = {"gallery": str(folder), "points": manifest["points"], "machine": machine(),
            "before_load_mb": memory_mb()}
 
     start = time.perf_counter()
@@ -123,10 +118,8 @@ def main(argv=None) -> int:
                                  "ms_per_query_batched": round(ms, 1)})
             print(f"nprobe {nprobe}, re-rank {rerank}x: recall@10 {r:.4f}, {ms:.1f} ms/query (batch of "
                   f"{len(sample)})", file=sys.stderr)
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    out["load_average_end"] = load_average()
+    emit(out, args.json)
     return 0
 
 

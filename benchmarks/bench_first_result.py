@@ -20,10 +20,8 @@ with its load averages before and after, as every benchmark here records.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -33,13 +31,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, bench_parser, emit, load_average, machine
+
 DEFAULT_PHOTO = REPO.parent / "shared" / "data" / "im2gps3k-dev" / "1008845063_ace4ef829f_1204_97522422@N00.jpg"
 READY = re.compile(r"is ready \(([\d.]+) s after the server started listening\)")
-
-
-def machine_description() -> str:
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def free_port() -> int:
@@ -117,13 +112,12 @@ def scenario(name: str, args: list[str], delay_s: float, photo: Path, model: str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], device=False)
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
     parser.add_argument("--delay", type=float, default=60.0, help="seconds from page-up to Locate in the last scenario")
     parser.add_argument("--model", default="auto", help="model key for /locate (default auto: what the app picks)")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    report = {"machine": machine_description(), "load_before": [round(x, 2) for x in os.getloadavg()],
+    report = {"machine": machine(), "load_before": load_average(),
               "command": " ".join(["python", "benchmarks/bench_first_result.py", *sys.argv[1:]]), "rows": []}
     with tempfile.TemporaryDirectory(prefix="geoapp-first-result-") as folder:
         work = Path(folder)
@@ -133,11 +127,8 @@ def main() -> int:
                                        work))
         report["rows"].append(scenario("preload, Locate once ready", [], 0.0, args.photo, args.model, work,
                                        when_ready=True))
-    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    report["load_after"] = load_average()
+    emit(report, args.json)
     return 0
 
 

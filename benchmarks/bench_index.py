@@ -19,21 +19,17 @@ of real embeddings but is not a real 10 M gallery.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
-import platform
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import bench_parser, emit, load_average, machine
 
 from geoapp.fileio import atomic_write_path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 WORK = Path("/tmp/geoapp-bench-index")
 
 
@@ -221,17 +217,16 @@ def load_dense(path: Path) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)  # --json, --device
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--kinds", default="exact,flat,ivf-flat,ivf-pq")
     parser.add_argument("--nprobes", default="", help="extra nprobe values to report for IVF kinds, e.g. 32,64,256")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--dense", type=Path, default=None, help="10 M: a PrebuiltGallery folder or an .npy")
     parser.add_argument("--synthetic-10m", action="store_true", help="10 M derived from the 1 M real set")
     parser.add_argument("--embed-only", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    at_start = machine(args.device)
 
     import faiss
 
@@ -248,11 +243,9 @@ def main() -> None:
         big_kinds = [k for k in kinds if k != "exact" or big.nbytes < 8 * 2**30]
         rows += bench(big, queries, big_kinds, args.device,
                       "dense" if args.dense is not None else f"synthetic {len(big):,}", nprobes=nprobes)
-    machine = {"python": platform.python_version(), "platform": platform.platform(), "faiss": faiss.__version__,
-               "threads": faiss.omp_get_max_threads(), "embed_1m_s": round(embed_s)}
-    print(json.dumps({"machine": machine, "rows": rows}, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    record = {**at_start, "faiss": faiss.__version__, "threads": faiss.omp_get_max_threads(),
+              "embed_1m_s": round(embed_s), "load_average_end": load_average()}
+    emit({"machine": record, "rows": rows}, args.json, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,32 +25,17 @@ up to zoom 8; deeper ones only for a region, so the warm figure holds only for l
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+from _common import REPO, bench_parser, emit, load_average, machine
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from geoapp.families.maptiles.embedding import WHOLE_LEVEL_LIMIT, TileEmbedder  # noqa: E402 (after sys.path)
-from geoapp.families.maptiles.model import (  # noqa: E402 (after the sys.path line)
-    MapTileModel,
-    model_from_checkpoint,
-    preset,
-    read_checkpoint,
-)
-from geoapp.families.maptiles.search import beam_search  # noqa: E402 (after the sys.path line)
-from geoapp.imaging import load_image  # noqa: E402 (after the sys.path line)
-from geoapp.models.preprocess import centre_crop_tensor  # noqa: E402 (after the sys.path line)
-from geoapp.tiles.registry import ensure_offline_pyramid, open_source  # noqa: E402 (after the sys.path line)
+if TYPE_CHECKING:  # torch and the models load in main(), so that --help stays light
+    from geoapp.families.maptiles.embedding import TileEmbedder
+    from geoapp.families.maptiles.model import MapTileModel
 
 PHOTOS = REPO.parent / "shared" / "data" / "im2gps3k-dev"
 
@@ -72,6 +57,11 @@ class TimedEmbed:
 
 
 def photo_embeddings(model: MapTileModel, count: int) -> np.ndarray:
+    import torch
+
+    from geoapp.imaging import load_image
+    from geoapp.models.preprocess import centre_crop_tensor
+
     files = sorted(PHOTOS.glob("*.jpg"))[:count]
     prep = model.config.preprocess()
     pixels = torch.cat([centre_crop_tensor(load_image(str(f)).image, prep) for f in files])
@@ -80,13 +70,15 @@ def photo_embeddings(model: MapTileModel, count: int) -> np.ndarray:
 
 
 def run_searches(photos, zooms, embed: TimedEmbed, k: int) -> tuple[list, float]:
+    from geoapp.families.maptiles.search import beam_search
+
     start = time.perf_counter()
     results = [beam_search(p, zooms, embed, k) for p in photos]
     return results, time.perf_counter() - start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__.split("\n")[0], device=False)
     parser.add_argument("--preset", default="clip-vit-b32")
     parser.add_argument("--zooms", default="2,4,6")
     parser.add_argument("--k", type=int, default=16)
@@ -94,8 +86,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="a trained map-tile model.pt (its zooms)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+
+    import torch
+
+    from geoapp.families.maptiles.embedding import WHOLE_LEVEL_LIMIT, TileEmbedder
+    from geoapp.families.maptiles.model import MapTileModel, model_from_checkpoint, preset, read_checkpoint
+    from geoapp.tiles.registry import ensure_offline_pyramid, open_source
+
     torch.set_num_threads(args.threads)
     if args.checkpoint is not None:
         model, _ = model_from_checkpoint(read_checkpoint(args.checkpoint))
@@ -106,9 +104,8 @@ def main() -> None:
         model = MapTileModel(preset(args.preset), zooms).eval()
     ensure_offline_pyramid(max_zoom=max(6, max(zooms)))
     photos = photo_embeddings(model, args.photos)
-    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                               f"torch {torch.__version__}, {args.threads} thread(s)",
-                    "load_average_start": [round(v, 2) for v in os.getloadavg()],
+    report: dict = {"machine": machine(),  # torch version and threads (--threads) included
+                    "load_average_start": load_average(),
                     "preset": args.preset, "zooms": list(zooms), "k": args.k, "photos": len(photos)}
     with open_source("offline") as source, tempfile.TemporaryDirectory() as cache, \
             tempfile.TemporaryDirectory() as prepared:
@@ -132,7 +129,7 @@ def main() -> None:
     report["warm_levels"] = {"pre_embedded_whole": [z for z in zooms if 4 ** z <= WHOLE_LEVEL_LIMIT],
                              "note": "the warm figure holds for levels embedded beforehand: whole levels up to zoom 8 "
                                      "(tiles embed), deeper levels only for a region (--region/--bbox)"}
-    report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["load_average_end"] = load_average()
     report.update({
         "same_final_tiles": True,
         "paper": {"seconds_per_photo": paper_seconds / n, "tiles_encoded_per_photo": paper.embedder.encoded / n,
@@ -146,9 +143,7 @@ def main() -> None:
     report["ratio_cold"] = paper_seconds / cold_seconds
     report["ratio_warm"] = paper_seconds / warm_seconds
     report["break_even_photos"] = embed_seconds / max(1e-9, (paper_seconds - warm_seconds) / n)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

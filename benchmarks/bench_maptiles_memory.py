@@ -28,12 +28,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REPO, bench_parser, emit, machine
+from _common import REPO, bench_parser, emit, load_average, machine
 
 
 def run_measured(command: list[str], env: dict, log: Path) -> dict:
     """Run a command in its own process; its peak RSS (MB), seconds and exit status."""
-    load = os.getloadavg()
+    load = load_average()
     begin = time.perf_counter()
     with log.open("w") as sink:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -42,7 +42,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}); see {log}")
     return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(time.perf_counter() - begin, 1),
-            "load_before": [round(v, 2) for v in load], "load_after": [round(v, 2) for v in os.getloadavg()]}
+            "load_before": load, "load_after": load_average()}
 
 
 def main() -> None:

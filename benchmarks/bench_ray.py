@@ -9,39 +9,25 @@ Images: the first N photos of ../shared/data/im2gps3k-dev. For each engine it re
 * end-to-end seconds: from the call to the last record, start-up and model loading included.
 
 Then a projection for 10 M images from the measured per-image costs: this CPU node, one GPU, N GPUs
-(the GPU figure uses ``--gpu-ms-per-image``, an assumption, unless ``--device cuda`` measured it).
+(the GPU figure uses ``--gpu-ms-per-image``, an assumption, unless ``--device cuda`` measured it; with
+``--device cuda`` each Ray worker gets 1 GPU).
 
     python benchmarks/bench_ray.py [--vitl-images 16] [--satworld-images 32] [--device cpu|cuda] [--json OUT]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, bench_parser, emit, load_average, machine, machine_line
+
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 PHOTOS = REPO.parent / "shared" / "data" / "im2gps3k-dev"
 TEN_MILLION = 10_000_000
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def configs(args) -> list[dict]:
@@ -103,17 +89,15 @@ def run_ray(config: dict, paths: list[str], workers: int, gpus: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)  # --json, --device (cuda: Ray workers get 1 GPU each)
     parser.add_argument("--vitl-images", type=int, default=16)
     parser.add_argument("--vitl-batch", type=int, default=2)
     parser.add_argument("--satworld-images", type=int, default=32)
     parser.add_argument("--satworld-batch", type=int, default=4)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (Ray workers then get 1 GPU each)")
     parser.add_argument("--gpu-ms-per-image", type=float, default=5.0,
                         help="ASSUMED ViT-L/14 cost per image on one GPU when none is measured (default 5 ms: "
                              "A100/H100-class, fp32/TF32, batches of 64; decoding on enough CPU cores)")
     parser.add_argument("--gpus", type=int, default=8, help="N for the N-GPU projection")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -124,9 +108,9 @@ def main() -> None:
         sys.exit(f"no photos in {PHOTOS}")
     cuda = args.device.startswith("cuda")
     cores = os.cpu_count() or 1
-    machine = f"{cpu_model()}, {cores} cores" + (f", {args.device}" if cuda else "")
-    print(f"machine: {machine}; python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} "
-          "(other processes share these cores: scaling needs them idle)", flush=True)
+    report = {"machine": machine(args.device)}
+    print(f"machine: {machine_line(args.device)} (other processes share these cores: scaling needs them idle)",
+          flush=True)
     results = []
     ray_engine.connect(None, num_cpus=cores)
     try:
@@ -145,9 +129,9 @@ def main() -> None:
     finally:
         ray_engine.disconnect()
 
-    load = os.getloadavg()
-    machine += f"; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
-    print(f"\n{machine}\n")
+    report["load_average_end"] = load_average()
+    at_end = machine_line(args.device)
+    print(f"\n{at_end} (1/5/15 min, at the end)\n")
     print("| model | images | engine | steady images/s (all workers loaded) | busy images/s (first batch to last) "
           "| end-to-end s (start-up + loading included) |")
     print("|---|---|---|---|---|---|")
@@ -174,14 +158,12 @@ def main() -> None:
         "gpu_note": gpu_note, "one_gpu_hours": gpu_hours, "gpus": args.gpus, "n_gpu_hours": gpu_hours / args.gpus,
     }
     print("\nProjection, 10 M images with GeoCLIP ViT-L/14 (cost per image, no start-up):")
-    print(f"  this CPU node ({machine}): {node_rate:.3f} images/s -> {node_hours:,.0f} h "
+    print(f"  this CPU node ({at_end}): {node_rate:.3f} images/s -> {node_hours:,.0f} h "
           f"({node_hours / 24:,.0f} days)")
     print(f"  one GPU: {gpu_ms:.1f} ms/image ({gpu_note}) -> {gpu_hours:,.1f} h, "
           f"if decoding keeps up (each Ray worker decodes its own images; give it the CPUs)")
     print(f"  {args.gpus} GPUs (one Ray worker each, linear scaling assumed): {gpu_hours / args.gpus:,.1f} h")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "results": results, "projection": projection},
-                                              indent=2))
+    emit({**report, "results": results, "projection": projection}, args.json)
 
 
 if __name__ == "__main__":

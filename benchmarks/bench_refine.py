@@ -11,22 +11,17 @@ see the same machine load. The load average is recorded at the start and the end
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
-from _common import load_average
+from _common import REPO, bench_parser, emit, load_average, machine
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2gps3k-dev"
+SHARED = REPO.parent / "shared" / "data" / "im2gps3k-dev"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    p = bench_parser(__doc__)  # --json, --device (default cpu)
     p.add_argument("--model", default="geoclip", choices=("geoclip", "satworld"))
     p.add_argument("--images", default=str(SHARED), help="folder of photos (*.jpg, *.png); default: Im2GPS3k dev")
     p.add_argument("--backbone-weights", default="random",
@@ -37,7 +32,6 @@ def main() -> int:
                    help="places refined (repeatable; 0 = the top-k shown, 5 by default)")
     p.add_argument("--photos", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", default=None)
     args = p.parse_args()
     settings = [(r, t) for r in (args.radius or [15.0]) for t in (args.top or [0, 16])]
     labels = [f"{r:g} km, top {t or 'k=5'}" for r, t in settings]
@@ -82,7 +76,7 @@ def main() -> int:
                      "slowdown_pct": round((median / base - 1) * 100, 1),
                      "cpu_ms": round(statistics.median(cpu[label]), 1),
                      "cpu_slowdown_pct": round((statistics.median(cpu[label]) / base_cpu - 1) * 100, 1)})
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.device}",
+    result = {"machine": machine(args.device),
               "device": args.device, "model": args.model, "images": str(folder),
               "off_ms": round(base, 1), "off_cpu_ms": round(base_cpu, 1), "rows": rows, "photos": len(photos),
               "repeats": args.repeats, "random_backbone": weights == "random",
@@ -94,7 +88,7 @@ def main() -> int:
               f"predict {row['predict_ms']:.0f} ms, refinement {row['refine_ms']:.0f} ms, "
               f"slowdown {row['slowdown_pct']:+.1f} % wall, {row['cpu_slowdown_pct']:+.1f} % CPU time")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        emit(result, args.json)
     return 0
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import REPO, bench_parser, emit, machine
+from _common import REPO, bench_parser, emit, load_average, machine
 
 SHARED = REPO.parent / "shared" / "data"
 FAMILIES = {  # key -> LoadOptions keywords
@@ -174,7 +174,7 @@ def main() -> None:
     from geoapp.runtime.store import machine as engine_versions
 
     results = {"command": "python " + " ".join(sys.argv), "machine": {**machine(), **engine_versions()},
-               "load_before": os.getloadavg(),
+               "load_before": load_average(),
                "photos": [p.name for p in photos()], "rows": []}
     for key in args.families.split(","):
         print(f"{key}: preparing exports, parity checks and int8 files ...", file=sys.stderr)
@@ -185,10 +185,10 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--worker", f"{key}:{engine}:{precision}",
                                   "--runs", str(args.runs), *threads], check=True, capture_output=True, text=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
-            result["load_during"] = os.getloadavg()
+            result["load_during"] = load_average()
             results["rows"].append(result)
             print(json.dumps(result), file=sys.stderr)
-    results["load_after"] = os.getloadavg()
+    results["load_after"] = load_average()
     emit(results, args.json)
     print(table(results["rows"]))
     print(f"\nmachine: {results['machine']}\nload average before {results['load_before']}, after "

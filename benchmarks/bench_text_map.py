@@ -21,21 +21,15 @@ and the end.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from _common import load_average
+from _common import bench_parser, emit, load_average, machine, machine_line, pick_device, sync
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if TYPE_CHECKING:  # torch loads in main(), so that --help stays light
+    import torch
 
 QUERIES = [
     "a sandy beach with palm trees",
@@ -46,20 +40,11 @@ QUERIES = [
 ]
 
 
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
-
-
 def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     start = time.perf_counter()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     return (time.perf_counter() - start) * 1000
 
 
@@ -69,23 +54,23 @@ def summary(times: list[float]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = bench_parser(__doc__, default_device="auto")
     parser.add_argument("--runs", type=int, default=20, help="timed queries per method (cycling through 5 texts)")
     parser.add_argument("--naive-runs", type=int, default=3)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.manual_seed(0)
 
     import numpy as np
+    import torch
     import torch.nn.functional as F
+
+    device = pick_device(args.device)
+    torch.manual_seed(0)
 
     from geoapp import Geolocator
     from geoapp.ui.maps.render import MapAssets, MapOptions, prediction_map_html
     from geoapp.results.prediction import build_prediction
 
-    results: dict = {"machine": machine_description(device), "device": str(device), "queries": QUERIES,
+    results: dict = {"machine": machine(str(device)), "device": str(device), "queries": QUERIES,
                      "load_average_start": load_average()}
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
@@ -146,16 +131,14 @@ def main() -> None:
     results["text_map_breakdown_ms"] = {k: round(v, 1) for k, v in breakdown.items()}  # medians over the runs
     results["load_average_end"] = load_average()
     results["speedup_vs_naive"] = results["naive_reencode_gallery"]["median_ms"] / results["text_map"]["median_ms"]
-    print(json.dumps(results, indent=2))
+    emit(results, args.json)
     print(f"full 77-token text tower: median {results['full_77_token_text_map']['median_ms']:.0f} ms; "
           f"max |difference| of the embeddings vs the engine {results['trimmed_vs_full_max_abs_deviation']:.2e}")
-    print(f"\n{results['machine']}")
+    print(f"\n{machine_line(str(device))}")
     print(f"text_map median {results['text_map']['median_ms']:.0f} ms "
           f"(+ map HTML: {results['text_map_plus_map_html']['median_ms']:.0f} ms); "
           f"naive re-encoding {results['naive_reencode_gallery']['median_ms']:.0f} ms "
           f"-> {results['speedup_vs_naive']:.1f}x; target < 500 ms per query")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

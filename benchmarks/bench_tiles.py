@@ -13,10 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -25,17 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import bench_parser, emit, load_average, machine
 
 from geoapp.geo.tiles import MAX_LAT, latlon_to_tile
 from geoapp.tiles.archives import MBTilesWriter, open_archive
 from geoapp.tiles.pyramid import build_pyramid
-
-
-def machine_description() -> str:
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def read_latency(path: Path, tiles: list[tuple[int, int, int]], reads: int) -> dict:
@@ -77,12 +67,12 @@ def tile_math(points: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__.splitlines()[0], device=False)
     parser.add_argument("--max-zoom", type=int, default=6)
     parser.add_argument("--reads", type=int, default=20000)
     parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    at_start = machine()
 
     with tempfile.TemporaryDirectory() as folder:
         pmtiles = Path(folder) / "bluemarble.pmtiles"
@@ -95,17 +85,15 @@ def main() -> int:
                 writer.add(*tile, source.tile(*tile).data)
             writer.close()
         results = {
-            "machine": machine_description(),
+            "machine": at_start,
             "build": {"layer": "bluemarble", "max_zoom": args.max_zoom, "tiles": report.tiles,
                       "seconds": report.seconds, "archive_mb": pmtiles.stat().st_size / 1e6},
             "read_pmtiles": read_latency(pmtiles, tiles, args.reads),
             "read_mbtiles": read_latency(mbtiles, tiles, args.reads),
             "tile_math": tile_math(args.points),
         }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    results["load_average_end"] = load_average()
+    emit(results, args.json)
     return 0
 
 

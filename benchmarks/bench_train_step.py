@@ -15,25 +15,21 @@ paper's (B = 512, Q = 4096). Compared in the same process, on the same device:
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _common import bench_parser, emit, load_average, machine, pick_device, sync
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.bench_predict import _sync, machine_description  # noqa: E402
+if TYPE_CHECKING:  # torch is imported where it is used, so that --help stays light
+    import torch
 
 
 def random_batch(batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(batch, 768, generator=g)
     latlon = torch.stack([torch.rand(batch, generator=g) * 180 - 90, torch.rand(batch, generator=g) * 360 - 180], 1)
@@ -42,7 +38,10 @@ def random_batch(batch: int, device: torch.device, seed: int) -> tuple[torch.Ten
 
 def reference_step_fn(device: torch.device, queue_size: int):
     """The reference package's modules and step (geoclip/train/train.py), on features instead of pixels."""
+    import torch
+    import torch.nn.functional as F
     from geoclip.model.location_encoder import LocationEncoder as ReferenceLocationEncoder
+    from torch import nn
 
     location_encoder = ReferenceLocationEncoder(from_pretrained=False).to(device)
     mlp = nn.Sequential(nn.Linear(768, 768), nn.ReLU(), nn.Linear(768, 512)).to(device)
@@ -79,13 +78,13 @@ def measure(step, batch: int, device: torch.device, steps: int, warmup: int) -> 
     batches = [random_batch(batch, device, seed) for seed in range(4)]
     for i in range(warmup):
         step(*batches[i % 4])
-    _sync(device)
+    sync(device)
     times = []
     for i in range(steps):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         step(*batches[i % 4])
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"median_step_ms": median * 1000, "min_step_ms": min(times) * 1000,
@@ -93,15 +92,16 @@ def measure(step, batch: int, device: torch.device, steps: int, warmup: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = bench_parser(__doc__, default_device="auto")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 5 CPU, 50 GPU)")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--queue", type=int, default=4096)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on CPU (GPU: always)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    device = torch.device(args.device)
+
+    import torch
+
+    device = pick_device(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (50 if cuda else 5)
     warmup = 10 if cuda else 1
@@ -116,7 +116,7 @@ def main() -> None:
     if cuda or args.compile:
         variants["ours_bf16_batched_compiled"] = {"precision": "bf16", "batched_branches": True, "compile": True}
 
-    results: dict = {"machine": machine_description(device), "device": str(device), "batch": args.batch,
+    results: dict = {"machine": machine(str(device)), "device": str(device), "batch": args.batch,
                      "queue": args.queue}
     results["reference"] = measure(reference_step_fn(device, args.queue), args.batch, device, steps, warmup)
     print(f"reference: {results['reference']['samples_per_s']:,.0f} samples/s", flush=True)
@@ -128,9 +128,8 @@ def main() -> None:
             print(f"{name}: {results[name]['samples_per_s']:,.0f} samples/s "
                   f"({results[name]['speedup_vs_reference']:.2f}x the reference)", flush=True)
             del step
-    print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    results["load_average_end"] = load_average()
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

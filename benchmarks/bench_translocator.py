@@ -17,29 +17,23 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from _common import REPO, bench_parser, emit, load_average, machine, pick_device, sync, time_calls
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if TYPE_CHECKING:  # torch is imported where it is used, so that --help stays light
+    import torch
+
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "im2gps3k-dev" / "1008845063_ace4ef829f_1204_97522422@N00.jpg"
-
-from benchmarks.bench_predict import machine_description, time_calls  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_training(device: torch.device, batch: int, steps: int, compile_model: bool, fused: bool) -> dict:
+    import torch
+
     from geoapp.geo.geocells import GeocellHierarchy, GeocellPartition
     from geoapp.families.translocator.network import TransLocatorConfig, build_translocator
     from training.translocator.loss import TransLocatorTargets
@@ -76,7 +70,7 @@ def bench_training(device: torch.device, batch: int, steps: int, compile_model: 
         micro = ModelBatch(rgb, seg, TransLocatorTargets(tuple(labels), tuple(scenes)), batch)
         started = time.perf_counter()
         trainer.optimiser_step([micro])  # warm-up (and compilation)
-        _sync(device)
+        sync(device)
         warmup = time.perf_counter() - started
         times = time_calls(lambda: trainer.optimiser_step([micro]), steps, device)
     if device.type == "cuda":
@@ -112,8 +106,7 @@ def bench_predict(device: torch.device, image: Path, runs: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = bench_parser(__doc__, default_device="auto")
     parser.add_argument("--train-batch", type=int, default=None, help="images per step (default 2 on CPU, 64 on GPU)")
     parser.add_argument("--train-steps", type=int, default=None, help="timed steps (default 3 on CPU, 20 on GPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
@@ -122,11 +115,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="timed predictions (default 3 on CPU, 20 on GPU)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-predict", action="store_true")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = pick_device(args.device)  # imports torch, so that machine() records its version and threads
     gpu = device.type == "cuda"
-    results: dict = {"machine": machine_description(device), "device": str(device)}
+    results: dict = {"machine": machine(str(device)), "device": str(device)}
     if not args.skip_train:
         results["training"] = bench_training(device, args.train_batch or (64 if gpu else 2),
                                              args.train_steps or (20 if gpu else 3), args.compile, args.fused)
@@ -138,9 +130,8 @@ def main() -> None:
         p = results["predict"]
         print(f"predict (segmentation + TransLocator, random weights): single {p['single']['median_ms']} ms, "
               f"TenCrop {p['tencrop']['median_ms']} ms", flush=True)
-    print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    results["load_average_end"] = load_average()
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,16 @@ def shared_path(*parts: str) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Keep test caches (gallery embeddings, country index) out of the user's ~/.cache."""
     cache = tmp_path_factory.mktemp("geoapp-cache")
-    previous = os.environ.get("GEOAPP_CACHE_DIR")
-    os.environ["GEOAPP_CACHE_DIR"] = str(cache)
+    # GEOAPP_SERVE_DIR: `geoapp predict` in tests never finds a local worker (`geoapp serve`) the user runs
+    isolated = {"GEOAPP_CACHE_DIR": str(cache), "GEOAPP_SERVE_DIR": str(cache / "serve")}
+    previous = {name: os.environ.get(name) for name in isolated}
+    os.environ.update(isolated)
     yield cache
-    if previous is None:
-        os.environ.pop("GEOAPP_CACHE_DIR", None)
-    else:
-        os.environ["GEOAPP_CACHE_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

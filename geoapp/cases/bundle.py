@@ -9,7 +9,8 @@ Layout (nothing else is accepted on import)::
 Import treats the zip as hostile: member names must match the layout exactly (so no
 ``..``, absolute paths, backslashes or drive letters), symlinks and duplicate names are
 refused, sizes are checked from the headers *and* enforced while streaming (a lying
-header or a zip bomb hits the cap), every member must match the manifest's SHA-256, and
+header or a zip bomb hits the cap; the rules are :mod:`geoapp.safezip`'s, shared with the
+regional-build upload, including the cap in proportion to the bundle's size), every member must match the manifest's SHA-256, and
 objects are verified against their names before they are stored, also when the store
 already holds that hash.  A bundle carries exactly the files its case refers to: an
 unreferenced object is refused (it would only fill the disk), and an evidence file must
@@ -25,13 +26,14 @@ import hashlib
 import json
 import os
 import re
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
+
+from geoapp.safezip import UnsafeZipError, ZipLimits, check_archive, open_member, open_zip, read_member
 
 from .blobs import is_sha256, write_file_atomically
 from .dump import CHILDREN, case_document, remap_row, row_values
@@ -119,58 +121,28 @@ def export_bundle(store: CaseStore, case_id: str, path: str | os.PathLike, *, ac
 
 
 # ---------------------------------------------------------------------------- import
-def _check_members(archive: zipfile.ZipFile, max_total: int) -> dict[str, zipfile.ZipInfo]:
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise BundleError(f"The bundle has {len(infos)} members; at most {MAX_MEMBERS} are accepted")
-    by_name: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in infos:
+def _limits(max_total: int) -> ZipLimits:
+    # Read at call time (tests lower MAX_OBJECT_BYTES); the ratio and free-disk rules are safezip's.
+    return ZipLimits(max_members=MAX_MEMBERS, max_member_bytes=MAX_OBJECT_BYTES,
+                     max_total_bytes=min(max_total, ZipLimits().max_total_bytes), allow_dirs=False)
+
+
+def _check_members(archive: zipfile.ZipFile, archive_bytes: int, max_total: int,
+                   unpack_dir: Path | None) -> dict[str, zipfile.ZipInfo]:
+    for info in archive.infolist()[:MAX_MEMBERS + 1]:  # the layout first: the names a bundle may hold
         name = info.filename
         if name not in ("manifest.json", "case.json") and not _OBJECT_RE.match(name):
             raise BundleError(f"Unsafe or unexpected member name in bundle: {name!r} (refused)")
-        if name in by_name:
-            raise BundleError(f"The bundle contains {name!r} twice (refused)")
-        file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the creator recorded no Unix mode
-        if file_type not in (0, stat.S_IFREG) or info.is_dir():
-            raise BundleError(f"Bundle member {name!r} is a link or special file (refused)")
-        if info.flag_bits & 0x1:
-            raise BundleError(f"Bundle member {name!r} is encrypted (refused)")
-        limit = MAX_OBJECT_BYTES if name.startswith("objects/") else MAX_JSON_BYTES
-        if info.file_size > limit:
-            raise BundleError(f"Bundle member {name!r} declares {info.file_size} bytes; the limit is {limit}")
-        total += info.file_size
-        if total > max_total:
-            raise BundleError(f"The bundle unpacks to more than {max_total} bytes (refused)")
-        by_name[name] = info
+    by_name: dict[str, zipfile.ZipInfo] = {}
+    for info in check_archive(archive, archive_bytes, _limits(max_total), unpack_dir=unpack_dir):
+        if not info.filename.startswith("objects/") and info.file_size > MAX_JSON_BYTES:
+            raise BundleError(f"Bundle member {info.filename!r} declares {info.file_size} bytes; "
+                              f"the limit is {MAX_JSON_BYTES}")
+        by_name[info.filename] = info
     for required in ("manifest.json", "case.json"):
         if required not in by_name:
             raise BundleError(f"Not a geoapp case bundle: {required} is missing")
     return by_name
-
-
-def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
-    """Read a member, never more than ``cap`` (or its declared size) bytes."""
-    limit = min(cap, info.file_size)
-    with archive.open(info) as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise BundleError(f"Bundle member {info.filename!r} is larger than declared or allowed (refused)")
-    return data
-
-
-class _CappedReader:
-    """A member stream that fails once more than ``limit`` bytes come out (lying headers)."""
-
-    def __init__(self, handle: BinaryIO, limit: int, name: str) -> None:
-        self.handle, self.limit, self.name, self.count = handle, limit, name, 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.handle.read(size)
-        self.count += len(chunk)
-        if self.count > self.limit:
-            raise BundleError(f"Bundle member {self.name!r} is larger than its declared size (refused)")
-        return chunk
 
 
 def _load_json(data: bytes, what: str) -> Any:
@@ -251,17 +223,17 @@ def import_bundle(store: CaseStore, path: str | os.PathLike, *, actor: str | Non
     actor = store._actor(actor)
     try:
         bundle_sha = _file_sha256(source)
-        archive = zipfile.ZipFile(source)
+        archive = open_zip(source, source.name)
     except FileNotFoundError as error:
         raise BundleError(f"{source}: no such file") from error
-    except (zipfile.BadZipFile, OSError) as error:
+    except (UnsafeZipError, OSError) as error:
         raise BundleError(f"{source.name} is not a geoapp case bundle (not a readable zip file)") from error
     with archive:
         try:
-            by_name = _check_members(archive, max_total_bytes)
-            manifest = _load_json(_read_capped(archive, by_name["manifest.json"], MAX_JSON_BYTES), "manifest.json")
+            by_name = _check_members(archive, source.stat().st_size, max_total_bytes, store.blobs.root)
+            manifest = _load_json(read_member(archive, by_name["manifest.json"], MAX_JSON_BYTES), "manifest.json")
             members = _verify_manifest(manifest, by_name)
-            case_bytes = _read_capped(archive, by_name["case.json"], MAX_JSON_BYTES)
+            case_bytes = read_member(archive, by_name["case.json"], MAX_JSON_BYTES)
             if hashlib.sha256(case_bytes).hexdigest() != members["case.json"]["sha256"]:
                 raise BundleError("case.json does not match its SHA-256 in the manifest (damaged or altered bundle)")
             doc = _validated_document(_load_json(case_bytes, "case.json"))
@@ -279,11 +251,12 @@ def import_bundle(store: CaseStore, path: str | os.PathLike, *, actor: str | Non
             for name, entry in members.items():  # files first; unreferenced leftovers are harmless
                 if name.startswith("objects/"):
                     info = by_name[name]
-                    with archive.open(info) as handle:
+                    with open_member(archive, info) as handle:
                         # verify_existing: deduplication must not skip the check of what the bundle holds
-                        store.blobs.put_stream(_CappedReader(handle, info.file_size, name), entry["sha256"],
-                                               min(info.file_size, MAX_OBJECT_BYTES), what=f"bundle member {name}",
-                                               verify_existing=True)
+                        store.blobs.put_stream(handle, entry["sha256"], min(info.file_size, MAX_OBJECT_BYTES),
+                                               what=f"bundle member {name}", verify_existing=True)
+        except UnsafeZipError as error:
+            raise BundleError(f"{error} (nothing imported)") from error
         except EvidenceIntegrityError as error:
             raise BundleError(f"{error} (damaged or altered bundle; nothing imported)") from error
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:

@@ -16,11 +16,22 @@ from urllib.parse import urlparse
 from geoapp.cli import fusion as cli_fusion
 from geoapp.cli import video as cli_video
 from geoapp.cli.cases import add_case_parser as _add_case
-from geoapp.cli.family import add_family_options, add_model_arguments, family_extras, load_family_from_args
+from geoapp.cli.family import add_family_options, add_model_arguments
 from geoapp.cli.runtime import add_runtime_commands as _add_runtime
+from geoapp.cli.serve import add_serve_command as _add_serve
 from geoapp.cli.tiles import add_tiles_commands as _add_tiles
+from geoapp.engine.ray_local import add_engine_commands as _add_engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = ("Exit status: 0 done (predict: at least one input predicted); 1 nothing could be done (predict: "
+              "every input failed, or any failed with --strict; a missing file, source or weights); 2 bad "
+              "arguments (flags, region, no inputs); 130 interrupted.")
+
+
+def program_name(argv0: str | None = None) -> str:
+    """How the user ran us, for usage lines: ``geoapp`` (the installed command) or ``python -m geoapp``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return name if name.startswith("geoapp") and not name.endswith(".py") else "python -m geoapp"
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +44,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                               "written as results arrive; rerunning the same command skips inputs already there "
                               "(resume). Read them with pandas.read_parquet('results.parquet') or "
                               "geoapp.engine.output.read_records('results.jsonl'). --engine ray runs on a Ray "
-                              "cluster (a local one for the run by default; Ray's usage statistics are off).")
+                              "cluster (a local one for the run by default; Ray's usage statistics are off). "
+                              + EXIT_CODES)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5, help="distinct candidate places per image (default 5)")
     p.add_argument("--region", default=None,
@@ -50,7 +62,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "--output suffix .parquet/.jsonl)")
     p.add_argument("--output", "-o", default=None, help="write here instead of standard output")
     p.add_argument("--surface", action="store_true", help="include the probability surface in JSON output")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any input failed (without it: only when every input failed)")
     p.add_argument("--input-column", default=None,
                    help="the column of paths/URLs in a .csv/.parquet input (default: path)")
     p.add_argument("--part-rows", type=int, default=1000, help="records per output part (parquet/jsonl)")
@@ -69,6 +82,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     engine.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per Ray worker")
     engine.add_argument("--gpus-per-worker", type=float, default=None,
                         help="GPUs per Ray worker (default: 1 with --device cuda, else 0)")
+    engine.add_argument("--no-worker", action="store_true",
+                        help="predict in this process even when a local worker (`geoapp serve`) with the same "
+                             "model options is running (by default it is used: no model load per call)")
     p.set_defaults(handler=_cmd_predict)
 
 
@@ -82,7 +98,6 @@ def _output_format(args: argparse.Namespace) -> str:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from geoapp.engine.inputs import expand_inputs
-    from geoapp.geo.regions import parse_region
 
     keys = expand_inputs(args.paths, args.input_column)
     if not keys:
@@ -90,7 +105,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.keyframes_only:
         return cli_video.keyframes_only(args, keys)
-    region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
+    region = None
+    if args.region:  # a bad region fails before the model loads
+        from geoapp.geo.regions import parse_region
+
+        region = parse_region(args.region)
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     fmt = _output_format(args)
@@ -107,29 +126,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _predict_text(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
     from tqdm import tqdm
 
-    from geoapp.results import formats
-    from geoapp.families import PredictOptions
+    from geoapp.cli.predict_route import run_text
 
-    cli_video.video_settings(args)  # bad video options fail before the model loads
-    locator = load_family_from_args(args)
-    options = PredictOptions.build(top_k=args.top_k, region=region, tencrop=args.tencrop, merge_km=args.merge_km,
-                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
     with tqdm(total=len(keys), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
-        predictions = cli_video.predict(locator, keys, options, args, progress=bar.update)
-    if args.clues is not None:
-        text = cli_fusion.fused_text(args, predictions, args.clues, fmt)
-    else:
-        text = formats.to_json(predictions, include_surface=args.surface) if fmt == "json" \
-            else formats.WRITERS[fmt](predictions)
+        result = run_text(args, keys, fmt, region, bar)
+    text = result.text
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-    failed = [p for p in predictions if not p.ok]
-    print(f"{len(predictions)} inputs: {len(predictions) - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
-    for p in failed:
-        print(f"  {p.error}", file=sys.stderr)
-    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+    failed = result.failed
+    print(f"{result.count} inputs: {result.count - len(failed)} predicted, {len(failed)} failed", file=sys.stderr)
+    for error in failed:
+        print(f"  {error}", file=sys.stderr)
+    return _predict_status(result.count, len(failed), args.strict)
+
+
+def _predict_status(ran: int, failed: int, strict: bool) -> int:
+    """1 when nothing was predicted (scripts must see it), or with --strict when anything failed."""
+    return EXIT_FAILED if failed and (failed == ran or strict) else EXIT_OK
 
 
 def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region) -> int:
@@ -138,8 +153,9 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
 
     from tqdm import tqdm
 
+    from geoapp.cli.predict_job import predict_options
+    from geoapp.cli.predict_route import RecordsRunner
     from geoapp.engine.output import PartsOutput
-    from geoapp.families import PredictOptions
 
     output = PartsOutput(args.output, fmt, part_rows=args.part_rows)
     cli_video.check_engine(args, keys)
@@ -147,32 +163,28 @@ def _predict_records(args: argparse.Namespace, keys: list[str], fmt: str, region
     if output.resumed:
         print(f"Resuming {args.output}: {len(keys) - len(todo)} of {len(keys)} inputs already have a record.",
               file=sys.stderr)
-    options = PredictOptions.build(top_k=args.top_k, region=region,
-                                   tencrop=args.tencrop, merge_km=args.merge_km,
-                                   batch_size=max(1, args.batch_size), extras=family_extras(args))
-    failed = 0
+    options = predict_options(args, region)
+    failed = ran = 0  # records this run (a video gives one per keyframe) and how many of them failed
     if todo and args.engine == "ray":
         summary = _predict_on_ray(args, keys, output, options, len(todo))
-        failed = summary["failed"]
+        failed, ran = summary["failed"], summary["written"]
     elif todo:
-        from geoapp.results import formats
-
-        locator = load_family_from_args(args)
-        with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
+        with RecordsRunner(args, region) as runner, \
+                tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, desc="predict") as bar:
             try:
                 step = max(1, args.batch_size) * 4  # records reach the output (and its parts) as they come
                 for start in range(0, len(todo), step):
-                    chunk = todo[start:start + step]
-                    records = formats.to_records(cli_video.predict(locator, chunk, options, args, progress=bar.update))
+                    records = runner.records(todo[start:start + step], bar)
                     output.add(records)
                     failed += sum(1 for r in records if not r["ok"])
+                    ran += len(records)
             finally:
                 output.flush()
     total = cli_video.count_with_records(output, keys)
     reader = "pandas.read_parquet" if fmt == "parquet" else "geoapp.engine.output.read_records"
     print(f"{len(keys)} inputs: {total} have a record in {args.output} ({len(todo)} this run, {failed} of them "
           f"failed). Read it with {reader}({os.fspath(args.output)!r}).", file=sys.stderr)
-    return EXIT_FAILED if (failed and args.strict) else EXIT_OK
+    return _predict_status(ran, failed, args.strict)
 
 
 def _predict_on_ray(args: argparse.Namespace, keys: list[str], output, options, todo: int) -> dict:
@@ -467,13 +479,16 @@ def _cmd_gallery_build_dense(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m geoapp", description="geoapp: image geolocation workbench")
+    parser = argparse.ArgumentParser(prog=program_name(), description="geoapp: image geolocation workbench",
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     _add_models(sub)
     _add_weights(sub)
     _add_gallery(sub)
     _add_case(sub)
+    _add_serve(sub)
+    _add_engine(sub)
     _add_runtime(sub)
     cli_fusion.add_commands(sub)
     groups = {"root": sub, "tiles": _add_tiles(sub)}
@@ -496,6 +511,7 @@ def _add_family_commands(groups: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --detach` starts itself again with them
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:

@@ -1,7 +1,8 @@
 """``python -m geoapp tiles info | build-offline | fetch | show``.
 
-Registered by :func:`add_tiles_commands`. Errors about sources (unknown names, missing archives,
-offline mode, licences) print one line and exit with status 1; bad arguments exit with 2.
+Registered by :func:`add_tiles_commands`. Errors about sources (unknown names, missing, truncated or
+malformed archives, offline mode, licences) print one line ``error: SOURCE: what is wrong`` and exit
+with status 1; bad arguments exit with 2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geoapp.geo.tiles import TileError
+from geoapp.results.textsafe import terminal_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SOURCE_HELP = ("offline (default: the built Blue Marble pyramid), offline:relief, offline:etopo, a .pmtiles/"
@@ -113,7 +115,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(source.info.to_dict(), indent=2))
         else:
-            print(source.info.describe())
+            print(terminal_text(source.info.describe()))  # titles come from the archive: no escapes run
     return EXIT_OK
 
 
@@ -192,11 +194,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     with open_source(args.source, allow_online=not (args.offline or _offline_env()), notice=_notice) as source:
         if args.size:
             mosaic = mosaic_around(source, lat, lon, args.zoom, size_px=args.size)
-            image, text = mosaic.image, mosaic.caption()
+            image, text = mosaic.image, mosaic.caption(markdown=False)
         else:
             image, text = tile_image(source, lat, lon, args.zoom)
     output = Path(args.output).expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
     image.save(output)
-    print(f"Wrote {output}: {text}")
+    print(f"Wrote {output}: {terminal_text(text)}")
     return EXIT_OK

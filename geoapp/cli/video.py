@@ -133,4 +133,5 @@ def keyframes_only(args: argparse.Namespace, keys: list[str]) -> int:
               + ("" if video.complete else f" ({video.notes[0]})"), file=sys.stderr)
     print(f"{len(keys)} inputs: {len(keys) - failed - skipped} videos written to {folder}, {failed} failed, "
           f"{skipped} skipped", file=sys.stderr)
-    return 1 if (failed and args.strict) else 0
+    done = len(keys) - failed - skipped
+    return 1 if (failed and args.strict) or (failed and not done) else 0  # 1 also when no video was written

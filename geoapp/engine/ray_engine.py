@@ -10,6 +10,8 @@ batch inference: a callable class per worker holds one loaded model (:class:`Pre
 * A worker that dies is restarted and its batch retried (Ray Data's actor-pool defaults
   ``max_restarts=-1`` / ``max_task_retries=-1``);
   a retried batch can never duplicate a record because the driver writes each input once.
+* A local cluster started here ends with the driver, also when the driver is killed (``kill -9``):
+  see :mod:`geoapp.engine.ray_local` (a watchdog process, and ``geoapp engine cleanup``).
 * Privacy: Ray's usage statistics are off (``RAY_USAGE_STATS_ENABLED=0`` is set before ray is
   imported) and a local cluster has no dashboard. Ray 2.60 cannot be told to listen on loopback only:
   it turns 127.0.0.1 into the machine's address, so its gRPC ports listen on the machine's network
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geoapp.engine import ray_local
 from geoapp.engine.inputs import load_family, predict_inputs
 from geoapp.engine.output import PartsOutput
 from geoapp.results.formats import to_records
@@ -40,6 +44,8 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 CRASH_DIR_ENV = "GEOAPP_TEST_RAY_CRASH_DIR"
 #: Environment variables a local cluster's workers get from the driver (caches, offline mode, weights).
 FORWARDED_ENV_PREFIXES = ("GEOAPP_", "HF_", "TORCH_HOME", "XDG_CACHE_HOME")
+#: The local cluster this process started: its watchdog and the SIGHUP handler it replaced.
+_local_cluster: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,20 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    guarded = os.name == "posix"  # the watchdog reads the process table (/proc or ps)
+    if guarded:
+        ray_local.cleanup(log=lambda message: print(f"NOTE: {message}", file=sys.stderr))  # a killed run's leftovers
+        before = ray_local.descendants(os.getpid())
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": env})
+    if guarded:  # the cluster ends with this process, even on kill -9 (geoapp/engine/ray_local.py)
+        try:
+            _local_cluster["watchdog"] = ray_local.start_watchdog(before)
+        except OSError as error:  # the run goes on; only a kill -9 would leave helpers behind
+            print(f"NOTE: no watchdog for the local Ray cluster ({error}): if this run is killed (kill -9), "
+                  "Ray's agent processes may stay behind; `ray stop` ends them (and any other Ray of yours)",
+                  file=sys.stderr)
+        _local_cluster["hangup"] = ray_local.exit_on_hangup()
     return True
 
 
@@ -121,6 +139,10 @@ def disconnect() -> None:
     import ray
 
     ray.shutdown()
+    watchdog = _local_cluster.pop("watchdog", None)
+    if watchdog is not None:
+        watchdog.stop()
+    ray_local.restore_hangup(_local_cluster.pop("hangup", None))
 
 
 def run(keys: list[str], job: RayJob, output: PartsOutput, progress: Callable[[int], None] | None = None,

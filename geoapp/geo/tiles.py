@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import shapely
 from numpy.typing import ArrayLike
 
 from .distance import CoordinateError, validate_latlon
@@ -246,6 +245,8 @@ def tiles_covering(region: object, z: int, max_tiles: int = DEFAULT_MAX_TILES) -
     the region's outline, not its bounding box; antimeridian-crossing regions work because
     regions' geometries are already split at ±180°. Tiles that only touch the outline are left out.
     """
+    import shapely  # here, not at the top: the CLI imports this module to build its parser (keep --help fast)
+
     zoom = int(check_zoom(z))
     geometry = getattr(region, "geometry", region)
     if not isinstance(geometry, shapely.Geometry) or geometry.is_empty:

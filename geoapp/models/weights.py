@@ -287,22 +287,43 @@ def candidate_paths(weight: WeightFile, settings: Settings | None = None) -> lis
     return paths
 
 
+def hf_hub_cache_dir() -> Path:
+    """The default Hugging Face hub cache, as ``huggingface_hub`` resolves it (HF_HUB_CACHE, the older
+    HUGGINGFACE_HUB_CACHE, else HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface)."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    home = os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _hf_cached_file(cache_dir: Path, repo_id: str, name: str, revision: str | None) -> Path | None:
+    """A file of a model repo in a hub cache, read from the cache's documented layout
+    (``models--ORG--NAME/refs/REV`` -> ``snapshots/COMMIT/FILE``), as ``try_to_load_from_cache`` does.
+
+    Not through ``huggingface_hub``: importing its download module (httpx ...) costs about a second, and
+    ``python -m geoapp models`` looks weights up on every call (tests/models/test_weights_lookup.py checks
+    both agree)."""
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    revision = revision or "main"
+    try:
+        ref = repo / "refs" / revision
+        if ref.is_file():
+            revision = ref.read_text(encoding="utf-8").strip()
+        candidate = repo / "snapshots" / revision / name
+    except (OSError, UnicodeDecodeError, ValueError):  # an unreadable cache counts as no copy
+        return None
+    return candidate if candidate.is_file() else None
+
+
 def _hf_cached_paths(repo_id: str, names: tuple[str, ...], settings: Settings,
                      revision: str | None = None) -> list[Path]:
     """Paths of files already in a Hugging Face cache (local lookup only, never a request)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found: list[Path] = []
-    cache_dirs: list[str | None] = []
-    if settings.weights_dir is not None:
-        cache_dirs.append(str(settings.weights_dir))
-    cache_dirs.append(None)  # the default HF cache (HF_HOME / HF_HUB_CACHE aware)
-    for cache_dir in cache_dirs:
-        for name in names:
-            hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision)
-            if isinstance(hit, str):
-                found.append(Path(hit))
-    return found
+    cache_dirs = [settings.weights_dir] if settings.weights_dir is not None else []
+    cache_dirs.append(hf_hub_cache_dir())
+    found = [_hf_cached_file(Path(cache_dir), repo_id, name, revision) for cache_dir in cache_dirs for name in names]
+    return [path for path in found if path is not None]
 
 
 def find(weight: WeightFile, settings: Settings | None = None) -> Path | None:
@@ -327,9 +348,7 @@ def require(weight: WeightFile, settings: Settings | None = None) -> Path:
 
 def _empty_lookup_note(weight: WeightFile) -> str:
     if weight.source.startswith("hf-hub:"):
-        from huggingface_hub import constants
-
-        return f"the Hugging Face cache {constants.HF_HUB_CACHE} (no copy of {weight.source[len('hf-hub:'):]})"
+        return f"the Hugging Face cache {hf_hub_cache_dir()} (no copy of {weight.source[len('hf-hub:'):]})"
     return "(no candidate folder: package not installed)"
 
 

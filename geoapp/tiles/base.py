@@ -9,6 +9,7 @@ Its :class:`SourceInfo` says where tiles come from and what the licence allows.
 from __future__ import annotations
 
 import io
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -17,6 +18,9 @@ from typing import Self
 from PIL import Image, UnidentifiedImageError
 
 from geoapp.geo.tiles import TileError, check_tiles
+
+
+MAX_TILE_PIXELS = 4096 * 4096  # 16x a 1024-px tile; PIL's own bomb limit is 89 M pixels
 
 
 class TileSourceError(RuntimeError):
@@ -85,12 +89,22 @@ class TileResult:
 
 
 def decode_tile(data: bytes, key: str = "tile") -> Image.Image:
-    """Decode tile bytes to RGB; a corrupt or non-image payload is a readable error."""
+    """Decode tile bytes to RGB; a corrupt or non-image payload, or one that would decode to more than
+    :data:`MAX_TILE_PIXELS` (a decompression bomb), is a readable error."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # PIL's bomb warning: the size is checked here instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            width, height = image.size
+            if width * height > MAX_TILE_PIXELS:
+                raise TileSourceError(f"tile {key}: the image is {width} × {height} pixels (a tile has at most "
+                                      f"{MAX_TILE_PIXELS:,}; corrupt or hostile data)")
             image.load()
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise TileSourceError(f"tile {key}: the image is far too large to decode ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise TileSourceError(f"tile {key}: the data is not a readable image ({exc})") from exc
 
 

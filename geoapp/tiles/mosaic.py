@@ -40,20 +40,23 @@ class Mosaic:
         metres_per_px = 156543.03392 * math.cos(math.radians(self.lat)) / 2**self.zoom
         return self.image.width * metres_per_px / 1000.0
 
-    def caption(self) -> str:
-        """Markdown: what the image is, where from, with attribution (always shown with it)."""
-        parts = [(f"**Satellite view** around {self.lat:.4f}, {self.lon:.4f} — zoom {self.zoom} "
+    def caption(self, markdown: bool = True) -> str:
+        """What the image is, where from, with attribution (always shown with it): Markdown for the app,
+        plain text (``markdown=False``) for the terminal."""
+        escape = html.escape if markdown else str
+        title = "**Satellite view**" if markdown else "Satellite view"
+        parts = [(f"{title} around {self.lat:.4f}, {self.lon:.4f} — zoom {self.zoom} "
                  f"(about {self.ground_width_km:,.0f} km across).")]
         if self.tile_zoom < self.zoom:
             parts.append(f"The source stops at zoom {self.tile_zoom}: its tiles are shown enlarged.")
         where = "online: this server saw the area" if self.source.online else "read from a local file"
-        parts.append(f"Source: {html.escape(self.source.title)} ({where}). "
-                     f"Attribution: {html.escape(self.source.attribution or '-')}. "
-                     f"Licence: {html.escape(self.source.licence)}.")
+        parts.append(f"Source: {escape(self.source.title)} ({where}). "
+                     f"Attribution: {escape(self.source.attribution or '-')}. "
+                     f"Licence: {escape(self.source.licence)}.")
         if self.missing:
             parts.append(f"{self.missing} tile(s) not available here (grey).")
         if self.errors:
-            parts.append(f"{len(self.errors)} tile(s) failed: {html.escape(self.errors[0])}")
+            parts.append(f"{len(self.errors)} tile(s) failed: {escape(self.errors[0])}")
         return " ".join(parts)
 
 

@@ -4,8 +4,8 @@ Rules it keeps (each one is a setting of :class:`ClientPolicy`):
 
 - never contacts anything unless online tiles were allowed (``allow_network``); otherwise
   constructing the source fails with :class:`OfflineModeError`;
-- the first request to a server in this process says (log warning + ``notice`` callback) that
-  this server will see the area being looked at;
+- the first request to a server in this process says (the ``notice`` callback, else a log warning)
+  that this server will see the area being looked at;
 - a User-Agent naming geoapp; a timeout on connecting and on every read plus a deadline for
   the whole response; at most ``requests_per_second`` request starts and ``concurrency``
   requests in flight;
@@ -77,8 +77,10 @@ def _announce(host: str, notice: Callable[[str], None] | None) -> None:
             return
         _announced.add(host)
     message = privacy_notice(host)
-    log.warning(message)
-    if notice is not None:
+    if notice is None:
+        log.warning(message)
+    else:  # said once: the caller shows it (CLI note, app notice); the log keeps it at info level
+        log.info(message)
         notice(message)
 
 

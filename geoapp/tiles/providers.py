@@ -8,6 +8,7 @@ tiles are shown but never stored (no disk cache, ``tiles fetch`` refuses).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -74,9 +75,30 @@ def is_url_template(text: str) -> bool:
     return text.startswith(("http://", "https://")) and all(f"{{{k}}}" in text for k in "zxy")
 
 
+def check_https(url: str, name: str) -> None:
+    """Tiles travel over https only (plain http shows everyone on the network which area is looked at);
+    http is accepted for a tile server on this machine."""
+    parts = urlparse(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+        return
+    raise TileSourceError(f"{name}: tile URLs must start with https:// (plain {parts.scheme or 'non-https'} "
+                          "would show anyone on the network which area you look at); http:// is accepted only "
+                          "for a tile server on this machine (127.0.0.1, localhost)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def resolve_provider(name: str) -> OnlineProvider:
-    """A provider key (``gibs-bluemarble``), an xyzservices name (``Esri.WorldImagery``) or a URL template."""
+    """A provider key (``gibs-bluemarble``), an xyzservices name (``Esri.WorldImagery``) or an https URL template."""
     if is_url_template(name):
+        check_https(name, "the URL template")
         host = urlparse(name).netloc
         return OnlineProvider(name, _template_info(name, name, title=f"Tiles from {host}", attribution=host,
                                                    licence=UNKNOWN_TERMS, caching=False, min_zoom=0, max_zoom=22,
@@ -92,6 +114,7 @@ def resolve_provider(name: str) -> OnlineProvider:
     if provider.requires_token():
         raise TileSourceError(f"{name} needs an API key; geoapp uses keyless providers only")
     url = provider.build_url(scale_factor="")
+    check_https(url, name)
     fmt = str(provider.get("format") or ("png" if url.lower().endswith(".png") else "jpeg"))
     return OnlineProvider(url, _template_info(
         terms.key if terms else provider.name, url, title=terms.title if terms else provider.name,

@@ -22,7 +22,12 @@ def tile_image(source: TileSource, lat: float, lon: float, zoom: int) -> tuple[I
     result = source.tile(depth, x >> shift, y >> shift)
     if result.missing:
         raise TileSourceError(f"{info.title} has no tile {depth}/{x >> shift}/{y >> shift} (outside its coverage)")
-    image = result.image()
+    if result.error:  # archives name themselves in their errors; say which source otherwise
+        raise TileSourceError(result.error if result.error.startswith(info.name) else f"{info.name}: {result.error}")
+    try:
+        image = result.image()
+    except TileSourceError as exc:
+        raise TileSourceError(f"{info.name}: {exc}") from exc
     note = ""
     if shift:
         # the wanted tile is one cell of a 2**shift grid inside the ancestor tile

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import gradio as gr
 from starlette.middleware import Middleware
 
+from geoapp.ui.access import HostRule, parse_networks
 from geoapp.ui.assets import map_asset_dir
 from geoapp.ui.cases_tab import build_cases_tab
 from geoapp.ui.common import UiContext
-from geoapp.ui.config import MB, OFFLINE_MAP_EFFECT, AppConfig
+from geoapp.ui.config import MB, OFFLINE_MAP_EFFECT, AppConfig, is_loopback
 from geoapp.ui.guard import GuardPolicy, RequestGuard, normalised_origins
 from geoapp.ui.locate_tab import build_locate_tab
 from geoapp.ui.models_tab import build_models_tab
@@ -143,4 +144,7 @@ def build_ui(config: AppConfig, tabs: Sequence[TabSpec] | None = None) -> BuiltA
 def guard_policy(config: AppConfig) -> GuardPolicy:
     """Headers, origin, upload and login rules for this configuration (see geoapp.ui.guard)."""
     return GuardPolicy(online_tiles=not config.offline_map, allowed_origins=normalised_origins(config.allowed_origins),
+                       hosts=HostRule.for_app(config.host, config.allowed_origins, share=config.share,
+                                              loopback_only=is_loopback(config.host)),
+                       trusted_proxies=parse_networks(config.trusted_proxies),
                        max_request_bytes=config.max_request_mb * MB)

@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import stat
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoapp.families import registry
 from geoapp.families.variants import MANIFEST, check_tag, variants_dir
+from geoapp.safezip import UnsafeZipError, ZipLimits, extract_all
 from geoapp.ui.forms import FormError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MAX_ZIP_MEMBERS = 20_000
-MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed, all members together
+UPLOAD_LIMITS = ZipLimits()  # the shared rules (geoapp.safezip): the same as for case bundles
 COUNTRIES = re.compile(r"^[A-Za-z][A-Za-z ,'.-]{0,300}$")
 
 
@@ -65,34 +62,20 @@ def check_request(request: BuildRequest, allow_folders: bool) -> None:
 
 
 def unpack_zip(path: str, target: Path) -> Path:
-    """Extract a zip of photos into ``target`` refusing absolute paths, '..', links and oversized archives."""
+    """Extract an uploaded zip of photos into ``target`` with the shared rules of :mod:`geoapp.safezip`
+    (safe names, no links, sizes capped in proportion to the upload and to the free disk)."""
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise FormError(f"The upload is not a readable .zip file ({error}).") from error
-    with archive:
-        members = archive.infolist()
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise FormError(f"The zip holds {len(members)} entries; at most {MAX_ZIP_MEMBERS} are accepted.")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise FormError(f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; split the collection.")
-        root = target.resolve()
-        for member in members:
-            name = member.filename
-            mode = member.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise FormError(f"The zip contains a link ({name}); links are not accepted.")
-            destination = (root / name).resolve()
-            if name.startswith(("/", "\\")) or ".." in Path(name).parts or not destination.is_relative_to(root):
-                raise FormError(f"The zip contains an unsafe path ({name}).")
-            if member.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as source, open(destination, "wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
+        extract_all(path, target, UPLOAD_LIMITS)
+    except UnsafeZipError as error:
+        raise FormError(str(error)) from error
+    root = target.resolve()
     csvs = sorted(root.rglob("*.csv"))
     return csvs[0] if len(csvs) == 1 else root  # a CSV of path,lat,lon if the zip has one, else the photos
+
+
+def _hide(text: str, work: str) -> str:
+    """The builder's text without the server's temporary folder (it names the upload instead)."""
+    return text.replace(work + os.sep, "").replace(work, "the uploaded zip")
 
 
 def run_build(request: BuildRequest, allow_folders: bool) -> Iterator[str]:
@@ -100,11 +83,14 @@ def run_build(request: BuildRequest, allow_folders: bool) -> Iterator[str]:
     check_request(request, allow_folders)
     spec = registry.get(request.family)
     with tempfile.TemporaryDirectory(prefix="geoapp-build-") as work:
+        work = str(Path(work).resolve())
         source = unpack_zip(request.zip_path, Path(work)) if request.zip_path else Path(request.folder).expanduser()
         command = [sys.executable, "-m", spec.builder.module, "build", str(source), "--countries", request.countries,
                    "--method", request.method, "--name", request.name, "--from-app"]
         if request.backbone:
             command += ["--backbone", request.backbone]
+        if request.zip_path:  # an upload may only name files it carries (CSV rows with /etc/... or ../ refused)
+            command += ["--paths-within", work]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEOAPP_VARIANTS_DIR": str(variants_dir())}
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
@@ -115,14 +101,14 @@ def run_build(request: BuildRequest, allow_folders: bool) -> Iterator[str]:
                 buffer += chunk
                 *lines, buffer = re.split(rb"[\r\n]", buffer)
                 for raw in lines:
-                    line = raw.decode("utf-8", "replace").strip()
+                    line = _hide(raw.decode("utf-8", "replace").strip(), work)
                     if line:
                         tail = (tail + [line])[-20:]
                         yield line
         finally:
             code = process.wait()
         if buffer.strip():
-            tail.append(buffer.decode("utf-8", "replace").strip())
+            tail.append(_hide(buffer.decode("utf-8", "replace").strip(), work))
     if code != 0:
         errors = [line for line in tail if line.startswith("error:")] or tail[-3:]
         raise FormError("The build failed: " + " ".join(errors))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from geoapp.galleries import dense as dense_gallery
 from geoapp.runtime.request import add_runtime_arguments
+from geoapp.ui.access import parse_networks
 
 DEFAULT_HOST = "127.0.0.1"
 AUTH_ENV = "GEOAPP_AUTH"  # USER:PASSWORD; unlike --auth it does not show in the process list
@@ -106,6 +107,7 @@ class AppConfig:
     weights_dir: Path | None = None  # an extra folder searched first for weights ($GEOAPP_WEIGHTS_DIR)
     gallery: Path | None = None  # candidate GPS points (CSV LAT,LON) for retrieval models; None: GeoCLIP's 100K
     allowed_origins: tuple[str, ...] = ()  # other origins (e.g. a reverse proxy's) allowed to call the app
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For is believed
     # Load the default model and prepare its gallery in the background as the app starts (app.py: on unless
     # --no-preload), so the first result does not wait for them; off for apps built in tests.
     preload: bool = False
@@ -152,6 +154,10 @@ class AppConfig:
         for origin in self.allowed_origins:
             if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
                 raise ConfigError(f"--allowed-origin {origin!r} must look like https://host[:port] (no path)")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
         return self
 
 
@@ -177,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
                         help="also accept uploads and API calls from pages on this origin (https://host[:port]); "
                              "by default only the app's own pages and non-browser clients may call it")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="a reverse proxy (IP address or network) whose X-Forwarded-For header names the real "
+                             "client; from anyone else the header is ignored (login backoff counts by address)")
     parser.add_argument("--max-file-mb", type=int, default=100, help="largest uploaded file in MB (default 100)")
     parser.add_argument("--max-upload-mb", type=int, default=300,
                         help="largest upload request (all its files together) in MB (default 300)")
@@ -210,6 +219,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
         gallery=Path(args.gallery).expanduser() if args.gallery else None,
         allowed_origins=tuple(o.rstrip("/") for o in args.allowed_origin),
+        trusted_proxies=tuple(args.trusted_proxy),
         max_file_mb=args.max_file_mb, max_request_mb=args.max_upload_mb, max_sessions=args.max_sessions,
         preload=not args.no_preload,
     ).validate()

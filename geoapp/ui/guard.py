@@ -12,20 +12,22 @@
   answered 413, by ``Content-Length`` at once, or while streaming when the length is not given;
   so is an upload of more than ``max_files`` files. Gradio itself enforces the per-file limit
   (``max_file_size``).
-- **Login backoff**: after a few wrong passwords from one client address, ``/login`` answers 429
-  for a delay that doubles with every further failure; a correct login resets it.
+- **Host names** (DNS rebinding): a request naming a host this app does not answer to is refused
+  (403) before any handler runs; see :mod:`geoapp.ui.access` for the names allowed.
+- **Login backoff**: wrong passwords slow down their address and, more gently, their account
+  (``/login`` answers 429 with ``Retry-After``); ``X-Forwarded-For`` counts only from ``--trusted-proxy``
+  proxies. The rules are in :mod:`geoapp.ui.access`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from geoapp.ui.access import MAX_LOGIN_BODY, HostRule, LoginBackoff, client_address, host_name, login_username
 
 TILE_HOSTS = ("https://tile.openstreetmap.org", "https://server.arcgisonline.com")
 LOGIN_PATHS = ("/login", "/login/")
@@ -66,32 +68,6 @@ def security_headers(online_tiles: bool, tile_origins: tuple[str, ...] = ()) -> 
     }
 
 
-@dataclass
-class LoginBackoff:
-    """Wrong-password counts per client address; bounded (the oldest addresses are forgotten)."""
-
-    free_failures: int = 3  # typos cost nothing
-    max_delay_s: float = 300.0
-    max_clients: int = 10_000
-    clock: Callable[[], float] = time.monotonic
-    _failures: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
-
-    def wait_s(self, client: str) -> float:
-        """Seconds this client must still wait before it may try again (0: now)."""
-        _count, until = self._failures.get(client, (0, 0.0))
-        return max(0.0, until - self.clock())
-
-    def failed(self, client: str) -> None:
-        count = self._failures.pop(client, (0, 0.0))[0] + 1
-        delay = 0.0 if count <= self.free_failures else min(self.max_delay_s, 2.0 ** (count - self.free_failures))
-        self._failures[client] = (count, self.clock() + delay)
-        while len(self._failures) > self.max_clients:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
-
 class _TooLarge(Exception):
     pass
 
@@ -104,6 +80,8 @@ class GuardPolicy:
     max_request_bytes: int = 300 * 1024 * 1024
     max_files: int = 100  # files in one upload request (Gradio's own limit is 1000)
     login: LoginBackoff = field(default_factory=LoginBackoff)
+    hosts: HostRule = field(default_factory=HostRule)  # Host names answered (DNS rebinding)
+    trusted_proxies: tuple = ()  # ip networks whose X-Forwarded-For is believed (--trusted-proxy)
 
 
 def _origin_of(url: str) -> str:
@@ -122,18 +100,37 @@ class RequestGuard:
         self._header_names = {k for k, _ in self.headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        refusal = self._refusal(scope, headers)
+        if scope["type"] == "websocket":
+            if not self.policy.hosts.allows(headers.get("host")):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
+        forwarded = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"x-forwarded-for"]
+        peer = (scope.get("client") or ("?", 0))[0]
+        client = client_address(peer, forwarded, self.policy.trusted_proxies)
+        if client != peer:  # behind a trusted proxy: handlers and logs see the real client
+            scope = {**scope, "client": (client, 0)}
+        is_login = scope["method"] == "POST" and scope["path"].endswith(LOGIN_PATHS)
+        account = ""
+        if is_login and not self._refusal(scope, headers):
+            try:
+                body = await _read_body(receive, MAX_LOGIN_BODY)
+            except _TooLarge as refusal:
+                await self._plain(send, 413, str(refusal), {})
+                return
+            account = login_username(headers.get("content-type", ""), body)
+            receive = _replay(body, receive)
+        refusal = self._refusal(scope, headers, client, account)
         if refusal is not None:
             status, text, extra = refusal
             await self._plain(send, status, text, extra)
             return
         started = False
-        client = (scope.get("client") or ("?", 0))[0]
-        is_login = scope["method"] == "POST" and scope["path"].endswith(LOGIN_PATHS)
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
@@ -142,9 +139,9 @@ class RequestGuard:
                 if is_login:
                     status = message["status"]
                     if status == 200:
-                        self.policy.login.succeeded(client)
+                        self.policy.login.succeeded(client, account)
                     elif 400 <= status < 500:
-                        self.policy.login.failed(client)
+                        self.policy.login.failed(client, account)
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self._header_names]
                 message = {**message, "headers": kept + self.headers}
             await send(message)
@@ -176,7 +173,13 @@ class RequestGuard:
             if not started:
                 await self._plain(send, 413, str(refusal), {})
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, dict[str, str]] | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str], client: str | None = None,
+                 account: str = "") -> tuple[int, str, dict[str, str]] | None:
+        if not self.policy.hosts.allows(headers.get("host")):
+            name = host_name(headers.get("host", ""))[:100]
+            return 403, (f"Refused: this app does not answer to the host name {name!r} (protection against DNS "
+                         f"rebinding). If you reach it under that name, start it with --allowed-origin "
+                         f"http://{name}:PORT (or https://)."), {}
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, headers, scope):
             return 403, (f"Cross-origin request refused: a page on {origin} may not call this app. If that site "
@@ -184,12 +187,11 @@ class RequestGuard:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.policy.max_request_bytes:
             return 413, self._too_large_text(), {}
-        if scope["method"] == "POST" and scope["path"].endswith(LOGIN_PATHS):
-            client = (scope.get("client") or ("?", 0))[0]
-            wait = self.policy.login.wait_s(client)
+        if client is not None and scope["method"] == "POST" and scope["path"].endswith(LOGIN_PATHS):
+            wait = self.policy.login.wait_s(client, account)
             if wait > 0:
                 seconds = math.ceil(wait)
-                return 429, (f"Too many wrong passwords from this address; try again in {seconds} s."), \
+                return 429, (f"{self.policy.login.reason(client, account)}; try again in {seconds} s."), \
                     {"retry-after": str(seconds)}
         return None
 
@@ -212,6 +214,34 @@ class RequestGuard:
         headers += [(k.encode(), v.encode()) for k, v in extra.items()] + self.headers
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, cap: int) -> bytes:
+    """The whole (small) request body, refused beyond ``cap`` bytes."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body
+        body += message.get("body", b"")
+        if len(body) > cap:
+            raise _TooLarge(f"Login refused: the form is larger than {cap} bytes.")
+        if not message.get("more_body", False):
+            return body
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the app the body read ahead, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def normalised_origins(origins: tuple[str, ...]) -> frozenset[str]:

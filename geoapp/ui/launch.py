@@ -15,6 +15,9 @@ import sys
 # Before anything imports gradio: no usage analytics, no version check, no hub telemetry.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# uvicorn would take X-Forwarded-For from any loopback peer as the client; RequestGuard decides instead
+# (only --trusted-proxy peers), so the server must pass the real peer on.
+os.environ["FORWARDED_ALLOW_IPS"] = ""
 
 EXIT_USAGE = 2
 M_ARENA_MAX = -8  # glibc mallopt parameter

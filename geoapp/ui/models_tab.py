@@ -10,7 +10,7 @@ import pandas as pd
 
 from geoapp.families import availability, registry
 from geoapp.ui import builds
-from geoapp.ui.common import USER_ERRORS, UiContext, progress_callback, user_errors
+from geoapp.ui.common import USER_ERRORS, UiContext, progress_callback, toast_text, user_errors
 from geoapp.ui.config import is_loopback
 from geoapp.ui.service import ModelStatus
 
@@ -153,7 +153,7 @@ def build_variant_section(ctx: UiContext, status_outputs: list, refresh_status) 
         try:
             yield from _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder)
         except USER_ERRORS as error:
-            raise gr.Error(html.escape(str(error)), duration=None, title="Cannot build the model",
+            raise gr.Error(toast_text(error), duration=None, title="Cannot build the model",
                            print_exception=False) from error
 
     def _run(key, chosen_method, chosen_backbone, variant_name, country_text, zip_file, server_folder):

@@ -78,9 +78,10 @@ def auto_cell_min(train_images: int) -> int:
 def build(source: str | Path, countries: str | list[str], method: str, name: str, *, backbone: str = AUTO,
           backbone_weights: str | None = None, config: TrainConfig | None = None, cell_min: int | None = None,
           holdout: float = 0.1, output_dir: Path | None = None, force: bool = False, progress: bool = True,
-          overrides: dict | None = None, from_app: bool = False) -> BuildResult:
+          overrides: dict | None = None, from_app: bool = False, paths_within: Path | None = None) -> BuildResult:
     """Build the variant ``regional:NAME`` (see the module docstring); ``from_app``: the log is for the app's
-    Models tab (no command-line hints)."""
+    Models tab (no command-line hints); ``paths_within``: an uploaded source's folder, CSV rows naming files
+    outside it are refused (see training.regional.sources)."""
     check_tag(name)
     if method not in METHODS:
         raise SourceError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -89,7 +90,7 @@ def build(source: str | Path, countries: str | list[str], method: str, name: str
     if folder.exists() and not force:
         hint = "choose another name" if from_app else "choose another --name or pass --force"
         raise SourceError(f"a model named {name!r} already exists; {hint}")
-    records, report = read_source(source, codes)
+    records, report = read_source(source, codes, within=paths_within)
     for line in report.lines():
         print(line)
     config = config or TrainConfig()
@@ -178,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output-dir", type=Path, default=None, help="default: the variants folder ($GEOAPP_VARIANTS_DIR)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    b.add_argument("--paths-within", type=Path, default=None, metavar="DIR",
+                   help="refuse CSV rows whose file is not inside DIR (absolute paths, .., links out); "
+                        "the app sets it for uploaded zips")
     b.add_argument("--from-app", action="store_true", help=argparse.SUPPRESS)  # log for the Models tab
     r = commands.add_parser("reproduce", help="the paper's Table 1 on Sweden and Switzerland (offline data)")
     add_reproduce_arguments(r)
@@ -197,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, epochs=args.epochs, retrieval_epochs=args.epochs)
         build(args.source, args.countries, args.method, args.name, backbone=args.backbone,
               backbone_weights=args.backbone_weights, config=config, cell_min=args.cell_min,
-              output_dir=args.output_dir, force=args.force, overrides=overrides, from_app=args.from_app)
+              output_dir=args.output_dir, force=args.force, overrides=overrides, from_app=args.from_app,
+              paths_within=args.paths_within)
         return 0
     except (SourceError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -2,11 +2,16 @@
 
 Nothing is fatal: photos without GPS, unreadable files and photos outside the chosen countries
 are listed in the :class:`SourceReport` and skipped.
+
+An uploaded source (the app's Models tab) is read with ``within=`` its unpacked folder: a CSV row
+whose file is not inside it (an absolute path, ``..``, a link out) is refused by its line number,
+before anything is looked up, so the log never tells which server files exist.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +45,12 @@ class SourceReport:
     no_gps: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)  # "name (lat, lon: country)"
+    refused: list[str] = field(default_factory=list)  # "line N" of the CSV: a file outside the uploaded folder
 
     def lines(self) -> list[str]:
         out = [f"{self.found} photos found"]
-        for title, items in (("without GPS (skipped)", self.no_gps), ("unreadable (skipped)", self.unreadable),
+        for title, items in (("CSV rows naming a file outside the uploaded folder (refused)", self.refused),
+                             ("without GPS (skipped)", self.no_gps), ("unreadable (skipped)", self.unreadable),
                              ("outside the chosen countries (skipped)", self.outside)):
             if items:
                 shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
@@ -52,7 +59,7 @@ class SourceReport:
 
     def to_dict(self) -> dict:
         return {"found": self.found, "no_gps": len(self.no_gps), "unreadable": len(self.unreadable),
-                "outside": len(self.outside)}
+                "outside": len(self.outside), "refused": len(self.refused)}
 
 
 def parse_countries(text: str) -> list[str]:
@@ -72,14 +79,18 @@ def parse_countries(text: str) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-def read_source(source: str | Path, countries: list[str]) -> tuple[list[Record], SourceReport]:
-    """Geotagged photos of ``source`` that lie in ``countries``."""
+def read_source(source: str | Path, countries: list[str],
+                within: str | Path | None = None) -> tuple[list[Record], SourceReport]:
+    """Geotagged photos of ``source`` that lie in ``countries``; with ``within``, only files inside that folder."""
     source = Path(source)
     report = SourceReport()
+    root = None if within is None else Path(within).resolve()
+    if root is not None and not _inside(source, root):
+        raise SourceError("the source is not inside the folder it must come from")
     if source.is_file() and source.suffix.lower() == ".csv":
-        candidates = _read_csv(source, report)
+        candidates = _read_csv(source, report, root)
     elif source.is_dir():
-        candidates = _read_folder(source, report)
+        candidates = [r for r in _read_folder(source, report) if root is None or _inside(r.path, root)]
     else:
         raise SourceError(f"{source} is neither a folder of photos nor a .csv file of path,lat,lon")
     if not candidates:
@@ -104,7 +115,12 @@ def _read_folder(folder: Path, report: SourceReport) -> list[Record]:
     return records
 
 
-def _read_csv(path: Path, report: SourceReport) -> list[Record]:
+def _inside(path: Path, root: Path) -> bool:
+    """Does ``path`` (links followed) lie inside ``root``? Decided without asking whether it exists."""
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _read_csv(path: Path, report: SourceReport, root: Path | None = None) -> list[Record]:
     records = []
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -114,7 +130,11 @@ def _read_csv(path: Path, report: SourceReport) -> list[Record]:
             raise SourceError(f"{path} needs the columns path,lat,lon (missing: {', '.join(missing)})")
         for row in reader:
             report.found += 1
-            name = row[columns["path"]]
+            name = row[columns["path"]] or ""
+            file = Path(name) if Path(name).is_absolute() else path.parent / name
+            if root is not None and (Path(name).is_absolute() or not _inside(file, root)):
+                report.refused.append(f"line {reader.line_num}")  # no path, no existence check: nothing to learn
+                continue
             try:
                 lat, lon = float(row[columns["lat"]]), float(row[columns["lon"]])
             except (TypeError, ValueError):
@@ -123,7 +143,6 @@ def _read_csv(path: Path, report: SourceReport) -> list[Record]:
             if not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 report.no_gps.append(name)
                 continue
-            file = Path(name) if Path(name).is_absolute() else path.parent / name
             if not file.is_file():
                 report.unreadable.append(name)
                 continue
