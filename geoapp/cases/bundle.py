@@ -204,6 +204,8 @@ def _validated_document(doc: Any) -> dict[str, Any]:
     for row in out["evidence"]:
         if not is_sha256(row["sha256"]):
             raise BundleError("case.json: an evidence hash is malformed")
+        if row["parent_id"] is not None and row["parent_id"] not in evidence_ids:
+            raise BundleError(f"case.json: frame {row['id']!r} refers to a video that is not in the case")
     for row in out["analyses"]:
         if row["evidence_id"] not in evidence_ids or (row["gradcam_sha256"] and not is_sha256(row["gradcam_sha256"])):
             raise BundleError(f"case.json: analysis {row['id']!r} refers to unknown evidence or a bad hash")

@@ -28,7 +28,7 @@ from .errors import CaseError
 BUSY_TIMEOUT_MS = 30_000
 # Newest migration.  When the database already reports it, opening skips Alembic entirely
 # (saves its import on every CLI call); tests check this matches the scripts' head.
-HEAD_REVISION = "0002_case_clues"
+HEAD_REVISION = "0003_video_evidence"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "geoapp_write"
 

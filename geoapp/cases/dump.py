@@ -73,6 +73,11 @@ def _check_json(value: Any, where: str, depth: int = 0) -> None:
         raise BundleError(f"{where}: unexpected value type {type(value).__name__}")
 
 
+# Columns added by later migrations: bundles exported before them lack the field and get this value.
+ADDED_LATER: dict[tuple[str, str], Any] = {("evidence", "kind"): "image", ("evidence", "parent_id"): None,
+                                           ("evidence", "time_s"): None, ("evidence", "media"): None}
+
+
 def row_values(model: type[Base], data: Any, where: str) -> dict[str, Any]:
     """Validated column values for ``model`` from an untrusted document row."""
     if not isinstance(data, dict):
@@ -80,6 +85,9 @@ def row_values(model: type[Base], data: Any, where: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for column in model.__table__.columns:
         key = column.key
+        if key not in data and (model.__tablename__, key) in ADDED_LATER:
+            values[key] = ADDED_LATER[(model.__tablename__, key)]
+            continue
         if key not in data:
             raise BundleError(f"{where}: field {key!r} is missing")
         value = data[key]
@@ -135,7 +143,7 @@ def remap(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-ID_FIELDS = ("id", "case_id", "evidence_id", "claim_id", "analysis_id", "entity_id", "replaces")
+ID_FIELDS = ("id", "case_id", "evidence_id", "claim_id", "analysis_id", "entity_id", "replaces", "parent_id")
 GENERATED_JSON_FIELDS = ("figures", "details")  # machine-written JSON that may mention ids
 
 

@@ -120,6 +120,11 @@ class Evidence(Base):
     exif: Mapped[dict[str, Any]]
     added_at: Mapped[dt.datetime]
     added_by: Mapped[str] = mapped_column(sa.String(200))
+    # Videos (migration 0002): "image", "video", or "frame" (a keyframe derived from the video ``parent_id``).
+    kind: Mapped[str] = mapped_column(sa.String(10), default="image", server_default="image")
+    parent_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    time_s: Mapped[float | None]  # a frame's time in its video, seconds
+    media: Mapped[dict[str, Any] | None]  # video: container facts; frame: shot, pHash, wall-clock time
 
     case: Mapped[Case] = relationship(back_populates="evidence")
 

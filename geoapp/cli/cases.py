@@ -50,7 +50,8 @@ def add_case_parser(sub: argparse._SubParsersAction) -> None:
     show = add("show", "show a case (re-verifies evidence hashes; exit 1 if a file is missing or altered)", _cmd_show)
     show.add_argument("case_id", metavar="CASE_ID")
 
-    add_ev = add("add", "add image files (files, folders, globs) as evidence; one line per file", _cmd_add)
+    add_ev = add("add", "add image or video files (files, folders, globs) as evidence; one line per file (a video: "
+                        "the file plus its keyframes as derived evidence)", _cmd_add)
     add_ev.add_argument("case_id", metavar="CASE_ID")
     add_ev.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -203,16 +204,24 @@ def _cmd_show(args: argparse.Namespace, store: Any) -> int:
 
 def _cmd_add(args: argparse.Namespace, store: Any) -> int:
     from geoapp.imaging import iter_image_paths
+    from geoapp.imaging.video import is_video_path
 
     from geoapp.cases.errors import CaseError, DuplicateEvidenceError
+    from geoapp.cases.videos import add_video_file
 
     case_id = store.resolve_case_id(args.case_id)
     records, failed = [], 0
     for path in iter_image_paths(args.paths):
         try:
-            ev = store.add_evidence_file(case_id, path, actor=args.actor)
-            record = {"path": str(path), "status": "added", "evidence_id": ev.id, "sha256": ev.sha256}
-            line = f"added\t{ev.id}\t{_t(path)}"
+            if is_video_path(str(path)):
+                added = add_video_file(store, case_id, path, actor=args.actor)
+                ev = added.video
+                frames = {"frames": [{"evidence_id": f.id, "time_s": f.time_s, "sha256": f.sha256}
+                                     for f in added.frames]}
+            else:
+                ev, frames = store.add_evidence_file(case_id, path, actor=args.actor), {}
+            record = {"path": str(path), "status": "added", "evidence_id": ev.id, "sha256": ev.sha256, **frames}
+            line = f"added\t{ev.id}\t{_t(path)}" + (f"\t(video, {len(frames['frames'])} keyframes)" if frames else "")
         except DuplicateEvidenceError as error:
             record = {"path": str(path), "status": "duplicate", "evidence_id": error.existing_id}
             line = f"duplicate\t{error.existing_id}\t{_t(path)}"

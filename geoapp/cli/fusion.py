@@ -65,7 +65,7 @@ def fused_text(args: argparse.Namespace, predictions: list, clues: list, fmt: st
     from geoapp.fusion import Tempering, find_calibration, fuse, proposed_from_exif
 
     levels = args.area or (0.9,)
-    ok = [p for p in predictions if p.ok]
+    ok = [p for p in predictions if p.ok and not p.image.get("fused_video")]  # a video's record has its areas
     calibrations = [find_calibration(p.model, args.calibration) for p in ok]
     posteriors = []
     if args.fuse and ok:

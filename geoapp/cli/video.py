@@ -24,6 +24,21 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-keyframes", type=int, default=60, metavar="N", help="at most this many per video (default 60)")
     group.add_argument("--max-video-mb", type=float, default=4096.0, metavar="MB",
                        help="refuse larger video files (default 4096 MB)")
+    group.add_argument("--keep-frames", default="", metavar="TIMES",
+                       help="frames (times in seconds as in clip.mp4#t=12.48, comma-separated; or 'all') kept in "
+                            "the video's fused record even when flagged as outliers")
+    group.add_argument("--no-video-fusion", action="store_true",
+                       help="write the keyframe records only, without one fused record per video")
+
+
+def _keep_frames(text: str):
+    text = (text or "").strip()
+    if text.lower() == "all":
+        return "all"
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--keep-frames takes times in seconds like 12.48,30.5 or 'all'; got {text!r}") from None
 
 
 def video_settings(args: argparse.Namespace):
@@ -35,7 +50,15 @@ def video_settings(args: argparse.Namespace):
     limits = VideoLimits(max_file_mb=args.max_video_mb)
     options.check()  # bad numbers fail before anything loads
     limits.check()
-    return VideoSettings(keyframes=options, limits=limits)
+    fuse = None
+    if not getattr(args, "no_video_fusion", False):
+        from geoapp.engine.video_fusion import FrameFusion
+
+        fuse = FrameFusion(levels=getattr(args, "area", None) or (0.9,), keep=_keep_frames(args.keep_frames),
+                           clues=tuple(getattr(args, "clues", None) or ()),
+                           calibration=getattr(args, "calibration", None), top_k=getattr(args, "top_k", 5),
+                           merge_km=getattr(args, "merge_km", None) or 25.0)
+    return VideoSettings(keyframes=options, limits=limits, fuse=fuse)
 
 
 def predict(locator, keys: list[str], options, args: argparse.Namespace, progress=None) -> list:

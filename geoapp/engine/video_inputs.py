@@ -4,8 +4,8 @@ A keyframe is an input whose key is ``clip.mp4#t=12.48`` (the video as given, th
 time); its record's ``image`` carries ``video`` (time, shot, rank, wall-clock time, the file's facts).
 A video that cannot be read gets one error record under its own key, and the batch carries on.
 
-Phase 2 seam: ``fuse`` (a :data:`VideoFusion`) turns a video's frame records into one fused record
-(``geoapp.fusion``, being built); without it no fused record is written.
+``fuse`` (a :data:`VideoFusion`, e.g. ``geoapp.engine.video_fusion.FrameFusion``) turns a video's frame records
+into one fused record (source: the video as given); without it no fused record is written.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class VideoSettings:
 
     keyframes: KeyframeOptions = field(default_factory=lambda: KeyframeOptions(file_sha256=True))
     limits: VideoLimits = field(default_factory=VideoLimits)
-    fuse: VideoFusion | None = None  # phase 2: geoapp.fusion
+    fuse: VideoFusion | None = None  # e.g. geoapp.engine.video_fusion.FrameFusion()
 
 
 def is_video_key(key: str) -> bool:
@@ -72,13 +72,21 @@ def video_facts(video: VideoKeyframes, frame) -> dict:
 
 def predict_video(family, key: str, options, settings: VideoSettings, *, location: str | None = None) -> list[Prediction]:
     """The records of one video: one per keyframe (in time order), then the fused one when ``settings.fuse``."""
+    video, predictions = predict_keyframes(family, key, options, settings, location=location)
+    fused = settings.fuse(video, predictions) if settings.fuse and video is not None else None
+    return predictions + ([fused] if fused is not None else [])
+
+
+def predict_keyframes(family, key: str, options, settings: VideoSettings, *, location: str | None = None
+                      ) -> tuple[VideoKeyframes | None, list[Prediction]]:
+    """(the decoded keyframes, one record per keyframe); (None, [the error record]) when none could be read."""
     try:  # messages name the file, as for photos; records are keyed by the input as given
         video = extract_keyframes(location or key, settings.keyframes, settings.limits, source=key)
     except VideoLoadError as error:
-        return [family.finish(Prediction(source=key, error=str(error)))]
+        return None, [family.finish(Prediction(source=key, error=str(error)))]
     if not video.keyframes:  # cancelled before the first frame
         reason = "; ".join(video.notes) or "nothing decoded"
-        return [family.finish(Prediction(source=key, error=f"{video.info.name}: no keyframe ({reason})"))]
+        return None, [family.finish(Prediction(source=key, error=f"{video.info.name}: no keyframe ({reason})"))]
     predictions = family.predict_batch([k.image for k in video.keyframes], options)
     for frame, prediction in zip(video.keyframes, predictions):
         prediction.source = frame.source
@@ -86,8 +94,7 @@ def predict_video(family, key: str, options, settings: VideoSettings, *, locatio
                                 video=video_facts(video, frame))
         if not video.complete and prediction.ok:
             prediction.warnings.append(f"video analysed only in part: {video.notes[0]}")
-    fused = settings.fuse(video, predictions) if settings.fuse else None
-    return predictions + ([fused] if fused is not None else [])
+    return video, predictions
 
 
 def predict_with_videos(family, keys: list[str], options, settings: VideoSettings | None = None, *,

@@ -38,6 +38,7 @@ from geoapp.ui.satellite import (
     wire_candidate_view,
 )
 from geoapp.ui.service import CLAIM_COLOUR, LocatedImage
+from geoapp.ui.video_tab import build_video_panel
 
 PHOTO_TYPES = ["image", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif", ".avif"]
 SHOWN_OUTPUTS = 11  # what LocateHandlers.show returns
@@ -252,6 +253,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
                             elem_id="geoapp-gradcam-branches")
     with gr.Accordion("Evidence from the model", open=True, visible=False) as evidence:
         evidence_view = gr.HTML(elem_id="geoapp-evidence")
+    build_video_panel(ctx, model, top_k, online_tiles)
     with gr.Accordion("EXIF and file details", open=True):
         exif = gr.Markdown()
     with gr.Accordion("Raw result (JSON, as returned by the /locate API)", open=False):

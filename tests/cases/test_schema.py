@@ -19,7 +19,7 @@ def test_migrations_match_the_models(store: CaseStore):
         diff = compare_metadata(context, Base.metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == [], diff
-    assert version == "0002_case_clues"
+    assert version == "0003_video_evidence"
 
 
 def test_reopening_is_idempotent(db_url, tmp_path):

@@ -17,12 +17,20 @@ THREE_SHOTS = (Segment("flyover", 3.0, 30.5, 31.0, heading_deg=60.0),
                Segment("flyover", 3.0, -23.5, -68.5, heading_deg=180.0))
 CUTS = (3.0, 5.0)
 SIZE = (320, 180)
+#: two flyovers of the Nile delta around a studio shot: SatWorld's maps of the flyovers agree, the studio's does not
+NILE_STUDIO = (Segment("flyover", 3.0, 30.5, 31.0, heading_deg=60.0), Segment("studio", 2.0),
+               Segment("flyover", 3.0, 30.8, 31.5, heading_deg=200.0))
 
 
 def three_shots(path: Path, **spec) -> ClipFacts:
     """THREE_SHOTS at 320x180, 10 fps, a keyframe every second (``spec`` overrides ClipSpec fields)."""
     settings = {"size": SIZE, "fps": 10.0, "gop": 10, "preset": "ultrafast", **spec}
     return write_clip(path, ClipSpec(THREE_SHOTS, **settings))
+
+
+def nile_studio(path: Path) -> ClipFacts:
+    """NILE_STUDIO at 320x180, 10 fps, a keyframe every second: three keyframes, the studio's in the middle."""
+    return write_clip(path, ClipSpec(NILE_STUDIO, size=SIZE, fps=10.0, gop=10, preset="ultrafast"))
 
 
 def studio(path: Path, seconds: float = 4.0, blur: tuple[float, float] | None = None, **spec) -> ClipFacts:
