@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 # predict's arguments that describe the call, not the model: what a request to the worker carries
 CALL_ARGUMENTS = ("top_k", "region", "tencrop", "merge_km", "batch_size", "surface", "keyframes_only", "video_mode",
-                  "sample_seconds", "keyframes_per_shot", "max_keyframes", "max_video_mb")
+                  "sample_seconds", "keyframes_per_shot", "max_keyframes", "max_video_mb", "keep_frames",
+                  "no_video_fusion")
 FAMILY_OPTION_PREFIX = "family_option_"
 
 
