@@ -56,7 +56,7 @@ def _calls(model: list[str], photos: list[Path], env: dict, extra: list[str]) ->
         took, result = _run(["predict", *model, str(photo), *extra], env)
         seconds.append(round(took, 2))
         outputs.append(_without_timings(result.stdout))
-        notes.append("Using the local worker" in result.stderr)
+        notes.append("Using the local worker" in result.stderr and "predicting in this process" not in result.stderr)
     return seconds, outputs, notes
 
 
