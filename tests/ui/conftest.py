@@ -54,29 +54,42 @@ class RunningApp:
 
 
 def start_app(args: list[str], log_path: Path, timeout_s: float = 400.0, env_extra: dict | None = None) -> RunningApp:
-    """Start app.py and wait until it answers HTTP 200 (or fail with its log)."""
-    port = free_port()
+    """Start app.py and wait until *it* answers HTTP 200 (or fail with its log).
+
+    Ready means our process printed that it listens on our port *and* the port answers: a 200 alone could
+    come from another test's app that took the same free port while ours was still building its UI (seen
+    in CI). A start that lost its port that way is retried on a new port."""
     env = {k: v for k, v in os.environ.items() if k not in ("GEOAPP_DATABASE_URL", "GEOAPP_CASE_STORE")}
     env.update(env_extra or {})
     # Cases created by browser tests go to a throw-away store, never the user's (~/.local/share/geoapp).
     env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GEOAPP_DATA_DIR=str(log_path.parent / "data"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w")
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args], cwd=REPO, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    while time.perf_counter() - start < timeout_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return RunningApp(url, process, time.perf_counter() - start, log_path)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+    for attempt in range(3):
+        port = free_port()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args], cwd=REPO,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        listening = f"geoapp is running on http://127.0.0.1:{port}"
+        while time.perf_counter() - start < timeout_s:
+            if process.poll() is not None:
+                text = log_path.read_text()
+                if attempt < 2 and ("already in use" in text or "cannot start the server" in text):
+                    break  # another program took the port first: a new port
+                raise RuntimeError(f"app.py exited with {process.returncode}:\n{text}")
+            if listening in log_path.read_text():
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as response:
+                        if response.status == 200:
+                            return RunningApp(url, process, time.perf_counter() - start, log_path)
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
             time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"app.py did not answer within {timeout_s} s:\n{log_path.read_text()}")
+        else:
+            process.terminate()
+            raise RuntimeError(f"app.py did not answer within {timeout_s} s:\n{log_path.read_text()}")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def stop_app(app: RunningApp) -> None:
