@@ -1,4 +1,7 @@
-"""GeoJSON, KML and CSV exports of a case: claim, EXIF GPS and model candidates.
+"""GeoJSON, KML and CSV exports of a case: claim, EXIF GPS, model candidates and credible areas.
+
+Credible areas are each analysis times the case's current clues (:func:`geoapp.cases.clues.analysis_areas`),
+as polygons with ``level``, ``area_km2``, ``parts``, ``calibrated`` and ``clues``, like ``predict --format geojson``.
 
 Coordinates are WGS84; GeoJSON and KML write longitude first, as their specs require.
 The CSV has one row per candidate of every analysis, and guards text cells against
@@ -19,6 +22,7 @@ from geoapp.results.kml import features_to_kml
 from geoapp.results.textsafe import csv_cell
 
 from .claims import claim_region
+from .clues import analysis_areas
 from .figures import analysis_caveats
 from .models import Case, Claim
 from .service import CaseStore
@@ -63,6 +67,27 @@ def geo_features(case: Case) -> list[dict[str, Any]]:
                 "rank": c["rank"], "probability": c["probability"], "place": c.get("place", ""),
                 "country_code": c.get("country_code", ""), "model": analysis.model, "backbone": analysis.backbone,
                 "random_weights": analysis.random_weights, "analysed_at": analysis.finished_at.isoformat()}})
+    features.extend(area_features(case, names))
+    return features
+
+
+def area_features(case: Case, names: dict[str, str]) -> list[dict[str, Any]]:
+    """The credible areas of every analysis fused with the case's clues (largest level first, so a map
+    draws the smaller areas on top)."""
+    claim = case.claims[-1] if case.claims else None
+    point = (claim.lat, claim.lon) if claim is not None and claim.lat is not None else None
+    features = []
+    for analysis in case.analyses:
+        areas = analysis_areas(analysis, case.clues, point)
+        if areas is None:
+            continue
+        for area in sorted(areas.areas, key=lambda a: -a.level):
+            feature = area.to_feature()
+            feature["properties"].update({
+                "source": names.get(analysis.evidence_id, analysis.evidence_id), "analysis_id": analysis.id,
+                "evidence_id": analysis.evidence_id, "model": analysis.model,
+                "random_weights": analysis.random_weights, "conflicts": list(areas.conflicts)})
+            features.append(feature)
     return features
 
 
@@ -78,11 +103,15 @@ def to_geojson(store: CaseStore, case_id: str) -> dict[str, Any]:
 def to_kml(store: CaseStore, case_id: str) -> str:
     """KML 2.2 document with one folder per kind of feature (text is XML-escaped by ElementTree)."""
     case = store.get_case(case_id)
-    titles = {"claim": "Claim", "claim_area": "Claimed area", "exif_gps": "EXIF GPS", "candidate": "Model candidates"}
+    titles = {"claim": "Claim", "claim_area": "Claimed area", "exif_gps": "EXIF GPS", "candidate": "Model candidates",
+              "credible_area": "Credible areas (analysis × clues)"}
 
     def name_of(props: dict[str, Any]) -> str:
         if props["kind"] == "candidate":
             return f"#{props['rank']} {props['place'] or ''} ({props['probability']:.1%}) — {props['evidence_name']}"
+        if props["kind"] == "credible_area":
+            return (f"{props['level'] * 100:g} % area: {props['area_km2']:,.0f} km² — {props['source']} "
+                    f"({props['calibration']})")
         if props["kind"] == "exif_gps":
             return f"EXIF GPS of {props['name']}"
         return f"Claim: {props['label']}"

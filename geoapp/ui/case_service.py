@@ -239,6 +239,25 @@ class CaseWorkbench:
             raise FormError("Type the note first.")
         return self.store.add_note(self._case_id(case_id), text or "", actor=actor)
 
+    # ------------------------------------------------------------------ clues (evidence fusion)
+    def add_clue(self, case_id: str | None, text: str | None, source: str | None, actor: str):
+        """Record a clue (CLI ``--clue`` syntax); it weighs on every analysis of the case from now on."""
+        from geoapp.cases.clues import add_clue
+
+        if not (text or "").strip():
+            raise FormError("Type the clue first, e.g. sun:time=2024-06-21T10:00:00Z,ratio=1.2,ratio_sd=0.05 "
+                            "or drive:left.")
+        return add_clue(self.store, self._case_id(case_id), text or "", source=(source or "").strip() or "analyst",
+                        actor=actor)
+
+    def remove_clue(self, case_id: str | None, clue_id: str | None, actor: str):
+        """Switch a clue off (the audit trail keeps it)."""
+        from geoapp.cases.clues import remove_clue
+
+        if not (clue_id or "").strip():
+            raise FormError("Type the id of the clue to remove (its first characters, from the Clues table).")
+        return remove_clue(self.store, self._case_id(case_id), clue_id or "", actor=actor)
+
     # ------------------------------------------------------------------ analyses
     def analyse(self, case_id: str | None, request: AnalysisRequest, actor: str,
                 progress: Progress = _no_progress) -> AnalysisOutcome:

@@ -27,6 +27,9 @@ CLAIM_COLUMNS = ["Claimed place", "Kind", "Claimed time", "Source", "By", "Id"]
 CLAIM_COLUMN_WIDTHS = ["30%", "9%", "16%", "29%", "8%", "8%"]
 ANALYSIS_COLUMNS = ["Id", "Evidence", "Model", "Settings", "Top candidate", "Probability", "Weights", "By", "At"]
 ANALYSIS_COLUMN_WIDTHS = ["7%", "13%", "13%", "12%", "16%", "9%", "12%", "7%", "11%"]  # 100 %: nothing cut off
+CLUE_COLUMNS = ["Clue", "Kind", "Source", "Added by", "At", "Id"]
+CLUE_COLUMN_WIDTHS = ["42%", "9%", "17%", "10%", "13%", "9%"]
+AREA_ANALYSES_SHOWN = 5  # the newest analyses get their areas drawn up (each is one fusion on the grid)
 CANDIDATE_COLUMNS = ["Rank", "Probability", "Latitude", "Longitude", "Place", "km from #1"]
 EVENT_COLUMNS = ["At", "Who", "Action", "What", "Details"]
 VERDICT_HELP = {"supported": "the evidence supports the claim", "contradicted": "the evidence contradicts the claim",
@@ -158,6 +161,36 @@ def candidate_rows(analysis) -> list[list]:
         return []
     return [[c["rank"], percent(c["probability"]), round(c["lat"], 4), round(c["lon"], 4), c.get("place") or "—",
              _km(c.get("distance_to_top_km"))] for c in analysis.candidates or []]
+
+
+def clue_rows(case) -> list[list]:
+    return [[c.text, c.kind, c.source, c.created_by, when(c.created_at), _short(c.id)] for c in case.clues]
+
+
+def areas_markdown(case) -> str:
+    """Each analysis (newest first) times the case's clues: its credible areas (calibrated or not, as stored
+    for its model) and where the latest claim lies, the statement the report makes."""
+    from geoapp.cases.clues import analysis_areas
+
+    if not case.analyses:
+        return "_Credible areas appear here once an analysis is recorded (each analysis × the clues above)._"
+    names = _names(case)
+    claim = case.claims[-1] if case.claims else None
+    point = (claim.lat, claim.lon) if claim is not None and claim.lat is not None else None
+    lines = [f"**Credible areas** (each analysis × {len(case.clues)} clue(s)):"]
+    for analysis in list(reversed(case.analyses))[:AREA_ANALYSES_SHOWN]:
+        areas = analysis_areas(analysis, case.clues, point)
+        if areas is None:
+            continue
+        flag = " — RANDOM WEIGHTS" if analysis.random_weights else ""
+        lines.append(f"\n*{escape(names.get(analysis.evidence_id, '?'))}* ({_short(analysis.id)}{flag}):")
+        lines.extend(f"- {escape(a.summary())}" for a in areas.areas)
+        if areas.claim:
+            lines.append(f"- The claimed place ({escape(claim.label)}) lies {escape(areas.claim)}.")
+        lines.extend(f"- ⚠ Conflict: {escape(c)}" for c in areas.conflicts)
+    if len(case.analyses) > AREA_ANALYSES_SHOWN:
+        lines.append(f"\n_{len(case.analyses) - AREA_ANALYSES_SHOWN} older analyses: see the report._")
+    return "\n".join(lines)
 
 
 def notes_markdown(case) -> str:

@@ -1,4 +1,4 @@
-"""Cases tab: list, open, create and import cases; evidence, claim, analyses, map, notes, verdict, exports.
+"""Cases tab: list, open, create and import cases; evidence, claim, clues, analyses, map, notes, verdict, exports.
 
 Every action is one call on :class:`~geoapp.ui.case_service.CaseWorkbench` (one store
 transaction, audited with the logged-in user when the app has ``--auth``), then the case is
@@ -144,6 +144,16 @@ class CasesHandlers:
             gr.Warning(html.escape("Not analysed: " + " ".join(outcome.failed)), duration=None)
         return CaseSession(session.case_id, session.problems, outcome.analyses[-1].id)
 
+    def add_clue(self, session, text, source=None, request: gr.Request = None):
+        session = _open(session)
+        self.workbench.add_clue(session.case_id, text, source, _actor(request))
+        return session, ""
+
+    def remove_clue(self, session, clue_id, request: gr.Request = None):
+        session = _open(session)
+        self.workbench.remove_clue(session.case_id, clue_id, _actor(request))
+        return session, ""
+
     def add_note(self, session, text, request: gr.Request = None):
         session = _open(session)
         self.workbench.add_note(session.case_id, text, _actor(request))
@@ -167,7 +177,7 @@ class CasesHandlers:
             empty = gr.update(choices=[], value=None)
             return (NO_CASE, "", _frame([], cv.EVIDENCE_COLUMNS), gr.update(choices=[], value=[]),
                     _frame([], cv.CLAIM_COLUMNS), _frame([], cv.ANALYSIS_COLUMNS), empty, "", empty, empty, "",
-                    _frame([], cv.EVENT_COLUMNS))
+                    _frame([], cv.EVENT_COLUMNS), _frame([], cv.CLUE_COLUMNS), "")
         case = self.workbench.get_case(session.case_id)
         analyses = cv.analysis_choices(case)
         ids = [value for _, value in analyses]
@@ -180,7 +190,8 @@ class CasesHandlers:
                 gr.update(choices=analyses, value=chosen), cv.notes_markdown(case),
                 gr.update(choices=claims, value=claims[0][1] if claims else None),
                 gr.update(choices=analyses, value=chosen), cv.verdict_history_markdown(case),
-                _frame(cv.event_rows(self.workbench.events(case.id)), cv.EVENT_COLUMNS))
+                _frame(cv.event_rows(self.workbench.events(case.id)), cv.EVENT_COLUMNS),
+                _frame(cv.clue_rows(case), cv.CLUE_COLUMNS), cv.areas_markdown(case))
 
     def audit(self, session: CaseSession | None):
         """The audit trail alone (after an export, which changes nothing else)."""
@@ -271,6 +282,25 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                                   elem_id="geoapp-case-evidence-table")
     claims_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CLAIM_COLUMNS, label="Claims", interactive=False,
                                 wrap=True, column_widths=cv.CLAIM_COLUMN_WIDTHS, elem_id="geoapp-case-claims")
+    with gr.Accordion("Clues (sun and shadows, time zone, driving side, elevation, coast, excluded areas)",
+                      open=True):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                clue_text = gr.Textbox(label="Clue (the command line's --clue syntax)", max_lines=1,
+                                       elem_id="geoapp-case-clue",
+                                       placeholder="sun:time=2024-06-21T10:00:00Z,ratio=1.2,ratio_sd=0.05 · "
+                                                   "tz:offset=+02:00,time=2024-06-21T12:00:00 · drive:left")
+                clue_source = gr.Textbox(label="Where it comes from (optional)", max_lines=1,
+                                         placeholder="shadow of the pole measured on frame 2 · posted 10:14 local")
+                clue_button = gr.Button("Add clue", elem_id="geoapp-case-clue-add")
+            with gr.Column(scale=1, min_width=200):
+                clue_id = gr.Textbox(label="Remove the clue with id", max_lines=1, placeholder="first characters")
+                clue_remove_button = gr.Button("Remove clue", size="sm")
+        clue_table = gr.Dataframe(elem_classes=["geoapp-table"], headers=cv.CLUE_COLUMNS,
+                                  label="Clues of this case (each analysis is fused with all of them)",
+                                  interactive=False, wrap=True, column_widths=cv.CLUE_COLUMN_WIDTHS,
+                                  elem_id="geoapp-case-clues")
+        areas = gr.Markdown(elem_id="geoapp-case-areas")
     with gr.Accordion("Analyse evidence (same settings as Locate)", open=True):
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -313,7 +343,7 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
 
     listed = [case_table, picker, store_info]
     shown = [header, banner, evidence_table, evidence_pick, claims_table, analyses_table, analysis_choice, notes,
-             verdict_claim, verdict_analysis, verdicts, audit]
+             verdict_claim, verdict_analysis, verdicts, audit, clue_table, areas]
     private = dict(api_visibility="private")
 
     def redraw(event, also_list: bool = False):
@@ -341,6 +371,10 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
     redraw(analyse_button.click(case_errors(handlers.analyse),
                                 inputs=[session, evidence_pick, model, top_k, tencrop, *region.inputs(), gradcam],
                                 outputs=session, concurrency_id="model", **private), also_list=True)
+    redraw(clue_button.click(case_errors(handlers.add_clue), inputs=[session, clue_text, clue_source],
+                             outputs=[session, clue_text], **private))
+    redraw(clue_remove_button.click(case_errors(handlers.remove_clue), inputs=[session, clue_id],
+                                    outputs=[session, clue_id], **private))
     redraw(note_button.click(case_errors(handlers.add_note), inputs=[session, note], outputs=[session, note], **private))
     redraw(verdict_button.click(case_errors(handlers.set_verdict),
                                 inputs=[session, verdict_claim, verdict_analysis, verdict, rationale],

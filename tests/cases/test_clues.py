@@ -70,6 +70,25 @@ def test_report_states_the_clues_and_the_areas(store: CaseStore):
     assert "The claimed place" in section and "lies inside the" in section
 
 
+def test_geojson_and_kml_exports_carry_the_areas_with_the_clues(store: CaseStore):
+    from geoapp.cases.geoexport import to_geojson, to_kml
+
+    case_id = populated_case(store, photos=1)
+    plain = [f for f in to_geojson(store, case_id)["features"] if f["properties"]["kind"] == "credible_area"]
+    add_clue(store, case_id, TZ, source="posted caption", actor="alice")
+    areas = [f for f in to_geojson(store, case_id)["features"] if f["properties"]["kind"] == "credible_area"]
+    assert [f["properties"]["level"] for f in areas] == [0.95, 0.9, 0.8, 0.5]  # large first: small drawn on top
+    for feature in areas:
+        props = feature["properties"]
+        assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon") and props["area_km2"] > 0
+        assert props["calibrated"] is False and "not calibrated" in props["calibration"]
+        assert props["clues"] == [TZ] and props["analysis_id"] and props["parts"] >= 1
+    # The time-zone clue narrows each area (a +03:00 offset leaves a band of the globe).
+    assert all(a["properties"]["area_km2"] < p["properties"]["area_km2"] for a, p in zip(areas, plain))
+    kml = to_kml(store, case_id)
+    assert "Credible areas (analysis × clues)" in kml and "95 % area:" in kml and "<Polygon>" in kml
+
+
 def test_case_clue_command_adds_edits_removes_and_refuses_bad_clues(db_url, tmp_path, capsys):
     from geoapp.cli.main import main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import zipfile
@@ -95,6 +96,30 @@ def test_case_workflow_from_creation_to_exports(handlers, tmp_path):
     assert sum(e.action == "case.export" for e in events) == 5
     table, picker, info = call(handlers.refresh, session)
     assert picker["value"] == session.case_id and table.iloc[0]["Verdict"] == "supported" and "cases.db" in info
+
+
+def test_clues_are_added_removed_and_fused_with_each_analysis(handlers):
+    session, _, _ = call(handlers.create, "Clues in the tab", "", request=ALICE)
+    call(handlers.add_evidence, session, gps_photos(1), request=ALICE)
+    call(handlers.add_claim, session, "circle:43.47,11.88,30", None, None, None, request=ALICE)
+    session = call(handlers.analyse, session, [], "geoclip", 3, False, request=ALICE, progress=no_progress)
+    before = call(handlers.show, session)[-1]
+    tz = "tz:offset=+02:00,time=2008-10-22T12:00:00"  # Italy in October 2008: CEST
+    session, cleared = call(handlers.add_clue, session, tz, "caption of the post", request=ALICE)
+    assert cleared == ""
+    session, _ = call(handlers.add_clue, session, "drive:right", None, request=ALICE)
+    shown = call(handlers.show, session)
+    clues, areas = shown[-2], html.unescape(shown[-1])  # Markdown-escaped (":" as &#58;)
+    assert list(clues["Clue"]) == [tz, "drive:right"] and list(clues["Source"]) == ["caption of the post", "analyst"]
+    assert "× 2 clue(s)" in areas and "90 %: " in areas and "km²" in areas and "not calibrated" in areas
+    assert "The claimed place" in areas and "RANDOM WEIGHTS" in areas
+    assert areas != before  # the clues changed the areas
+    with pytest.raises(gr.Error, match="drive:middle"):
+        call(handlers.add_clue, session, "drive:middle", None, request=ALICE)
+    call(handlers.remove_clue, session, clues["Id"].iloc[1], request=ALICE)
+    assert list(call(handlers.show, session)[-2]["Clue"]) == [tz]
+    actions = [e.action for e in handlers.workbench.events(session.case_id) if e.entity_type == "clue"]
+    assert actions == ["clue.add", "clue.add", "clue.remove"]
 
 
 def test_tampered_evidence_is_shown_and_blocks_analysis(handlers):

@@ -10,7 +10,8 @@ coverage of ``training.fusion.coverage``), with exactly the splits and rendering
   ``training.satworld.train.eval_images``);
 - map tiles: ``training.maptiles.data.splits`` with the shipped checkpoint's training config (12 000
   gallery + 8 000 land points, seed 0, 1 000 test, 500 val locations), shaded-relief renderings,
-  1 500 km, 32 px.
+  1 500 km, 32 px; and ``extra``: every other pool point of the held-out cells (outside the split's 200 km
+  buffer from training points), so the random halves are larger than val + test alone.
 
 PNG files are lossless, so the app reads the very pixels the evaluation rendered.
 
@@ -84,15 +85,26 @@ def maptiles_sets(out: Path) -> list[Path]:
                   config["test_size"])
     folder = out / "maptiles"
     tables = []
-    for name, coords in (("val", made.val), ("test", made.test)):
+    for name, coords in (("val", made.val), ("test", made.test), ("extra", heldout_rest(made))):
         tables.append(_write(folder, name, coords, render_queries(coords, config["window_km"], size, config["raster"])))
     return tables
 
 
+def heldout_rest(made) -> np.ndarray:
+    """The held-out pool points (validation or test cells, outside the 200 km buffer) that the val and test
+    splits did not draw: more images of the same kind, never used in training, for a larger calibration."""
+    held = made.pool[np.isin(made.pool_split, (1, 2))]
+    drawn = {(float(a), float(b)) for a, b in np.concatenate([made.val, made.test])}
+    return held[[(float(a), float(b)) not in drawn for a, b in held]].reshape(-1, 2)
+
+
 def heldout_halves(folder: Path, seed: int = 0) -> list[Path]:
-    """Pool ``val.csv`` and ``test.csv`` of one model and write a random half each to calibrate and to check."""
+    """Pool ``val.csv``, ``test.csv`` (and ``extra.csv`` where rendered) of one model and write a random half
+    each to calibrate and to check."""
     rows = []
-    for name in ("val", "test"):
+    for name in ("val", "test", "extra"):
+        if name == "extra" and not (folder / "extra.csv").is_file():
+            continue
         with (folder / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
             rows += list(csv.DictReader(handle))
     order = np.random.default_rng(seed).permutation(len(rows))
