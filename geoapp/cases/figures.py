@@ -124,8 +124,9 @@ def exif_figures(claim: Claim, evidence: list[Evidence], region: Region | None =
 
 
 def verdict_figures(claim: Claim | None, analyses: list[Analysis], evidence: list[Evidence],
-                    chosen: Analysis | None) -> dict[str, Any]:
-    """Everything stored with a verdict; ``summary`` holds the four headline numbers."""
+                    chosen: Analysis | None, clues: list | None = None) -> dict[str, Any]:
+    """Everything stored with a verdict; ``summary`` holds the four headline numbers, ``areas`` the chosen
+    analysis's credible areas times the case's clues as they were when the verdict was set."""
     summary: dict[str, Any] = {"distance_km": None, "mass_in_claim": None, "claim_rank": None,
                                "exif_distance_km": None}
     if claim is None:
@@ -153,7 +154,21 @@ def verdict_figures(claim: Claim | None, analyses: list[Analysis], evidence: lis
         summary["exif_distance_km"] = (preferred or with_gps)[0]["distance_km"]
     return {"claim": {"id": claim.id, "label": claim.label, "region_key": claim.region_key},
             "analysis_id": chosen.id if chosen else None, "summary": summary, "analyses": per_analysis,
-            "exif": exif, "notes": notes}
+            "exif": exif, "notes": notes, "areas": _areas_figures(claim, chosen, clues or [])}
+
+
+def _areas_figures(claim: Claim, chosen: Analysis | None, clues: list) -> dict[str, Any] | None:
+    """The chosen analysis x the clues: levels, km², calibrated or not, and where the claimed point lies."""
+    from .clues import analysis_areas
+
+    if chosen is None:
+        return None
+    point = (claim.lat, claim.lon) if claim.lat is not None and claim.lon is not None else None
+    areas = analysis_areas(chosen, list(clues), point)
+    if areas is None:
+        return None
+    return {"clues": list(areas.clues), "levels": [a.to_dict() for a in areas.areas], "claim": areas.claim,
+            "conflicts": list(areas.conflicts), "statement": areas.statement()}
 
 
 def surface_bounds_ok(lat: list[float], lon: list[float]) -> bool:

@@ -132,6 +132,13 @@ def _verdict_section(case: Case) -> str:
             ("Rank of the first candidate inside the claimed area", e(v.claim_rank if v.claim_rank else "none")),
             ("EXIF GPS → claim distance", e(_num(v.exif_distance_km, 1, " km"))),
         ]))
+        areas = figures.get("areas")
+        if areas:  # frozen when the verdict was set: the clues and areas the analyst decided on
+            clues = ", ".join(areas.get("clues") or []) or "none"
+            items = "".join(f"<li>{e(level['summary'])}</li>" for level in areas.get("levels") or [])
+            where = f"<p>The claimed place lies {e(areas['claim'])}.</p>" if areas.get("claim") else ""
+            out.append(f"<p><b>Credible areas when decided</b> (the analysis × clues: {e(clues)}):</p>"
+                       f"<ul>{items}</ul>{where}")
         for note in figures.get("notes", []):
             out.append(f'<div class="warn">{e(note)}</div>')
         if position == 0 and figures.get("analyses"):

@@ -423,7 +423,7 @@ class CaseStore:
 
         case = self.get_case(case_id)
         claim, analysis = _pick(case, claim_id, analysis_id)
-        return verdict_figures(claim, list(case.analyses), list(case.evidence), analysis)
+        return verdict_figures(claim, list(case.analyses), list(case.evidence), analysis, list(case.clues))
 
     def set_verdict(self, case_id: str, verdict: str, rationale: str, *, claim_id: str | None = None,
                     analysis_id: str | None = None, actor: str | None = None) -> Verdict:
@@ -436,7 +436,8 @@ class CaseStore:
         actor = self._actor(actor)
         case = self.get_case(case_id)
         claim, analysis = _pick(case, claim_id, analysis_id)
-        figures = _jsonable(verdict_figures(claim, list(case.analyses), list(case.evidence), analysis))
+        figures = _jsonable(verdict_figures(claim, list(case.analyses), list(case.evidence), analysis,
+                                            list(case.clues)))
         summary = figures["summary"]
         now = utcnow()
         record = Verdict(id=new_id(), case_id=case_id, claim_id=claim.id if claim else None,

@@ -244,6 +244,11 @@ def figures_markdown(figures: dict, case) -> str:
         rank = summary.get("claim_rank")
         lines.append("| Rank of the claim among the candidates | "
                      + (f"#{rank}" if rank else "no candidate lies inside the claimed area") + " |")
+        areas = figures.get("areas")
+        if areas:
+            where = f"; the claimed place lies {areas['claim']}" if areas.get("claim") else ""
+            lines.append(f"| Credible areas (× {len(areas.get('clues') or [])} clue(s)) | "
+                         + escape("; ".join(level["summary"] for level in areas.get("levels") or []) + where) + " |")
     else:
         lines.append("| Model figures | no analysis yet: run one in 'Analyse evidence' |")
     exif = [row for row in figures.get("exif") or [] if row.get("gps")]

@@ -150,15 +150,17 @@ class LocateForm:
     extras: dict = field(default_factory=dict)  # the family's own options (its spec's FamilyOption names)
     clues: tuple[str, ...] = ()  # evidence-fusion clues, CLI syntax (geoapp.ui.fusion_service.parse_clue_lines)
     same_place: bool = False  # the photos show one place: one fused map of all of them
+    exif_clues: bool = False  # the analyst accepts the time-zone clue each photo's EXIF proposes
 
     @property
     def fusion_requested(self) -> bool:
-        return bool(self.clues) or self.same_place
+        return bool(self.clues) or self.same_place or self.exif_clues
 
     @classmethod
     def from_values(cls, files: Sequence[object] | object | None, top_k: object, tencrop: object, model: object,
                     region: RegionForm, claimed_text: str | None, extras: dict | None = None,
-                    clues: tuple[str, ...] = (), same_place: object = False) -> "LocateForm":
+                    clues: tuple[str, ...] = (), same_place: object = False,
+                    exif_clues: object = False) -> "LocateForm":
         items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
         paths = tuple(p for p in (_file_path(item) for item in items) if p)
         if not paths:
@@ -168,7 +170,7 @@ class LocateForm:
             raise FormError(f"Number of candidates must be between 1 and {MAX_TOP_K}.")
         return cls(files=paths, top_k=k, tencrop=bool(tencrop), model=str(model or "auto"), region=region,
                    claimed=parse_claimed_location(claimed_text), extras=dict(extras or {}), clues=tuple(clues),
-                   same_place=bool(same_place))
+                   same_place=bool(same_place), exif_clues=bool(exif_clues))
 
 
 MAX_QUERY_CHARS = 300  # what Geolocator.text_map accepts

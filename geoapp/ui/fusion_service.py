@@ -76,25 +76,39 @@ class FusedMap:
 
 
 def fuse_located(results: list, clue_texts: tuple[str, ...], same_place: bool, region: str | None = None,
-                 levels: tuple[float, ...] = LEVELS) -> list[FusedMap | None]:
+                 levels: tuple[float, ...] = LEVELS, apply_exif: bool = False) -> list[FusedMap | None]:
     """One fused map per result (None where the photo could not be analysed); with ``same_place``, one
-    map of all photos, shared by every result. The search region becomes a hard clue, as on the CLI."""
+    map of all photos, shared by every result. The search region becomes a hard clue, as on the CLI.
+    ``apply_exif``: the analyst accepted the time-zone clue each photo's EXIF proposes (EXIF can be edited,
+    so it is never applied unasked); it joins that photo's clues, or all of them for one place."""
     texts = list(clue_texts)
     if region and not any(t.lower().startswith("region:") for t in texts):
         texts.append(f"region:{region}")
     clues = [parse_clue(t) for t in texts]
     ok = [r for r in results if r.prediction.ok]
+    accepted = {id(r): _accepted_exif_clue(r, {c.text for c in clues}) if apply_exif else None for r in ok}
     calibrations = [find_calibration(r.prediction.model or {}) for r in ok]
     if same_place and len(ok) > 1:
         from geoapp.imaging.phash import phash_hex
 
+        extra = list({c.text: c for c in accepted.values() if c is not None}.values())
         tempering = Tempering.from_hashes([phash_hex(r.path) for r in ok])
-        post = fuse([r.prediction for r in ok], clues, tempering, calibrations=calibrations)
-        shared = _fused(post, ok, clues)
+        post = fuse([r.prediction for r in ok], clues + extra, tempering, calibrations=calibrations)
+        shared = _fused(post, ok, clues + extra)
         return [shared if r.prediction.ok else None for r in results]
-    maps = {id(r): _fused(fuse([r.prediction], clues, calibrations=[c]), [r], clues, levels)
-            for r, c in zip(ok, calibrations)}
+    maps = {}
+    for r, c in zip(ok, calibrations):
+        own = clues + ([accepted[id(r)]] if accepted[id(r)] is not None else [])
+        maps[id(r)] = _fused(fuse([r.prediction], own, calibrations=[c]), [r], own, levels)
     return [maps.get(id(r)) for r in results]
+
+
+def _accepted_exif_clue(located, given: set[str]):
+    """The photo's EXIF time-zone proposal as an accepted clue (None without one, or when already given)."""
+    proposal = proposed_from_exif(((located.prediction.image or {}).get("exif") or {}).get("capture_time"))
+    if proposal is None or proposal.text in given:
+        return None
+    return parse_clue(proposal.text, source=f"EXIF OffsetTimeOriginal of {located.name} (accepted by the analyst)")
 
 
 def _fused(post: Posterior, located: list, clues: list, levels: tuple[float, ...] = LEVELS) -> FusedMap:

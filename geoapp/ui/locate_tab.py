@@ -86,29 +86,33 @@ class LocateHandlers:
 
     def locate(self, photos, top_k=5, tencrop=False, model="auto", region_mode=REGION_WORLD, country=None,
                continent=None, circle_lat=None, circle_lon=None, circle_radius_km=50.0, region_geojson=None,
-               claimed_location=None, model_options=None, clues=None, same_place=False, session=None,
-               progress=gr.Progress()):
+               claimed_location=None, model_options=None, clues=None, same_place=False, exif_clues=False,
+               exclude_area=None, session=None, progress=gr.Progress()):
         """Locate photos. Returns the session state (UI only) and a JSON record per photo.
 
         ``model_options``: the chosen family's own options as a dict (e.g. ``{"geoclip_weight": 0.7}``).
         ``clues``: evidence-fusion clues, one per line in the CLI's ``--clue`` syntax; with clues or
         ``same_place`` each record gets ``fusion``: the credible areas (GeoJSON) and the clue table.
+        ``exif_clues``: apply the time-zone clue each photo's EXIF proposes (never applied unasked: EXIF can be
+        edited). ``exclude_area``: a GeoJSON file of an area the place is not in (an ``exclude:`` clue).
         ``session`` (the page's state, not part of the API) keeps the error of a failed run for :meth:`failed`."""
         try:
             return self._locate(photos, top_k, tencrop, model, region_mode, country, continent, circle_lat,
                                 circle_lon, circle_radius_km, region_geojson, claimed_location, model_options, clues,
-                                same_place, progress)
+                                same_place, exif_clues, exclude_area, progress)
         except Exception as error:
             if isinstance(session, LocateSession):
                 session.error = error_message(error)[1]
             raise
 
     def _locate(self, photos, top_k, tencrop, model, region_mode, country, continent, circle_lat, circle_lon,
-                circle_radius_km, region_geojson, claimed_location, model_options, clues, same_place, progress):
+                circle_radius_km, region_geojson, claimed_location, model_options, clues, same_place, exif_clues,
+                exclude_area, progress):
         region = region_form(region_mode, country, continent, circle_lat, circle_lon, circle_radius_km, region_geojson)
         extras = chosen_options(self.ctx.service, model, model_options)
+        lines = parse_clue_lines(clues) + exclude_clue_lines(exclude_area)
         form = LocateForm.from_values(photos, top_k, tencrop, model, region, claimed_location, extras,
-                                      parse_clue_lines(clues), same_place)
+                                      lines, same_place, exif_clues)
         first_run = not self.ctx.service.is_loaded(form.model)
         results = self.ctx.service.locate(form, progress_callback(progress))
         if first_run:
@@ -226,7 +230,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
                                           "map with its distance to each candidate.")
             with gr.Accordion("Restrict the search region", open=False):
                 region = build_region_picker()
-            clues, same_place = build_clues_panel()
+            clues, same_place, exif_clues, exclude_area = build_clues_panel()
             photo = gr.Image(label="Photo as analysed (upright, normalised)", interactive=False, height=300,
                              type="pil", format="jpeg")
         with gr.Column(scale=2, min_width=480):
@@ -262,7 +266,7 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
     shown = [banner, selector, summary, map_view, table, photo, exif, rank, evidence, evidence_view, fusion]
     cam_outputs = [cam_crop, cam_overlay, cam_caption, cam_others]
     locate_inputs = [photos, top_k, tencrop, model, *region.inputs(), claimed, model_options, clues, same_place,
-                     session]
+                     exif_clues, exclude_area, session]
     private = dict(api_visibility="private")
     for option_field in option_fields:
         option_field.change(options_collector(ctx.service), inputs=option_fields, outputs=model_options,
@@ -299,7 +303,8 @@ def build_locate_tab(ctx: UiContext, online_tiles: gr.Checkbox, tile_source: gr.
 
 
 def build_clues_panel():
-    """The Clues panel: clue lines (CLI syntax) and the "same place" tick."""
+    """The Clues panel: clue lines (CLI syntax), the "same place" tick, the EXIF proposal tick and an
+    excluded-area upload."""
     with gr.Accordion("Clues (evidence fusion)", open=False):
         clues = gr.Textbox(label="Clues, one per line (a leading # switches one off)", lines=4, max_lines=20,
                            elem_id="geoapp-clues", placeholder=CLUE_EXAMPLES,
@@ -307,7 +312,20 @@ def build_clues_panel():
                                 "layer, the fused map and its 50/80/90/95 % credible areas with their km².")
         same_place = gr.Checkbox(value=False, label="The photos show the same place: fuse them into one map "
                                                     "(near-duplicate photos count once)", elem_id="geoapp-same-place")
-    return clues, same_place
+        exif_clues = gr.Checkbox(value=False, elem_id="geoapp-exif-clues",
+                                 label="Apply the time-zone clue each photo's EXIF proposes (OffsetTimeOriginal; "
+                                       "EXIF can be edited, so only when you trust the file)")
+        exclude_area = gr.File(label="Exclude an area (GeoJSON: the place is not in it)", file_types=[".geojson", ".json"],
+                               height=90, elem_id="geoapp-exclude-area")
+    return clues, same_place, exif_clues, exclude_area
+
+
+def exclude_clue_lines(upload) -> tuple[str, ...]:
+    """The uploaded GeoJSON as an ``exclude:`` clue (checked like any clue: a bad file stops the run, named)."""
+    path = upload if isinstance(upload, str) or upload is None else getattr(upload, "path", None) or str(upload)
+    if not path:
+        return ()
+    return parse_clue_lines(f"exclude:{path}")
 
 
 CLUE_EXAMPLES = ("sun:time=2024-06-21T10:00:00Z,ratio=1.20,ratio_sd=0.05\ntz:offset=+02:00,time=2024-06-21T12:00:00\n"

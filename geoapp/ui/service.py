@@ -294,7 +294,8 @@ class GeolocationService:
             from geoapp.ui.fusion_service import fuse_located
 
             progress(0.95, "Fusing the photo maps with the clues …")
-            for located, fused in zip(results, fuse_located(results, form.clues, form.same_place, region)):
+            for located, fused in zip(results, fuse_located(results, form.clues, form.same_place, region,
+                                                                   apply_exif=form.exif_clues)):
                 located.fusion = fused
         progress(1.0, "Done")
         return results

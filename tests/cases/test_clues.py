@@ -70,6 +70,23 @@ def test_report_states_the_clues_and_the_areas(store: CaseStore):
     assert "The claimed place" in section and "lies inside the" in section
 
 
+def test_a_verdict_keeps_the_areas_and_clues_it_was_decided_on(store: CaseStore):
+    case_id = populated_case(store, photos=1)
+    add_clue(store, case_id, TZ, source="posted caption", actor="alice")
+    verdict = store.set_verdict(case_id, "supported", "The time zone and the map agree.", actor="alice")
+    areas = verdict.figures["areas"]
+    assert areas["clues"] == [TZ] and [a["level"] for a in areas["levels"]] == [0.5, 0.8, 0.9, 0.95]
+    assert all(a["area_km2"] > 0 and a["calibrated"] is False for a in areas["levels"])
+    assert areas["claim"].startswith("inside the")
+    add_clue(store, case_id, "drive:left", actor="bob")  # a later clue does not rewrite the decision
+    stored = store.get_case(case_id).verdicts[-1].figures["areas"]
+    assert stored == areas
+    assert store.compute_verdict_evidence(case_id)["areas"]["clues"] == [TZ, "drive:left"]  # the preview moves on
+    page = render_html(store, case_id)
+    section = page[page.index('id="verdict"'):]
+    assert "Credible areas when decided" in section and "90 %" in section
+
+
 def test_geojson_and_kml_exports_carry_the_areas_with_the_clues(store: CaseStore):
     from geoapp.cases.geoexport import to_geojson, to_kml
 

@@ -203,3 +203,33 @@ def test_locate_tab_shows_the_map_tile_search_path_and_tiles(ctx):
     assert evidence["visible"] is True and "Best map tiles" in evidence_view and "data:image/png;base64," in evidence_view
     crop, overlay, caption, _ = handlers.gradcam(session, 0, 1, progress=no_progress)
     assert overlay is not None
+
+
+def test_exif_time_zone_is_applied_only_when_ticked_and_an_uploaded_area_is_excluded(ctx, tmp_path):
+    from PIL import Image
+
+    handlers = LocateHandlers(ctx)
+    photo = tmp_path / "offset.jpg"
+    with Image.open(shared_path(*GPS_PHOTO)) as source:
+        image = source.convert("RGB")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0x9003: "2008:10:22 12:00:00", 0x9011: "+02:00"})  # DateTimeOriginal, its offset
+    image.save(photo, exif=exif)
+    tz = "tz:offset=+02:00,time=2008-10-22T12:00:00"
+
+    _, payload = handlers.locate([str(photo)], 3, False, "geoclip", clues="drive:right", progress=no_progress)
+    fusion = payload["results"][0]["fusion"]
+    assert fusion["proposed_clues"] == [tz] and [c["name"] for c in fusion["clues"]] == ["drive:right"]
+
+    area = tmp_path / "area.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-10, 35], [30, 35], [30, 60], [-10, 60], [-10, 35]]]}))
+    _, payload = handlers.locate([str(photo)], 3, False, "geoclip", clues="drive:right", exif_clues=True,
+                                 exclude_area=str(area), progress=no_progress)
+    fusion = payload["results"][0]["fusion"]
+    clues = {c["name"]: c for c in fusion["clues"]}
+    assert set(clues) == {"drive:right", f"exclude:{area}", tz} and fusion["proposed_clues"] == []
+    assert clues[tz]["source"] == "EXIF OffsetTimeOriginal of offset.jpg (accepted by the analyst)"
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(gr.Error, match="bad.geojson"):
+        user_errors(handlers.locate)([str(photo)], exclude_area=str(bad), progress=no_progress)
