@@ -101,3 +101,21 @@ def add_video_file(store, case_id: str, path: str | os.PathLike, *, actor: str |
     except IntegrityError as error:
         raise CaseError(f"Could not add {shown}: {error.orig}") from error
     return VideoEvidence(video_row, frames, notes)
+
+
+def analysable(evidence: list, chosen_ids: list[str] | tuple[str, ...] = ()) -> list:
+    """The evidence an analysis runs on: a video stands for its keyframes (the model reads images, and the
+    frames are what it can place); with no choice, every photo and frame of the case."""
+    frames_of: dict[str, list] = {}
+    for item in evidence:
+        if getattr(item, "kind", "image") == "frame" and item.parent_id:
+            frames_of.setdefault(item.parent_id, []).append(item)
+    by_id = {e.id: e for e in evidence}
+    picked = [by_id[i] for i in chosen_ids if i in by_id] if chosen_ids else list(evidence)
+    out, seen = [], set()
+    for item in picked:
+        for one in frames_of.get(item.id, []) if getattr(item, "kind", "image") == "video" else [item]:
+            if one.id not in seen:
+                seen.add(one.id)
+                out.append(one)
+    return out

@@ -263,10 +263,10 @@ def _cmd_analyze(args: argparse.Namespace, store: Any) -> int:
     if not 1 <= args.top_k <= 1000:
         raise ValueError(f"--top-k must be between 1 and 1000; got {args.top_k}")
     region = parse_region(args.region) if args.region else None  # a bad region fails before the model loads
-    if args.evidence_ids:
-        evidence_ids = [store.resolve_evidence_id(case_id, e) for e in args.evidence_ids]
-    else:
-        evidence_ids = [e.id for e in store.get_case(case_id).evidence]
+    from geoapp.cases.videos import analysable
+
+    chosen = [store.resolve_evidence_id(case_id, e) for e in args.evidence_ids or []]
+    evidence_ids = [e.id for e in analysable(list(store.get_case(case_id).evidence), chosen)]  # video: its frames
     if not evidence_ids:
         print("error: the case has no evidence to analyse; add some with `case add`", file=sys.stderr)
         return EXIT_USAGE

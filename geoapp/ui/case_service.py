@@ -213,14 +213,20 @@ class CaseWorkbench:
 
     # ------------------------------------------------------------------ evidence, claims, notes
     def add_evidence(self, case_id: str | None, paths: Sequence[str], actor: str) -> EvidenceOutcome:
-        """Add each file on its own (each one is added completely or not at all)."""
+        """Add each file on its own (each one is added completely or not at all); a video adds its keyframes."""
         case_id = self._case_id(case_id)
         if not paths:
             raise FormError("Drop one or more photos into the evidence box first.")
+        from geoapp.cases.videos import add_video_file
+        from geoapp.imaging.video import is_video_path
+
         outcome = EvidenceOutcome()
         for path in paths:
             try:
-                outcome.added.append(self.store.add_evidence_file(case_id, path, actor=actor))
+                if is_video_path(str(path)):  # one evidence item, its keyframes derived evidence (as `case add`)
+                    outcome.added.append(add_video_file(self.store, case_id, path, actor=actor).video)
+                else:
+                    outcome.added.append(self.store.add_evidence_file(case_id, path, actor=actor))
             except DuplicateEvidenceError as error:
                 outcome.skipped.append(f"{display_name(Path(path).name)} is already evidence in this case "
                                        f"({error.existing_id[:8]}).")
@@ -266,11 +272,12 @@ class CaseWorkbench:
         Every chosen file is verified first: one missing or altered file stops the whole run
         before the model starts, so nothing is recorded from a half-checked batch.
         """
+        from geoapp.cases.videos import analysable
+
         case = self.get_case(case_id)
-        by_id = {e.id: e for e in case.evidence}
-        if not by_id:
+        if not case.evidence:
             raise FormError("This case has no evidence yet: drop photos into the evidence box first.")
-        chosen = [by_id[i] for i in request.evidence_ids if i in by_id] if request.evidence_ids else list(by_id.values())
+        chosen = analysable(list(case.evidence), tuple(request.evidence_ids))  # a video: its keyframes
         if not chosen:
             raise FormError("The chosen evidence is no longer in this case; reopen it.")
         with tempfile.TemporaryDirectory(prefix="geoapp-case-analysis-") as folder:

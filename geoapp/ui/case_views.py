@@ -95,10 +95,24 @@ def evidence_rows(case) -> list[list]:
     rows = []
     for e in case.evidence:
         gps = e.gps
-        rows.append([display_text(e.original_name), f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
-                     _capture_time(e.exif), f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
+        rows.append([_evidence_name(e), f"{gps[0]:.5f}, {gps[1]:.5f}" if gps else "—",
+                     _capture_time(e.exif) if e.kind != "video" else str((e.media or {}).get("creation_time") or "—"),
+                     f"{e.width}×{e.height}", f"{e.file_size / 1e6:.2f} MB",
                      e.sha256[:SHA_SHOWN] + "…", e.added_by, _short(e.id)])
     return rows
+
+
+def _evidence_name(e) -> str:
+    """A video says so (duration, keyframes kept); a keyframe reads as derived from it."""
+    name = display_text(e.original_name)
+    media = e.media or {}
+    if e.kind == "video":
+        duration = media.get("duration_s")
+        length = f"{float(duration):.1f} s, " if duration is not None else ""
+        return f"{name} (video, {length}{media.get('keyframes', '?')} keyframes)"
+    if e.kind == "frame":
+        return f"↳ {name} (keyframe, shot {media.get('shot', '?')})"
+    return name
 
 
 def _capture_time(exif: dict | None) -> str:

@@ -27,6 +27,7 @@ from geoapp.ui.common import UiContext, progress_callback, user_errors
 from geoapp.ui.forms import MAX_TOP_K, REGION_WORLD, FormError
 from geoapp.ui.locate_tab import PHOTO_TYPES, SESSION_TTL_S
 from geoapp.ui.region_picker import build_region_picker, region_form
+from geoapp.ui.video_tab import VIDEO_TYPES
 from geoapp.ui.satellite import (
     build_satellite_controls,
     build_satellite_image,
@@ -264,8 +265,9 @@ def build_cases_tab(ctx: UiContext, online_tiles: gr.Checkbox, workbench: CaseWo
                                   column_widths=cv.CASE_COLUMN_WIDTHS, elem_id="geoapp-case-list")
     with gr.Row(equal_height=False):
         with gr.Column():
-            evidence_files = gr.File(label="Evidence — drop photos here", file_count="multiple",
-                                     file_types=PHOTO_TYPES, height=120, elem_id="geoapp-case-evidence")
+            evidence_files = gr.File(label="Evidence — drop photos or videos here (a video adds its keyframes)",
+                                     file_count="multiple", file_types=PHOTO_TYPES + VIDEO_TYPES, height=120,
+                                     elem_id="geoapp-case-evidence")
             evidence_button = gr.Button("Add evidence")
         with gr.Column():
             place = gr.Textbox(label="Claimed place", max_lines=1,

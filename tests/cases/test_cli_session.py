@@ -74,7 +74,10 @@ def test_scripted_session_and_import_elsewhere(make_db_url, tmp_path, small_gall
     assert "<script" not in html and "Photo claimed to show Kharkiv" in html and "RANDOM" in html
     assert html.count("data:image/jpeg") == 2 and html.count("data:image/png") == 2  # photos and Grad-CAMs
     geojson = json.loads(outputs["geojson"].read_text())
-    assert geojson["type"] == "FeatureCollection" and len(geojson["features"]) == 2 + 2 + 6
+    kinds = [f["properties"]["kind"] for f in geojson["features"]]
+    # claim point + area, 2 EXIF GPS, 2 analyses x 3 candidates, 2 analyses x 4 credible areas
+    assert geojson["type"] == "FeatureCollection" and len(kinds) == 2 + 2 + 6 + 8
+    assert kinds.count("credible_area") == 8 and kinds.count("candidate") == 6
     assert ET.parse(outputs["kml"]).getroot().findall(".//{http://www.opengis.net/kml/2.2}Placemark")
     assert len(list(csv.DictReader(io.StringIO(outputs["csv"].read_text())))) == 6
 

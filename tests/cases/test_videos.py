@@ -17,9 +17,9 @@ from PIL import Image
 from geoapp.cases import CaseStore
 from geoapp.cases.bundle import export_bundle, import_bundle
 from geoapp.cases.errors import CaseInputError, DuplicateEvidenceError
-from geoapp.cases.videos import add_video_file
+from geoapp.cases.videos import add_video_file, analysable
 
-from ..conftest import REPO
+from ..conftest import REPO, shared_path
 from ..imaging.video.clips import CUTS, three_shots
 
 
@@ -70,6 +70,19 @@ def test_frames_are_analysed_like_photos_and_the_bundle_keeps_the_video(store: C
     frames = sorted((e for e in copy if e.kind == "frame"), key=lambda e: e.time_s)
     assert [f.sha256 for f in frames] == [f.sha256 for f in added.frames]
     assert {f.parent_id for f in frames} == {videos[0].id} and videos[0].id != added.video.id
+
+
+def test_a_video_is_analysed_through_its_keyframes(store: CaseStore, clip):
+    case = store.create_case("c", actor="a")
+    added = add_video_file(store, case.id, clip, actor="a")
+    photo = store.add_evidence_file(case.id, shared_path("exif-samples", "jpg", "gps", "DSCN0010.jpg"), actor="a")
+    evidence = list(store.get_case(case.id).evidence)
+    frames = [f.id for f in added.frames]
+    assert [e.id for e in analysable(evidence, (added.video.id,))] == frames
+    everything = [e.id for e in analysable(evidence)]
+    assert added.video.id not in everything and set(frames) <= set(everything)
+    assert everything == [photo.id] + frames or everything == frames + [photo.id]
+    assert [e.id for e in analysable(evidence, (frames[1], added.video.id))] == [frames[1], frames[0], *frames[2:]]
 
 
 def test_unreadable_videos_add_nothing(store: CaseStore, tmp_path):

@@ -29,3 +29,28 @@ def test_a_dropped_video_shows_the_frame_strip_and_the_fused_map(running_app, br
     page.wait_for_timeout(1000)
     page.screenshot(path=str(artifacts_dir / "locate_video.png"), full_page=True)
     assert browser.external() == []
+
+
+def test_a_case_keeps_a_dropped_video_and_its_keyframes(running_app, browser, artifacts_dir, tmp_path):
+    clip = tmp_path / "case_clip.mp4"
+    three_shots(clip)
+    page = browser.page
+    browser.open(running_app.url)
+    page.get_by_role("tab", name="Cases").click()
+    page.get_by_label("Title").fill("Case with a video")
+    page.locator("#geoapp-case-create").click()
+    page.wait_for_selector("#geoapp-case-header h2:has-text('Case with a video')", timeout=120_000)
+    browser.upload("#geoapp-case-evidence", [str(clip)])
+    page.get_by_role("button", name="Add evidence").click()
+    page.wait_for_selector("#geoapp-case-evidence-table >> text=(video, >> visible=true", timeout=180_000)
+    table = page.locator("#geoapp-case-evidence-table").inner_text()
+    assert "case_clip.mp4 (video, 8.0 s," in table, table
+    assert table.count("case_clip.mp4#t=") >= 3 and "(keyframe, shot" in table, table
+    # Analysing the case runs on the keyframes (a video stands for its frames), one analysis each.
+    page.locator("#geoapp-case-analyse").click()
+    page.wait_for_selector("#geoapp-case-analyses >> text=case_clip.mp4#t= >> visible=true", timeout=400_000)
+    page.wait_for_timeout(1000)
+    analyses = page.locator("#geoapp-case-analyses").inner_text()
+    assert analyses.count("case_clip.mp4#t=") == table.count("case_clip.mp4#t="), analyses
+    page.screenshot(path=str(artifacts_dir / "case_video.png"), full_page=True)
+    assert browser.external() == []
