@@ -188,6 +188,14 @@ class BrowserSession:
         self.page.goto(url, wait_until="domcontentloaded")
         self.page.wait_for_selector("#geoapp-photos input[type=file]", state="attached", timeout=PAGE_READY_S * 1000)
 
+    def new_case(self, url: str, title: str) -> None:
+        """Open the app's Cases tab and create a case (waits until it is open)."""
+        self.open(url)
+        self.page.get_by_role("tab", name="Cases").click()
+        self.page.get_by_label("Title").fill(title)
+        self.page.locator("#geoapp-case-create").click()
+        self.page.wait_for_selector(f"#geoapp-case-header h2:has-text('{title}')", timeout=120_000)
+
     def upload(self, selector: str, paths: list[str]) -> None:
         """Give files to a gr.File and wait until every one is uploaded (listed with its size)."""
         self.page.locator(f"{selector} input[type=file]").set_input_files(paths)

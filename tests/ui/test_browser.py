@@ -91,11 +91,7 @@ def test_translocator_segmentation_and_scene_in_the_browser(running_app, artifac
 def test_cases_tab_in_the_browser_offline(running_app, artifacts_dir, browser):
     """Create a case, add a GPS photo, claim, analyse: the case map shows claim, EXIF and candidates."""
     page = browser.page
-    browser.open(running_app.url)
-    page.get_by_role("tab", name="Cases").click()
-    page.get_by_label("Title").fill("Browser case")
-    page.locator("#geoapp-case-create").click()
-    page.wait_for_selector("#geoapp-case-header h2:has-text('Browser case')", timeout=120_000)
+    browser.new_case(running_app.url, "Browser case")
     browser.upload("#geoapp-case-evidence", [str(shared_path(*GPS_PHOTO))])
     page.get_by_role("button", name="Add evidence").click()
     page.wait_for_selector("text=43.46745, 11.88513 >> visible=true", timeout=120_000)  # EXIF GPS in the evidence table

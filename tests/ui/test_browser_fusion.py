@@ -72,11 +72,7 @@ def _add_case_clue(page, clue: str, source: str) -> None:
 
 def _case_with_clues(running_app, artifacts_dir, browser):
     page = browser.page
-    browser.open(running_app.url)
-    page.get_by_role("tab", name="Cases").click()
-    page.get_by_label("Title").fill("Case with clues")
-    page.locator("#geoapp-case-create").click()
-    page.wait_for_selector("#geoapp-case-header h2:has-text('Case with clues')", timeout=120_000)
+    browser.new_case(running_app.url, "Case with clues")
     browser.upload("#geoapp-case-evidence", [str(shared_path(*GPS_PHOTO))])
     page.get_by_role("button", name="Add evidence").click()
     page.wait_for_selector("text=43.46745, 11.88513 >> visible=true", timeout=120_000)

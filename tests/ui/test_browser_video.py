@@ -35,11 +35,7 @@ def test_a_case_keeps_a_dropped_video_and_its_keyframes(running_app, browser, ar
     clip = tmp_path / "case_clip.mp4"
     three_shots(clip)
     page = browser.page
-    browser.open(running_app.url)
-    page.get_by_role("tab", name="Cases").click()
-    page.get_by_label("Title").fill("Case with a video")
-    page.locator("#geoapp-case-create").click()
-    page.wait_for_selector("#geoapp-case-header h2:has-text('Case with a video')", timeout=120_000)
+    browser.new_case(running_app.url, "Case with a video")
     browser.upload("#geoapp-case-evidence", [str(clip)])
     page.get_by_role("button", name="Add evidence").click()
     page.wait_for_selector("#geoapp-case-evidence-table >> text=(video, >> visible=true", timeout=180_000)
