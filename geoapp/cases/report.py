@@ -53,6 +53,8 @@ code, .hash { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .verdict.supported { color: #15803d; } .verdict.contradicted { color: #b91c1c; } .verdict.inconclusive { color: #a16207; }
 figure { margin: .5rem 0 1rem; } figure img { max-width: 100%; max-height: 520px; border: 1px solid #94a3b8; }
 .pair { display: flex; gap: 1rem; flex-wrap: wrap; } .pair figure { flex: 1 1 300px; }
+.strip { display: flex; gap: .5rem; flex-wrap: wrap; } .strip figure { width: 200px; margin: 0; }
+.strip img { width: 100%; } .strip figcaption { font-size: 12px; }
 .legend span { margin-right: 1.2rem; }
 section, figure, table, .evidence, .analysis { break-inside: avoid-page; }
 @media print {
@@ -87,7 +89,7 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"
 
 
-def _preview(data: bytes) -> str | None:
+def _preview(data: bytes, side: int = PREVIEW_SIDE) -> str | None:
     """A downscaled JPEG data URI of an image (orientation applied), or None if it cannot be decoded."""
     from geoapp.imaging import ImageLoadError, load_image
 
@@ -95,7 +97,7 @@ def _preview(data: bytes) -> str | None:
         image = load_image(data).image.copy()
     except ImageLoadError:
         return None
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    image.thumbnail((side, side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -223,7 +225,16 @@ def _evidence_section(store: CaseStore, case: Case, problems: dict[str, Integrit
         return '<p class="muted">No evidence added.</p>'
     out = []
     for item in case.evidence:
+        if item.kind == "video":
+            out.append(_video_block(store, case, item, problems))
+            continue
         out.append(f'<div class="evidence"><h3>{e(item.original_name)}</h3>')
+        if item.kind == "frame":  # shown in its video's frame strip: the rows identify it
+            out.append(_rows([("SHA-256", f'<span class="hash">{e(item.sha256)}</span>'),
+                              ("Keyframe of", e(_parent_name(case, item))), ("Time", e(f"{item.time_s:.2f} s")),
+                              ("Size", e(f"{item.file_size:,} bytes, {item.width}×{item.height} px"))]))
+            out.append("</div>")
+            continue
         problem = problems.get(item.sha256)
         uri = None
         if problem is None:
@@ -242,6 +253,50 @@ def _evidence_section(store: CaseStore, case: Case, problems: dict[str, Integrit
                           ("Size", e(f"{item.file_size:,} bytes, {item.width}×{item.height} px")),
                           ("Added", e(f"{_when(item.added_at)} by {item.added_by}")), *_exif_rows(item)]))
         out.append("</div>")
+    return "".join(out)
+
+
+STRIP_SIDE = 200
+
+
+def _parent_name(case: Case, frame: Evidence) -> str:
+    return next((v.original_name for v in case.evidence if v.id == frame.parent_id), "?")
+
+
+def _video_block(store: CaseStore, case: Case, video: Evidence, problems: dict[str, IntegrityProblem]) -> str:
+    """A video: its container facts, then the strip of its keyframes (time, shot, the latest analysis's top place)."""
+    media = video.media or {}
+    frames = sorted((f for f in case.evidence if f.kind == "frame" and f.parent_id == video.id), key=lambda f: f.time_s)
+    latest = {a.evidence_id: a for a in case.analyses}  # analyses are oldest first: the last one wins
+    duration = media.get("duration_s")
+    out = [f'<div class="evidence"><h3>{e(video.original_name)} (video)</h3>']
+    if video.sha256 in problems:
+        out.append(f'<div class="bad">{e(problems[video.sha256].message)}</div>')
+    out.append(_rows([("SHA-256", f'<span class="hash">{e(video.sha256)}</span>'),
+                      ("Container / codec", e(f"{video.format or '?'} / {media.get('codec') or '?'}")),
+                      ("Duration", e(f"{float(duration):.1f} s" if duration is not None else "unknown")),
+                      ("Creation time (container)", e(media.get("creation_time") or "—")),
+                      ("Size", e(f"{video.file_size:,} bytes, {video.width}×{video.height} px")),
+                      ("Keyframes kept", e(f"{len(frames)} from {media.get('shots', '?')} shot(s)")),
+                      ("Added", e(f"{_when(video.added_at)} by {video.added_by}"))]))
+    figures = []
+    for frame in frames:
+        uri = None
+        if frame.sha256 not in problems:
+            try:
+                uri = _preview(store.evidence_bytes(frame), STRIP_SIDE)
+            except EvidenceIntegrityError:
+                uri = None
+        analysis = latest.get(frame.id)
+        top = (analysis.candidates or [{}])[0] if analysis is not None else {}
+        place = (f" → {top.get('place') or 'no place name'} ({top['probability']:.0%})"
+                 + (" — RANDOM WEIGHTS" if analysis.random_weights else "")) if "probability" in top else ""
+        image = f'<img src="{uri}" alt="{e(frame.original_name)}">' if uri else '<div class="bad">not readable</div>'
+        figures.append(f'<figure>{image}<figcaption>t = {frame.time_s:.2f} s · shot '
+                       f'{e((frame.media or {}).get("shot", "?"))}{e(place)}</figcaption></figure>')
+    if figures:
+        out.append(f'<div class="strip">{"".join(figures)}</div>')
+    out.append("</div>")
     return "".join(out)
 
 

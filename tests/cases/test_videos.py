@@ -85,6 +85,21 @@ def test_a_video_is_analysed_through_its_keyframes(store: CaseStore, clip):
     assert [e.id for e in analysable(evidence, (frames[1], added.video.id))] == [frames[1], frames[0], *frames[2:]]
 
 
+def test_the_report_shows_the_video_and_its_frame_strip(store: CaseStore, clip, small_locator):
+    from geoapp.cases.report import render_html
+
+    case = store.create_case("c", actor="a")
+    added = add_video_file(store, case.id, clip, actor="a")
+    store.run_analysis(case.id, added.frames[1].id, small_locator, top_k=2)
+    page = render_html(store, case.id)
+    strip = page[page.index('<div class="strip">'):]
+    strip = strip[:strip.index("</div></div>")]
+    assert strip.count("<figure>") == len(added.frames) and strip.count("data:image/jpeg") == len(added.frames)
+    assert "t = 0.00 s · shot 0" in strip and "→ " in strip and "RANDOM WEIGHTS" in strip  # frame 1 was analysed
+    assert "clip.mp4 (video)" in page and "h264" in page and "2024-05-01T10:00:00Z" in page
+    assert page.count("Keyframe of") == len(added.frames)
+
+
 def test_unreadable_videos_add_nothing(store: CaseStore, tmp_path):
     case = store.create_case("c", actor="a")
     broken = tmp_path / "broken.mp4"
