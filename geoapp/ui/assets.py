@@ -20,7 +20,8 @@ import json
 import threading
 from pathlib import Path
 
-from geoapp.ui.maps.render import BASEMAP_GLOBAL, BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
+from geoapp.ui.maps.elements import BASEMAP_GLOBAL
+from geoapp.ui.maps.render import BASEMAP_JS, HEAT_JS, LEAFLET_CSS, LEAFLET_JS
 from geoapp.fileio import atomic_write
 from geoapp.settings import get_settings
 

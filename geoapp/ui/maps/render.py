@@ -11,7 +11,8 @@ a machine with internet. Folium's own defaults (jQuery, Bootstrap, Font Awesome 
 never used: markers are plain ``L.divIcon`` s and popups are bound with Leaflet directly.
 
 Every text that can come from a user (file names, place names, queries, region labels) goes
-through :func:`_text` before reaching HTML, and through ``tojson`` before reaching JavaScript.
+through :func:`_text` (:func:`geoapp.ui.maps.elements.safe_text`) before reaching HTML, and through ``tojson``
+before reaching JavaScript. The small Folium elements live in :mod:`geoapp.ui.maps.elements`.
 """
 
 from __future__ import annotations
@@ -23,20 +24,21 @@ from dataclasses import dataclass, field
 
 import folium
 import numpy as np
-from folium.elements import JSCSSMixin
-from folium.map import Layer
-from folium.template import Template
 
 from geoapp.results.prediction import Prediction
 from geoapp.results.prediction import percent as _percent
-from geoapp.results.textsafe import display_text
+from geoapp.ui.maps.elements import CountryOutlines as _CountryOutlines
+from geoapp.ui.maps.elements import PointCloud as _PointCloud
+from geoapp.ui.maps.elements import overlay_html as _overlay_html
+from geoapp.ui.maps.elements import popup as _popup
+from geoapp.ui.maps.elements import safe_text as _text
+from geoapp.ui.maps.elements import tooltip as _tooltip
 
 # File names inside a local asset folder (see geoapp/ui/assets.py, which fills it).
 LEAFLET_JS = "leaflet.js"
 LEAFLET_CSS = "leaflet.css"
 HEAT_JS = "leaflet-heat.js"
 BASEMAP_JS = "countries.js"  # defines window.GEOAPP_COUNTRIES (a GeoJSON FeatureCollection)
-BASEMAP_GLOBAL = "GEOAPP_COUNTRIES"
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
@@ -143,103 +145,6 @@ class _Bounds:
         pad_lon = max(pad_deg, (east - west) * 0.12)
         return [[max(-80.0, south - pad_lat), max(-180.0, west - pad_lon)],
                 [min(84.0, north + pad_lat), min(180.0, east + pad_lon)]]
-
-
-# ---------------------------------------------------------------------------- text safety
-def _text(value: object) -> str:
-    """User text -> HTML-safe text (also safe inside JS template literals: no ` or $)."""
-    return html.escape(display_text(value), quote=True).replace("`", "&#96;").replace("$", "&#36;")
-
-
-# ---------------------------------------------------------------------------- small elements
-class _Bind(folium.MacroElement):
-    """Bind a popup or tooltip to the parent layer with plain Leaflet (folium's Popup needs jQuery)."""
-
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-            {{ this._parent.get_name() }}.{{ this.method }}({{ this.content|tojson }}, {{ this.options|tojson }});
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, method: str, content: str, **options: object) -> None:
-        super().__init__()
-        self._name = "Bind"
-        self.method = method
-        self.content = content
-        self.options = options
-
-
-def _popup(content_html: str, max_width: int = 320) -> _Bind:
-    return _Bind("bindPopup", content_html, maxWidth=max_width)
-
-
-def _tooltip(content_html: str) -> _Bind:
-    return _Bind("bindTooltip", content_html, sticky=False, direction="top")
-
-
-class _CountryOutlines(JSCSSMixin, Layer):
-    """Offline basemap: country polygons from a script served with the app (no tile server).
-
-    Drawn in its own pane *below* the tile pane: online tiles cover it when they load, and it
-    is what the analyst sees when they cannot (offline mode, blocked network).
-    """
-
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-            {{ this._parent.get_name() }}.createPane("geoappBasemap");
-            {{ this._parent.get_name() }}.getPane("geoappBasemap").style.zIndex = 150;
-            var {{ this.get_name() }} = L.geoJSON(
-                window[{{ this.global_name|tojson }}] || {"type": "FeatureCollection", "features": []},
-                {style: {{ this.style|tojson }}, interactive: false, pane: "geoappBasemap"}
-            );
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, script_url: str, name: str) -> None:
-        super().__init__(name=name, overlay=False, control=False, show=True)
-        self._name = "CountryOutlines"
-        self.global_name = BASEMAP_GLOBAL
-        self.style = {"color": "#7d8791", "weight": 0.7, "fillColor": "#f4f1ea", "fillOpacity": 1.0}
-        # Instance attribute: never mutate folium's class-level lists (shared across threads).
-        self.default_js = [("geoapp_countries", script_url)]
-        self.default_css = []
-
-
-class _PointCloud(Layer):
-    """Many small circles drawn on one canvas: [lat, lon, colour, radius, opacity, tooltip]."""
-
-    _template = Template(
-        """
-        {% macro script(this, kwargs) %}
-            var {{ this.get_name() }} = (function () {
-                var group = L.featureGroup();
-                var renderer = L.canvas({padding: 0.5});
-                var points = {{ this.points|tojson }};
-                for (var i = 0; i < points.length; i++) {
-                    var p = points[i];
-                    L.circleMarker([p[0], p[1]], {renderer: renderer, radius: p[3], stroke: false,
-                                                  fillColor: p[2], fillOpacity: p[4]})
-                        .bindTooltip(p[5]).addTo(group);
-                }
-                return group;
-            })();
-        {% endmacro %}
-        """
-    )
-
-    def __init__(self, points: list[list], name: str, show: bool = True) -> None:
-        super().__init__(name=name, overlay=True, control=True, show=show)
-        self._name = "PointCloud"
-        self.points = points
-
-
-def _overlay_html(root: folium.Figure, html_text: str) -> None:
-    """Add a fixed box (banner, legend) on top of the map page."""
-    root.html.add_child(folium.Element(html_text))
 
 
 _PAGE_CSS = """
