@@ -24,17 +24,22 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _normal_scheduling():
-    """Each test starts under the normal scheduling policy. A test worker was seen switched to SCHED_FIFO 99 by
-    something outside the suite (the sandbox's VM agent, mid-run); the browsers and app servers it then started
-    inherited it, and one spinning Chromium starved the 2-core machine until the run stalled."""
+def normal_scheduling() -> None:
+    """Back to the normal scheduling policy. A test worker was seen switched to SCHED_FIFO 99 by something
+    outside the suite (the sandbox's VM agent, mid-run); the browsers and app servers it then started inherited
+    it, and a Playwright driver and Chromium spinning at real-time priority starved the 2-core machine until the
+    run stalled."""
     if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
         try:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         except OSError:
             pass  # not allowed here: nothing to undo
-    yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of the test is set up (module- and session-scoped ones such as the browser included)."""
+    normal_scheduling()
 
 
 @pytest.fixture(scope="session", autouse=True)
