@@ -1,7 +1,7 @@
 """Same top places on every engine: `geoapp predict --runtime torch|onnx|openvino --format json` on the shared
 photos (fp32), one process per family and engine, and the top-5 places of each photo compared with torch's.
 
-    python benchmarks/bench_runtime_parity.py [--families satworld geoclip-random] [--json OUT]
+    python benchmarks/bench_runtime_parity.py [--families satworld maptiles geoclip-random] [--json OUT]
 
 `geoclip-random` is GeoCLIP's ViT-L/14 with RANDOM backbone weights (the real ones cannot be downloaded here):
 parity of the engines does not depend on the weight values, the places themselves mean nothing. The first run of
@@ -22,6 +22,7 @@ from _common import REPO, bench_parser, emit, machine
 
 FAMILIES = {
     "satworld": ["--model", "satworld"],
+    "maptiles": ["--model", "maptiles"],
     "geoclip-random": ["--model", "geoclip", "--backbone-weights", "random"],
 }
 ENGINES = ("torch", "onnx", "openvino")
