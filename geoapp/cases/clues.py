@@ -90,6 +90,12 @@ class CaseAreas:
         return text + (f". The claimed place lies {self.claim}." if self.claim else ".")
 
 
+def latest_claim_point(case):
+    """The case's newest claim and its point (None for a country claim or no claim): what areas are read against."""
+    claim = case.claims[-1] if case.claims else None
+    return claim, ((claim.lat, claim.lon) if claim is not None and claim.lat is not None else None)
+
+
 def analysis_areas(analysis: Analysis, clues: list[CaseClue], claim_point: tuple[float, float] | None = None,
                    levels: tuple[float, ...] = LEVELS) -> CaseAreas | None:
     """The credible areas of a stored analysis (its kept surface points) times the current clues."""
@@ -126,8 +132,7 @@ def report_section(case, escape) -> str:
                    f"<td>{escape(c.source)}</td><td>{escape(c.created_by)}</td></tr>" for c in case.clues)
     out = [f"<table><tr><th>Clue</th><th>Text</th><th>Kind</th><th>Source</th><th>Added by</th></tr>{rows}</table>"
            if rows else '<p class="muted">No clues recorded: the areas below are the photo maps alone.</p>']
-    claim = case.claims[-1] if case.claims else None
-    point = (claim.lat, claim.lon) if claim is not None and claim.lat is not None else None
+    claim, point = latest_claim_point(case)
     for analysis in case.analyses:
         areas = analysis_areas(analysis, case.clues, point)
         if areas is None:

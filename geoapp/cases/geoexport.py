@@ -22,7 +22,7 @@ from geoapp.results.kml import features_to_kml
 from geoapp.results.textsafe import csv_cell
 
 from .claims import claim_region
-from .clues import analysis_areas
+from .clues import analysis_areas, latest_claim_point
 from .figures import analysis_caveats
 from .models import Case, Claim
 from .service import CaseStore
@@ -74,8 +74,7 @@ def geo_features(case: Case) -> list[dict[str, Any]]:
 def area_features(case: Case, names: dict[str, str]) -> list[dict[str, Any]]:
     """The credible areas of every analysis fused with the case's clues (largest level first, so a map
     draws the smaller areas on top)."""
-    claim = case.claims[-1] if case.claims else None
-    point = (claim.lat, claim.lon) if claim is not None and claim.lat is not None else None
+    claim, point = latest_claim_point(case)
     features = []
     for analysis in case.analyses:
         areas = analysis_areas(analysis, case.clues, point)

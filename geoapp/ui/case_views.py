@@ -184,13 +184,12 @@ def clue_rows(case) -> list[list]:
 def areas_markdown(case) -> str:
     """Each analysis (newest first) times the case's clues: its credible areas (calibrated or not, as stored
     for its model) and where the latest claim lies, the statement the report makes."""
-    from geoapp.cases.clues import analysis_areas
+    from geoapp.cases.clues import analysis_areas, latest_claim_point
 
     if not case.analyses:
         return "_Credible areas appear here once an analysis is recorded (each analysis × the clues above)._"
     names = _names(case)
-    claim = case.claims[-1] if case.claims else None
-    point = (claim.lat, claim.lon) if claim is not None and claim.lat is not None else None
+    claim, point = latest_claim_point(case)
     lines = [f"**Credible areas** (each analysis × {len(case.clues)} clue(s)):"]
     for analysis in list(reversed(case.analyses))[:AREA_ANALYSES_SHOWN]:
         areas = analysis_areas(analysis, case.clues, point)

@@ -103,9 +103,14 @@ def fuse_located(results: list, clue_texts: tuple[str, ...], same_place: bool, r
     return [maps.get(id(r)) for r in results]
 
 
+def _exif_proposal(located):
+    """The time-zone clue the photo's EXIF capture time (with its offset) proposes, or None."""
+    return proposed_from_exif(((located.prediction.image or {}).get("exif") or {}).get("capture_time"))
+
+
 def _accepted_exif_clue(located, given: set[str]):
     """The photo's EXIF time-zone proposal as an accepted clue (None without one, or when already given)."""
-    proposal = proposed_from_exif(((located.prediction.image or {}).get("exif") or {}).get("capture_time"))
+    proposal = _exif_proposal(located)
     if proposal is None or proposal.text in given:
         return None
     return parse_clue(proposal.text, source=f"EXIF OffsetTimeOriginal of {located.name} (accepted by the analyst)")
@@ -115,7 +120,7 @@ def _fused(post: Posterior, located: list, clues: list, levels: tuple[float, ...
     given = {c.text for c in clues}
     proposals = []
     for r in located:
-        proposal = proposed_from_exif(((r.prediction.image or {}).get("exif") or {}).get("capture_time"))
+        proposal = _exif_proposal(r)
         if proposal is not None and proposal.text not in given and proposal.text not in proposals:
             proposals.append(proposal.text)
     return FusedMap(post, tuple(r.name for r in located), post.areas(levels), proposals)
